@@ -1,0 +1,27 @@
+"""jaxvis: understand vision networks by optimizing their input, in JAX.
+
+    import jaxvis
+    model = jaxvis.load("mobilenet_v2")            # real ImageNet weights, offline first
+    logits = model(images)                         # float32 NHWC in [0, 1]
+    acts = model(images, capture=["features.14"])  # named activations
+"""
+
+from jaxvis.errors import InvalidImageError, JaxvisError, UnknownArchitectureError, UnknownLayerError
+from jaxvis.load import architecture, load
+from jaxvis.models import ARCHITECTURES, Architecture, Model
+from jaxvis.models.probe import FastPaths
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "FastPaths",
+    "InvalidImageError",
+    "JaxvisError",
+    "Model",
+    "UnknownArchitectureError",
+    "UnknownLayerError",
+    "architecture",
+    "load",
+]

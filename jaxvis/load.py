@@ -1,0 +1,121 @@
+"""`jaxvis.load`: an architecture name plus weights -> a `Model`.
+
+Pretrained weights are found offline first (see `converters.resolve`),
+converted once, and cached as an orbax checkpoint keyed by the source file's
+sha256, so a second load reads the cache and needs no torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import jax
+import numpy as np
+
+import converters
+from jaxvis.errors import UnknownArchitectureError
+from jaxvis.models import ARCHITECTURES
+from jaxvis.models.model import Architecture, Model, random_variables, variable_shapes
+from jaxvis.models.probe import FastPaths
+
+PRETRAINED = "pretrained"
+CACHE_ENV = "JAXVIS_CACHE"
+Weights = Union[str, os.PathLike, Mapping[str, Any], None]
+
+
+def architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise UnknownArchitectureError(name, sorted(ARCHITECTURES)) from None
+
+
+def load(
+    name: str,
+    weights: Weights = PRETRAINED,
+    *,
+    fast: bool | FastPaths = True,
+    cache: bool = True,
+    download: bool | None = None,
+    seed: int = 0,
+) -> Model:
+    """Build `name` with `weights`.
+
+    weights: "pretrained" (default; found offline first, downloaded only where
+        internet exists), a path to a `.pth` / `.safetensors` state_dict, a
+        state_dict (torch tensors or arrays), or None for a random init (`seed`).
+    fast: the numerically equivalent fast paths (BatchNorm folding, 1x1 convs as
+        matmuls, and on CPU depthwise convs as shifted products); False computes
+        every layer like torch does.
+    cache: keep converted weights as an orbax checkpoint under $JAXVIS_CACHE
+        (default ~/.cache/jaxvis) keyed by the file's sha256.
+    """
+    arch = architecture(name)
+    if weights is None:
+        variables = random_variables(arch, seed)
+    elif isinstance(weights, Mapping):
+        variables = convert(arch, converters.as_numpy_state_dict(weights))
+    else:
+        user_path = None if weights == PRETRAINED else weights
+        resolved = converters.find_weights(arch.pretrained, user_path, download)
+        variables = load_file(arch, resolved.path, cache)
+    model = Model(arch, jax.tree_util.tree_map(jax.numpy.asarray, variables))
+    return model.with_fast_paths(fast)
+
+
+def convert(arch: Architecture, state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """A numpy state_dict (in the arch's naming or a known foreign one) -> Flax variables."""
+    naming = converters.detect_naming(state_dict.keys(), arch.namings)
+    return converters.convert_state_dict(
+        state_dict,
+        variable_shapes(arch),
+        target_name=f"{arch.name} ({arch.source} naming{', read as ' + naming.name if naming else ''})",
+        ignore=arch.ignore_keys,
+        rename=naming.rename if naming else None,
+    )
+
+
+def load_file(arch: Architecture, path: Path, cache: bool = True) -> dict[str, Any]:
+    """Variables from a weight file, through the conversion cache."""
+    digest = converters.sha256_of(path)
+    location = cache_dir() / arch.name / digest[:24]
+    if cache and location.is_dir():
+        cached = _restore(location)
+        if cached is not None:
+            return cached
+    variables = convert(arch, converters.read_state_dict(path))
+    if cache:
+        _save(location, variables)
+    return variables
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or os.path.expanduser("~/.cache/jaxvis"))
+
+
+def _restore(location: Path) -> dict[str, Any] | None:
+    import orbax.checkpoint as ocp
+
+    try:
+        return ocp.StandardCheckpointer().restore(location.resolve())
+    except Exception as err:  # a damaged cache entry is rebuilt, not fatal
+        print(f"jaxvis: ignoring unreadable cache {location} ({type(err).__name__}); converting again", file=sys.stderr)
+        shutil.rmtree(location, ignore_errors=True)
+        return None
+
+
+def _save(location: Path, variables: dict[str, Any]) -> None:
+    import orbax.checkpoint as ocp
+
+    location.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(location.resolve(), variables)
+        checkpointer.wait_until_finished()
+    except Exception as err:  # a read-only cache must not stop a load
+        print(f"jaxvis: could not cache converted weights at {location}: {err}", file=sys.stderr)

@@ -1,0 +1,31 @@
+"""Converted network families.  `ARCHITECTURES` maps every supported name to its `Architecture`."""
+
+from jaxvis.models.alexnet import ALEXNET
+from jaxvis.models.efficientnet import EFFICIENTNET_LITE0
+from jaxvis.models.googlenet import GOOGLENET
+from jaxvis.models.mixer import MIXER_B16_224, RESMLP_12_224
+from jaxvis.models.mobilenet import MOBILENET_V2
+from jaxvis.models.model import Architecture, Model
+from jaxvis.models.resnet import RESNET18, RESNET50
+from jaxvis.models.vgg import VGG16, VGG19
+from jaxvis.models.vit import VIT_B_16, VIT_SMALL_PATCH16_224
+
+ARCHITECTURES: dict[str, Architecture] = {
+    arch.name: arch
+    for arch in (
+        MOBILENET_V2,
+        EFFICIENTNET_LITE0,
+        RESNET18,
+        RESNET50,
+        VGG16,
+        VGG19,
+        ALEXNET,
+        GOOGLENET,
+        VIT_B_16,
+        VIT_SMALL_PATCH16_224,
+        MIXER_B16_224,
+        RESMLP_12_224,
+    )
+}
+
+__all__ = ["ARCHITECTURES", "Architecture", "Model"]

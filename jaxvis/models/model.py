@@ -1,0 +1,184 @@
+"""`Model`: converted weights plus a pure forward with named captures and edits.
+
+    logits = model(images)                                   # float NHWC in [0, 1]
+    acts = model(images, capture=["features.14", "logits"])  # {name: activation}
+    acts = model(images, capture=[...], edit={"features.14": fn})
+
+A model is a pytree (its variables are the leaves; the architecture and fast
+paths are static), so it can be passed through `jax.jit`, closed over, and
+used under `jax.grad` and `jax.vmap`.  Activations keep the layout of the
+computation: NHWC for conv features, (N, tokens, dim) for transformers and
+mixers, (N, features) after pooling.  `"logits"` names the final output.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from converters.namings import Naming
+from converters.resolve import WeightSource
+from jaxvis.errors import InvalidImageError, UnknownLayerError
+from jaxvis.models.probe import Edit, FastPaths, Probe, StopForward
+
+Array = jax.Array
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+OUTPUT = "logits"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything static about a network: how to build it, feed it, and find its weights."""
+
+    name: str
+    family: str  # "cnn", "vit" or "mlp"
+    source: str  # the library whose state_dict naming the model mirrors
+    build: Callable[[], nn.Module]
+    min_size: int  # smallest square input the network accepts
+    input_size: int = 224
+    fixed_size: bool = False  # transformers/mixers: only `input_size` (fixed token count)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    num_classes: int = 1000
+    pretrained: tuple[WeightSource, ...] = ()
+    ignore_keys: tuple[str, ...] = ()  # state_dict prefixes that are known and unused
+    namings: tuple[Naming, ...] = ()  # foreign state_dict namings recognised and translated
+    notes: str = ""
+
+    @functools.cached_property
+    def module(self) -> nn.Module:
+        return self.build()
+
+
+@dataclass(frozen=True)
+class Model:
+    arch: Architecture
+    variables: Any
+    fast: FastPaths = field(default_factory=FastPaths.none)
+
+    @property
+    def name(self) -> str:
+        return self.arch.name
+
+    @property
+    def input_size(self) -> int:
+        return self.arch.input_size
+
+    @property
+    def layers(self) -> list[str]:
+        """Every capturable name, in forward order, named like the torch modules; `"logits"` last."""
+        return list(layer_shapes(self.arch, self.arch.input_size))
+
+    def layer_shapes(self, size: int | None = None) -> dict[str, tuple[int, ...]]:
+        """`{name: activation shape}` for one image of `size` (default: the model's input size)."""
+        return dict(layer_shapes(self.arch, size or self.arch.input_size))
+
+    def with_fast_paths(self, fast: FastPaths | bool) -> "Model":
+        """The same weights computed with (True), without (False) or with chosen fast paths."""
+        if isinstance(fast, bool):
+            fast = FastPaths.for_backend(jax.default_backend()) if fast else FastPaths.none()
+        return replace(self, fast=fast)
+
+    def __call__(
+        self,
+        images: Array,
+        capture: Sequence[str] | str | None = None,
+        edit: Mapping[str, Edit] | None = None,
+    ) -> Array | dict[str, Array]:
+        """Logits, or `{name: activation}` for the names in `capture` (with `edit`s applied in the forward)."""
+        images = check_images(images, self.arch)
+        names = [capture] if isinstance(capture, str) else list(capture or [])
+        edit = dict(edit or {})
+        probe = Probe(
+            capture=names,
+            edit=edit,
+            fast=self.fast,
+            need_output=capture is None or OUTPUT in names or OUTPUT in edit,
+        )
+        outputs = forward(self.arch, self.variables, images, probe)
+        if capture is None:
+            return outputs
+        return {name: probe.captured[name] for name in names}
+
+
+def forward(arch: Architecture, variables: Any, images: Array, probe: Probe) -> Array | None:
+    """Run the network under `probe`; raises `UnknownLayerError` for names it never met."""
+    x = (images - jnp.asarray(arch.mean, images.dtype)) / jnp.asarray(arch.std, images.dtype)
+    try:
+        logits = arch.module.apply(variables, x, probe)
+        logits = probe.tap(OUTPUT, logits)
+    except StopForward:
+        return None
+    if probe.pending:  # the whole network ran and never met these names
+        raise UnknownLayerError(sorted(probe.pending), arch.name, probe.seen)
+    return logits
+
+
+@functools.lru_cache(maxsize=64)
+def layer_shapes(arch: Architecture, size: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of every tapped activation for one image, traced without computing anything."""
+    images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    probe = Probe(record_shapes=True)
+    jax.eval_shape(lambda variables, x: forward(arch, variables, x, probe), variable_shapes(arch), images)
+    return dict(probe.shapes)
+
+
+@functools.lru_cache(maxsize=64)
+def variable_shapes(arch: Architecture) -> Any:
+    """The variable tree of `arch` as shape structs (what a state_dict must fill)."""
+    size = arch.input_size
+    dummy = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    return jax.eval_shape(lambda x: arch.module.init(jax.random.key(0), x, Probe()), dummy)
+
+
+def random_variables(arch: Architecture, seed: int = 0) -> Any:
+    """Freshly initialised variables (torch's default init for convs and linears)."""
+    size = arch.input_size
+    init = jax.jit(lambda key: arch.module.init(key, jnp.zeros((1, size, size, 3)), Probe()))
+    return init(jax.random.key(seed))
+
+
+def check_images(images: Any, arch: Architecture) -> Array:
+    """Raise `InvalidImageError` unless `images` is a float NHWC batch with 3 channels the network accepts."""
+    shape = tuple(np.shape(images))
+    dtype = getattr(images, "dtype", None) or np.asarray(images).dtype
+    if len(shape) != 4:
+        hint = " Add a batch axis: images[None]." if len(shape) == 3 else ""
+        raise InvalidImageError(
+            f"{arch.name} takes a batch of images shaped (N, H, W, 3); got an array of shape {shape}.{hint}"
+        )
+    if shape[-1] != 3:
+        hint = " It looks like NCHW: use images.transpose(0, 2, 3, 1)." if shape[1] == 3 else ""
+        raise InvalidImageError(
+            f"{arch.name} takes RGB images with 3 channels last (NHWC); got shape {shape}.{hint}"
+        )
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise InvalidImageError(
+            f"{arch.name} takes float images in [0, 1]; got dtype {dtype}. "
+            "Convert with images.astype(np.float32) / 255 for 8-bit images."
+        )
+    height, width = shape[1:3]
+    if arch.fixed_size and (height, width) != (arch.input_size, arch.input_size):
+        raise InvalidImageError(
+            f"{arch.name} takes exactly {arch.input_size}x{arch.input_size} images (its token count is fixed); "
+            f"got {height}x{width}. Resize first, e.g. jax.image.resize(images, "
+            f"(n, {arch.input_size}, {arch.input_size}, 3), 'bilinear')."
+        )
+    if min(height, width) < arch.min_size:
+        raise InvalidImageError(
+            f"{arch.name} needs images of at least {arch.min_size}x{arch.min_size}; got {height}x{width}."
+        )
+    return jnp.asarray(images)
+
+
+jax.tree_util.register_dataclass(Model, data_fields=["variables"], meta_fields=["arch", "fast"])

@@ -1,0 +1,157 @@
+"""Array operations with PyTorch's semantics, in NHWC, plus the CPU fast paths.
+
+Every fast path has a plain twin (`lax.conv_general_dilated`) and a test that
+the two agree (tests/test_fast_paths.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxvis.models.probe import FastPaths
+
+Array = jax.Array
+Pair = tuple[int, int]
+
+
+def pair(value: int | tuple[int, int]) -> Pair:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def conv2d(
+    x: Array,
+    kernel: Array,
+    bias: Array | None,
+    *,
+    stride: Pair = (1, 1),
+    padding: Pair = (0, 0),
+    dilation: Pair = (1, 1),
+    groups: int = 1,
+    fast: FastPaths = FastPaths.none(),
+) -> Array:
+    """torch.nn.functional.conv2d on NHWC input with an HWIO kernel (symmetric zero padding)."""
+    kh, kw, cin_per_group, cout = kernel.shape
+    cin = x.shape[-1]
+    is_depthwise = groups == cin == cout and cin_per_group == 1 and groups > 1
+    if fast.depthwise_as_shifts and is_depthwise and dilation == (1, 1):
+        y = depthwise_as_shifts(x, kernel, stride, padding)
+    elif fast.pointwise_as_matmul and (kh, kw) == (1, 1) and groups == 1 and padding == (0, 0):
+        y = pointwise_as_matmul(x, kernel, stride)
+    else:
+        y = lax.conv_general_dilated(
+            x,
+            kernel,
+            window_strides=stride,
+            padding=[(padding[0], padding[0]), (padding[1], padding[1])],
+            rhs_dilation=dilation,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=groups,
+        )
+    return y if bias is None else y + bias
+
+
+def depthwise_as_shifts(x: Array, kernel: Array, stride: Pair, padding: Pair) -> Array:
+    """A depthwise conv as the sum over kernel taps of a strided shifted view times the tap."""
+    kh, kw = kernel.shape[:2]
+    (sh, sw), (ph, pw) = stride, padding
+    xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    n, hp, wp, c = xp.shape
+    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    taps = kernel[:, :, 0, :]
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            view = lax.slice(xp, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
+            term = view * taps[i, j]
+            out = term if out is None else out + term
+    return out
+
+
+def pointwise_as_matmul(x: Array, kernel: Array, stride: Pair) -> Array:
+    """A 1x1 conv (no padding) as a single (N*H*W, Cin) @ (Cin, Cout) product."""
+    if stride != (1, 1):
+        x = x[:, :: stride[0], :: stride[1], :]
+    n, h, w, c = x.shape
+    return jnp.dot(x.reshape(n * h * w, c), kernel[0, 0]).reshape(n, h, w, kernel.shape[-1])
+
+
+def fold_batchnorm(
+    kernel: Array, bias: Array | None, scale: Array, shift: Array, mean: Array, var: Array, eps: float
+) -> tuple[Array, Array]:
+    """Kernel and bias of `bn(conv(x))` as one conv, for a BatchNorm in eval mode."""
+    factor = scale * lax.rsqrt(var + eps)
+    base = mean if bias is None else mean - bias
+    return kernel * factor, shift - base * factor
+
+
+def batchnorm(x: Array, scale: Array, shift: Array, mean: Array, var: Array, eps: float) -> Array:
+    """Eval-mode BatchNorm over the last axis, computed like torch: (x - mean) / sqrt(var + eps) * w + b."""
+    return (x - mean) * lax.rsqrt(var + eps) * scale + shift
+
+
+def layer_norm(x: Array, scale: Array | None, shift: Array | None, eps: float) -> Array:
+    mean = x.mean(-1, keepdims=True)
+    var = jnp.square(x - mean).mean(-1, keepdims=True)
+    y = (x - mean) * lax.rsqrt(var + eps)
+    if scale is not None:
+        y = y * scale
+    return y if shift is None else y + shift
+
+
+def max_pool2d(x: Array, kernel: Pair, stride: Pair, padding: Pair = (0, 0), ceil_mode: bool = False) -> Array:
+    """torch.nn.MaxPool2d: implicit -inf padding, optional ceil mode (last window may overhang)."""
+    pads = [
+        (0, 0),
+        *(
+            (p, p + _ceil_extra(size, k, s, p) if ceil_mode else p)
+            for size, k, s, p in zip(x.shape[1:3], kernel, stride, padding)
+        ),
+        (0, 0),
+    ]
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, *kernel, 1), (1, *stride, 1), pads)
+
+
+def _ceil_extra(size: int, k: int, s: int, p: int) -> int:
+    """Extra right padding so a floor-mode window count equals torch's ceil-mode output size."""
+    out = math.ceil((size + 2 * p - k) / s) + 1
+    if (out - 1) * s >= size + p:  # torch: the last window must start inside the input or left pad
+        out -= 1
+    return max(0, (out - 1) * s + k - (size + 2 * p))
+
+
+def adaptive_avg_pool2d(x: Array, output_size: Pair) -> Array:
+    """torch.nn.AdaptiveAvgPool2d: output cell i averages input rows floor(i*H/o) .. ceil((i+1)*H/o)."""
+    h, w = x.shape[1:3]
+    if (h, w) == tuple(output_size):
+        return x
+    if tuple(output_size) == (1, 1):
+        return x.mean(axis=(1, 2), keepdims=True)
+    rows, cols = _pool_matrix(h, output_size[0]), _pool_matrix(w, output_size[1])
+    return jnp.einsum("nhwc,ph,qw->npqc", x, rows.astype(x.dtype), cols.astype(x.dtype))
+
+
+def _pool_matrix(size: int, out: int) -> np.ndarray:
+    matrix = np.zeros((out, size), np.float32)
+    for i in range(out):
+        start, end = (i * size) // out, -((-(i + 1) * size) // out)
+        matrix[i, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+def flatten_like_torch(x: Array) -> Array:
+    """torch.flatten(x, 1) of the NCHW tensor that this NHWC array stands for."""
+    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1) if x.ndim == 4 else x.reshape(x.shape[0], -1)
+
+
+def relu6(x: Array) -> Array:
+    return jnp.clip(x, 0.0, 6.0)
+
+
+def gelu(x: Array) -> Array:
+    """torch.nn.GELU() (the exact erf form, not the tanh approximation)."""
+    return jax.nn.gelu(x, approximate=False)
