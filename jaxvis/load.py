@@ -63,7 +63,7 @@ def load(
     else:
         user_path = None if weights == PRETRAINED else weights
         resolved = converters.find_weights(arch.pretrained, user_path, download)
-        variables = load_file(arch, resolved.path, cache)
+        variables = load_file(arch, resolved, cache)
     model = Model(arch, jax.tree_util.tree_map(jax.numpy.asarray, variables))
     return model.with_fast_paths(fast)
 
@@ -80,18 +80,24 @@ def convert(arch: Architecture, state_dict: Mapping[str, np.ndarray]) -> dict[st
     )
 
 
-def load_file(arch: Architecture, path: Path, cache: bool = True) -> dict[str, Any]:
-    """Variables from a weight file, through the conversion cache."""
-    digest = converters.sha256_of(path)
-    location = cache_dir() / arch.name / digest[:24]
+def load_file(arch: Architecture, weights: converters.ResolvedWeights, cache: bool = True) -> dict[str, Any]:
+    """Variables from a (checksum-verified) weight file, through the conversion cache."""
+    location = cache_location(arch, weights.sha256)
     if cache and location.is_dir():
         cached = _restore(location)
         if cached is not None:
             return cached
-    variables = convert(arch, converters.read_state_dict(path))
+    print(f"jaxvis: converting {weights.path} for {arch.name}" + (f" (once; cached in {location})" if cache else ""),
+          file=sys.stderr)
+    variables = convert(arch, converters.read_state_dict(weights.path))
     if cache:
-        _save(location, variables)
+        save_checkpoint(location, variables)
     return variables
+
+
+def cache_location(arch: Architecture, sha256: str) -> Path:
+    """Where the Flax checkpoint converted from the file with this sha256 is kept."""
+    return cache_dir() / arch.name / sha256[:24]
 
 
 def cache_dir() -> Path:
@@ -109,13 +115,16 @@ def _restore(location: Path) -> dict[str, Any] | None:
         return None
 
 
-def _save(location: Path, variables: dict[str, Any]) -> None:
+def save_checkpoint(location: Path, variables: dict[str, Any]) -> bool:
+    """Write variables as an orbax checkpoint; a failure (read-only cache ...) is reported, not raised."""
     import orbax.checkpoint as ocp
 
-    location.parent.mkdir(parents=True, exist_ok=True)
     try:
+        location.parent.mkdir(parents=True, exist_ok=True)
         checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(location.resolve(), variables)
+        checkpointer.save(location.resolve(), variables, force=True)
         checkpointer.wait_until_finished()
-    except Exception as err:  # a read-only cache must not stop a load
-        print(f"jaxvis: could not cache converted weights at {location}: {err}", file=sys.stderr)
+        return True
+    except Exception as err:
+        print(f"jaxvis: could not write converted weights to {location}: {err}", file=sys.stderr)
+        return False

@@ -99,6 +99,9 @@ class Model:
         images = check_images(images, self.arch)
         names = [capture] if isinstance(capture, str) else list(capture or [])
         edit = dict(edit or {})
+        unknown = (set(names) | set(edit)) - set(self.layers)
+        if unknown:
+            raise UnknownLayerError(sorted(unknown), self.name, self.layers)
         probe = Probe(
             capture=names,
             edit=edit,
@@ -149,9 +152,13 @@ def random_variables(arch: Architecture, seed: int = 0) -> Any:
 
 
 def check_images(images: Any, arch: Architecture) -> Array:
-    """Raise `InvalidImageError` unless `images` is a float NHWC batch with 3 channels the network accepts."""
-    shape = tuple(np.shape(images))
+    """`images` as an array, or `InvalidImageError` unless it is a float NHWC batch the network accepts."""
     dtype = getattr(images, "dtype", None) or np.asarray(images).dtype
+    check_image_shape(tuple(np.shape(images)), dtype, arch)
+    return jnp.asarray(images)
+
+
+def check_image_shape(shape: tuple[int, ...], dtype: Any, arch: Architecture) -> None:
     if len(shape) != 4:
         hint = " Add a batch axis: images[None]." if len(shape) == 3 else ""
         raise InvalidImageError(
@@ -178,7 +185,6 @@ def check_images(images: Any, arch: Architecture) -> Array:
         raise InvalidImageError(
             f"{arch.name} needs images of at least {arch.min_size}x{arch.min_size}; got {height}x{width}."
         )
-    return jnp.asarray(images)
 
 
 jax.tree_util.register_dataclass(Model, data_fields=["variables"], meta_fields=["arch", "fast"])

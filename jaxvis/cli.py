@@ -1,0 +1,131 @@
+"""The `jaxvis` command line.
+
+    jaxvis models                              # architectures, weights available here, sizes, layer counts
+    jaxvis layers mobilenet_v2 [--size 160]    # capturable layer names and activation shapes
+    jaxvis classify mobilenet_v2 sample:chelsea photo.jpg
+    jaxvis convert efficientnet_lite0 [--weights FILE] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import converters
+from jaxvis.errors import JaxvisError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args) or 0
+    except (JaxvisError, converters.ConversionError) as err:
+        print(f"jaxvis: error: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxvis", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    models = commands.add_parser("models", help="list architectures and whether their weights are here")
+    models.set_defaults(run=run_models)
+
+    layers = commands.add_parser("layers", help="capturable layer names and activation shapes of a model")
+    layers.add_argument("name", help="architecture, e.g. mobilenet_v2")
+    layers.add_argument("--size", type=int, help="input size in pixels (default: the model's)")
+    layers.set_defaults(run=run_layers)
+
+    classify = commands.add_parser("classify", help="top-5 ImageNet classes of images")
+    classify.add_argument("name", help="architecture, e.g. mobilenet_v2")
+    classify.add_argument("images", nargs="+", help="image files, or sample:NAME for scikit-image's photos")
+    classify.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
+    classify.add_argument("--top", type=int, default=5)
+    classify.set_defaults(run=run_classify)
+
+    convert = commands.add_parser("convert", help="convert PyTorch weights to a Flax (orbax) checkpoint")
+    convert.add_argument("name", help="architecture, e.g. efficientnet_lite0")
+    convert.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
+    convert.add_argument("--out", help="write the checkpoint here (default: the jaxvis cache)")
+    convert.set_defaults(run=run_convert)
+    return parser
+
+
+def run_models(args: argparse.Namespace) -> None:
+    from jaxvis.models import ARCHITECTURES
+    from jaxvis.models.model import layer_shapes
+
+    rows = [("name", "family", "naming", "input", "layers", "pretrained weights on this machine")]
+    for arch in ARCHITECTURES.values():
+        found = converters.find_local(arch.pretrained) if arch.pretrained else None
+        where = f"yes: {found.origin} ({found.path})" if found else "no (downloads where internet exists)"
+        size = f"{arch.input_size}" + ("" if arch.fixed_size else f" (>= {arch.min_size})")
+        rows.append((arch.name, arch.family, arch.source, size, str(len(layer_shapes(arch, arch.input_size))), where))
+    print_table(rows)
+
+
+def run_layers(args: argparse.Namespace) -> None:
+    from jaxvis.load import architecture
+    from jaxvis.models.model import check_image_shape, layer_shapes
+
+    arch = architecture(args.name)
+    size = args.size or arch.input_size
+    check_image_shape((1, size, size, 3), "float32", arch)
+    shapes = layer_shapes(arch, size)
+    print_table([("layer", "activation shape (one image)")] + [(name, str(shape[1:])) for name, shape in shapes.items()])
+    print(f"{len(shapes)} layers of {arch.name} at {size}x{size}")
+
+
+def run_classify(args: argparse.Namespace) -> None:
+    import jax
+    import numpy as np
+
+    import jaxvis
+    from jaxvis.imagenet import class_names
+    from jaxvis.load import PRETRAINED
+    from jaxvis.io import center_crop_resize, read_image
+
+    images = [read_image(source) for source in args.images]  # fail on a bad path before loading a model
+    model = jaxvis.load(args.name, weights=args.weights or PRETRAINED)
+    batch = np.stack([center_crop_resize(image, model.input_size) for image in images])
+    probabilities = np.asarray(jax.nn.softmax(jax.jit(lambda m, x: m(x))(model, batch), axis=-1))
+    names = class_names()
+    for source, probs in zip(args.images, probabilities):
+        print(f"{source}  ({model.name})")
+        for index in np.argsort(probs)[::-1][: args.top]:
+            print(f"  {probs[index]:6.1%}  {index:4d}  {names[index]}")
+
+
+def run_convert(args: argparse.Namespace) -> None:
+    import jax
+
+    from jaxvis.load import architecture, cache_location, load_file, save_checkpoint
+
+    arch = architecture(args.name)
+    resolved = converters.find_weights(arch.pretrained, args.weights)
+    print(f"source: {resolved.path} ({resolved.origin}, sha256 {resolved.sha256[:16]}...)")
+    variables = load_file(arch, resolved)
+    location = cache_location(arch, resolved.sha256)
+    if args.out:
+        location = Path(args.out).resolve() / arch.name
+        if not save_checkpoint(location, variables):
+            raise JaxvisError(f"could not write the checkpoint to {location}")
+    count = sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables))
+    print(f"{arch.name}: {count:,} numbers; Flax (orbax) checkpoint at {location}")
+    print(f"restore with: orbax.checkpoint.StandardCheckpointer().restore({str(location)!r})")
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

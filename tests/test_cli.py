@@ -1,0 +1,81 @@
+"""The `jaxvis` command line: models, layers, classify, convert, and its error messages."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxvis.cli import main
+from jaxvis.io import read_image, save_image
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_models_lists_every_architecture_with_weight_availability(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert len(lines) == 12
+    assert "yes: pypi wheel" in lines["mobilenet_v2"] and "213" in lines["mobilenet_v2"]
+    assert "torchvision" in lines["resnet50"] and lines["vit_b_16"].split()[1] == "vit"
+
+
+def test_layers_prints_names_and_shapes(capsys):
+    code, out, _ = run(capsys, "layers", "mobilenet_v2", "--size", "160")
+    assert code == 0
+    assert "features.14" in out and "(5, 5, 160)" in out and "213 layers of mobilenet_v2 at 160x160" in out
+
+
+def test_classify_a_photo_file_and_a_sample(capsys, tmp_path):
+    photo = save_image(read_image("sample:coffee"), tmp_path / "coffee.png")
+    code, out, _ = run(capsys, "classify", "mobilenet_v2", "sample:chelsea", str(photo))
+    assert code == 0
+    chelsea, coffee = out.split(str(photo))
+    assert "Egyptian cat" in chelsea.splitlines()[1]
+    assert "espresso" in coffee.splitlines()[1] and len(coffee.strip().splitlines()) == 6
+
+
+def test_convert_writes_an_orbax_checkpoint(capsys, tmp_path):
+    import orbax.checkpoint as ocp
+
+    code, out, _ = run(capsys, "convert", "mobilenet_v2", "--out", str(tmp_path))
+    assert code == 0 and "3,538,984 numbers" in out
+    restored = ocp.StandardCheckpointer().restore((tmp_path / "mobilenet_v2").resolve())
+    assert restored["params"]["classifier"]["1"]["kernel"].shape == (1280, 1000)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("classify", "mobilenet_v2", "/no/such/photo.jpg"), "image /no/such/photo.jpg does not exist"),
+        (("classify", "mobilenet_v2", "sample:unicorn"), "unknown sample image"),
+        (("layers", "mobilenet_v3"), "Did you mean mobilenet_v2"),
+        (("layers", "alexnet", "--size", "40"), "at least 63x63"),
+        (("convert", "resnet50", "--weights", "/no/such.pth"), "does not exist"),
+    ],
+)
+def test_errors_are_one_clear_line_without_traceback(capsys, args, message):
+    code, _, err = run(capsys, *args)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_unreadable_image_file(capsys, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    code, _, err = run(capsys, "classify", "mobilenet_v2", str(bad))
+    assert code == 2 and "not an image file" in err
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "jaxvis"
+    result = subprocess.run([str(script if script.exists() else shutil.which("jaxvis")), "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "classify" in result.stdout

@@ -1,0 +1,135 @@
+"""The model interface every method builds on: capture, edit, layers, jit/grad/vmap, early exit, bad images."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxvis
+from conftest import forward
+
+
+@pytest.fixture(scope="module")
+def images():
+    return jnp.asarray(np.random.default_rng(0).random((2, 96, 96, 3), dtype=np.float32))
+
+
+def test_layers_are_torch_module_names_in_forward_order(mobilenet):
+    layers = mobilenet.layers
+    assert layers[0] == "features.0.0" and layers[-1] == "logits"
+    for name in ("features.14", "features.3.conv.1.0", "classifier.1"):
+        assert name in layers
+    assert layers.index("features.3") < layers.index("features.14") < layers.index("classifier.1")
+    assert len(layers) == len(set(layers))
+
+
+def test_capture_returns_named_activations_with_their_shapes(mobilenet, images):
+    acts = forward(mobilenet, images, capture=["features.14", "classifier.1", "logits"])
+    assert acts["features.14"].shape == (2, 3, 3, 160)
+    assert mobilenet.layer_shapes(96)["features.14"] == (1, 3, 3, 160)
+    np.testing.assert_array_equal(acts["classifier.1"], acts["logits"])
+    np.testing.assert_allclose(acts["logits"], forward(mobilenet, images), rtol=1e-6, atol=1e-6)
+
+
+def test_edit_changes_the_forward_downstream_only(mobilenet, images):
+    def zero_channel_5(a):
+        return a.at[..., 5].set(0.0)
+
+    plain = forward(mobilenet, images, capture=["features.13", "features.14"])
+    edited = forward(mobilenet, images, capture=["features.13", "features.14"], edit={"features.14": zero_channel_5})
+    np.testing.assert_array_equal(edited["features.13"], plain["features.13"])
+    assert np.all(edited["features.14"][..., 5] == 0)
+    assert np.abs(plain["features.14"][..., 5]).max() > 0
+    logits = forward(mobilenet, images)
+    assert not np.allclose(forward(mobilenet, images, edit={"features.14": zero_channel_5}), logits)
+    np.testing.assert_allclose(forward(mobilenet, images, edit={"features.14": lambda a: a}), logits, rtol=1e-6)
+
+
+def test_edit_must_keep_the_shape(mobilenet, images):
+    with pytest.raises(ValueError, match="must keep the shape"):
+        jax.eval_shape(lambda x: mobilenet(x, edit={"features.14": lambda a: a[..., :3]}), images)
+
+
+def test_capturing_an_early_layer_does_not_trace_the_rest(mobilenet, images):
+    early = jax.make_jaxpr(lambda x: mobilenet(x, capture=["features.2"]))(images)
+    full = jax.make_jaxpr(lambda x: mobilenet(x, capture=["features.2", "logits"]))(images)
+    assert len(early.eqns) * 5 < len(full.eqns)
+    assert "dot_general" in str(full) and "1280" not in str(early)
+
+
+def test_gradient_with_respect_to_images(mobilenet, images):
+    loss = lambda x: mobilenet(x, capture="features.14")["features.14"][..., 7].mean()
+    grad = jax.jit(jax.grad(loss))(images)
+    assert grad.shape == images.shape and np.isfinite(grad).all() and np.abs(grad).max() > 0
+    step = 1e-2 * grad / jnp.abs(grad).max()
+    assert loss(images + step) > loss(images)  # ascent along the gradient increases the activation
+
+
+def test_vmap_over_a_leading_axis_equals_a_loop(mobilenet, images):
+    stacked = jnp.stack([images, images[::-1] * 0.5])  # (2 groups, 2 images, H, W, 3)
+    mapped = jax.jit(jax.vmap(lambda x: mobilenet(x, capture="features.10")["features.10"]))(stacked)
+    for k in range(2):
+        np.testing.assert_allclose(mapped[k], forward(mobilenet, stacked[k], capture=["features.10"])["features.10"], rtol=1e-5, atol=1e-5)
+
+
+def test_model_is_a_pytree_of_its_weights(mobilenet):
+    leaves = jax.tree_util.tree_leaves(mobilenet)
+    assert sum(leaf.size for leaf in leaves) == sum(leaf.size for leaf in jax.tree_util.tree_leaves(mobilenet.variables))
+    doubled = jax.tree_util.tree_map(lambda v: v * 1.0, mobilenet)
+    assert isinstance(doubled, jaxvis.Model) and doubled.arch is mobilenet.arch
+
+
+def test_unknown_layer_suggests_nearest_names(mobilenet, images):
+    with pytest.raises(jaxvis.UnknownLayerError) as error:
+        mobilenet(images, capture=["features.14x"])
+    assert "features.14" in str(error.value) and "model.layers" in str(error.value)
+    with pytest.raises(jaxvis.UnknownLayerError, match="layer4"):
+        mobilenet(images, edit={"layer4": lambda a: a})
+
+
+def test_unknown_architecture_lists_the_valid_ones():
+    with pytest.raises(jaxvis.UnknownArchitectureError) as error:
+        jaxvis.load("mobilenet_v3")
+    assert "mobilenet_v2" in str(error.value) and "resmlp_12_224" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((96, 96, 3), np.float32), r"images\[None\]"),
+        (np.zeros((1, 3, 96, 96), np.float32), "NCHW"),
+        (np.zeros((1, 96, 96, 4), np.float32), "3 channels"),
+        (np.zeros((1, 96, 96, 3), np.uint8), "/ 255"),
+        (np.zeros((1, 16, 16, 3), np.float32), "at least 32x32"),
+    ],
+)
+def test_bad_images_are_refused_with_a_specific_message(mobilenet, bad, match):
+    with pytest.raises(jaxvis.InvalidImageError, match=match):
+        mobilenet(bad)
+
+
+def test_fixed_size_models_refuse_other_sizes():
+    model = jaxvis.load("vit_small_patch16_224", weights=None)
+    with pytest.raises(jaxvis.InvalidImageError, match="exactly 224x224"):
+        model(np.zeros((1, 160, 160, 3), np.float32))
+
+
+@pytest.mark.parametrize("name", sorted(jaxvis.ARCHITECTURES))
+def test_min_size_is_accepted_and_every_activation_is_nonempty(name):
+    arch = jaxvis.architecture(name)
+    shapes = jaxvis.Model(arch, None).layer_shapes(arch.min_size)
+    assert all(all(d > 0 for d in shape) for shape in shapes.values())
+    assert shapes["logits"] == (1, arch.num_classes)
+
+
+def test_alexnet_min_size_is_where_torch_stops_too():
+    import torch
+    import torchvision
+
+    model = torchvision.models.alexnet(weights=None).eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 63, 63))
+        with pytest.raises(RuntimeError):
+            model(torch.zeros(1, 3, 62, 62))
