@@ -9,7 +9,7 @@
 from jaxvis.errors import InvalidImageError, JaxvisError, UnknownArchitectureError, UnknownLayerError
 from jaxvis.load import architecture, load
 from jaxvis.models import ARCHITECTURES, Architecture, Model
-from jaxvis.models.probe import FastPaths
+from jaxvis.models.ops import FastPaths
 
 __version__ = "0.1.0"
 

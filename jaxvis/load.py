@@ -21,7 +21,7 @@ import converters
 from jaxvis.errors import UnknownArchitectureError
 from jaxvis.models import ARCHITECTURES
 from jaxvis.models.model import Architecture, Model, random_variables, variable_shapes
-from jaxvis.models.probe import FastPaths
+from jaxvis.models.ops import FastPaths
 
 PRETRAINED = "pretrained"
 CACHE_ENV = "JAXVIS_CACHE"

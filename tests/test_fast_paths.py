@@ -9,7 +9,7 @@ import pytest
 
 import jaxvis
 from jaxvis.models import ops
-from jaxvis.models.probe import FastPaths
+from jaxvis.models.ops import FastPaths
 from conftest import forward, relative_error, torch_reference
 
 PLAIN = FastPaths.none()

@@ -133,3 +133,26 @@ def test_alexnet_min_size_is_where_torch_stops_too():
         model(torch.zeros(1, 3, 63, 63))
         with pytest.raises(RuntimeError):
             model(torch.zeros(1, 3, 62, 62))
+
+
+def test_redirected_relu_gradient_leaves_the_forward_and_live_gradients_alone(mobilenet, images):
+    layer = "features.14"
+    value = lambda m, x, flag: m(x, capture=layer, redirect_relu=flag)[layer][..., 7].mean()
+    forward_on, forward_off = value(mobilenet, images, True), value(mobilenet, images, False)
+    assert forward_on == forward_off
+    grad = jax.jit(jax.grad(value, argnums=1))
+    on, off = grad(mobilenet, images, jnp.asarray(True)), grad(mobilenet, images, jnp.asarray(False))
+    plain = grad(mobilenet, images, None)
+    np.testing.assert_allclose(off, plain, rtol=0, atol=1e-6 * np.abs(plain).max())
+    # Every image here has live gradient, so redirection (per image, only where none flows) changes nothing.
+    np.testing.assert_allclose(on, plain, rtol=0, atol=1e-6 * np.abs(plain).max())
+
+
+def test_redirected_relu_gradient_revives_a_unit_that_is_off():
+    from jaxvis.models import ops
+
+    x = jnp.asarray([[-1.0, -2.0, 7.0]])  # every unit outside ReLU6's range
+    loss = lambda x, on: -ops.activation(ops.relu6, x, on).sum()  # minimize -> push outputs up
+    np.testing.assert_array_equal(jax.grad(loss)(x, False), [[0.0, 0.0, 0.0]])
+    # Redirected: the off units get gradient toward turning on; the saturated one is not pushed higher.
+    np.testing.assert_array_equal(jax.grad(loss)(x, True), [[-1.0, -1.0, 0.0]])

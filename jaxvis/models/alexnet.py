@@ -21,7 +21,7 @@ class AlexNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, probe: Probe) -> jax.Array:
-        relu = make(Act, jax.nn.relu)
+        relu = make(Act, ops.relu)
         features = [
             make(Conv2d, 3, 64, 11, 4, 2), relu, make(MaxPool2d, 3, 2),
             make(Conv2d, 64, 192, 5, padding=2), relu, make(MaxPool2d, 3, 2),

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from converters.resolve import WeightSource
+from jaxvis.models import ops
 from jaxvis.models.layers import Act, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Sequential, conv_bn, identity, make
 from jaxvis.models.model import IMAGENET_MEAN, IMAGENET_STD, Architecture
 from jaxvis.models.probe import Probe, tap
@@ -49,7 +50,7 @@ class BasicConv2d(nn.Module):
         conv = Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
                       use_bias=False, name="conv")
         x = conv_bn(conv, BatchNorm2d(self.out_channels, eps=0.001, name="bn"), x, probe)
-        return tap(self, probe, jax.nn.relu(x))
+        return tap(self, probe, probe.act(ops.relu, x))
 
 
 class Inception(nn.Module):

@@ -76,7 +76,7 @@ class BatchNorm2d(nn.Module):
 
     def __call__(self, x: Array, probe: Probe) -> Array:
         y = ops.batchnorm(x, self.scale, self.bias, self.mean, self.var, self.eps)
-        return tap(self, probe, self.activation(y) if self.activation else y)
+        return tap(self, probe, probe.act(self.activation, y) if self.activation else y)
 
 
 def conv_bn(conv: Conv2d, bn: BatchNorm2d, x: Array, probe: Probe) -> Array:
@@ -87,7 +87,7 @@ def conv_bn(conv: Conv2d, bn: BatchNorm2d, x: Array, probe: Probe) -> Array:
     probe.skip(conv_name)
     kernel, bias = bn.fold_into(conv)
     y = conv.convolve(x, kernel, bias, probe)
-    return tap(bn, probe, bn.activation(y) if bn.activation else y)
+    return tap(bn, probe, probe.act(bn.activation, y) if bn.activation else y)
 
 
 class Linear(nn.Module):
@@ -122,7 +122,7 @@ class Act(nn.Module):
     fn: Callable[[Array], Array]
 
     def __call__(self, x: Array, probe: Probe) -> Array:
-        return tap(self, probe, self.fn(x))
+        return tap(self, probe, probe.act(self.fn, x))
 
 
 def identity(x: Array) -> Array:
@@ -183,7 +183,7 @@ class ConvNormActivation(nn.Module):
     kernel_size: int = 3
     stride: int = 1
     groups: int = 1
-    activation: Callable[[Array], Array] | None = jax.nn.relu
+    activation: Callable[[Array], Array] | None = ops.relu
     eps: float = 1e-5
 
     @nn.compact

@@ -26,7 +26,8 @@ import numpy as np
 from converters.namings import Naming
 from converters.resolve import WeightSource
 from jaxvis.errors import InvalidImageError, UnknownLayerError
-from jaxvis.models.probe import Edit, FastPaths, Probe, StopForward
+from jaxvis.models.ops import FastPaths
+from jaxvis.models.probe import Edit, Probe, StopForward
 
 Array = jax.Array
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -94,8 +95,14 @@ class Model:
         images: Array,
         capture: Sequence[str] | str | None = None,
         edit: Mapping[str, Edit] | None = None,
+        redirect_relu: Array | bool | None = None,
     ) -> Array | dict[str, Array]:
-        """Logits, or `{name: activation}` for the names in `capture` (with `edit`s applied in the forward)."""
+        """Logits, or `{name: activation}` for the names in `capture` (with `edit`s applied in the forward).
+
+        redirect_relu: while true (a traced boolean is fine), ReLU/ReLU6 backpropagate
+            Lucid's redirected gradient (lets gradient reach units that are off);
+            the forward values are unchanged.
+        """
         images = check_images(images, self.arch)
         names = [capture] if isinstance(capture, str) else list(capture or [])
         edit = dict(edit or {})
@@ -107,6 +114,7 @@ class Model:
             edit=edit,
             fast=self.fast,
             need_output=capture is None or OUTPUT in names or OUTPUT in edit,
+            redirect_relu=redirect_relu,
         )
         outputs = forward(self.arch, self.variables, images, probe)
         if capture is None:

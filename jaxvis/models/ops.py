@@ -6,17 +6,44 @@ the two agree (tests/test_fast_paths.py).
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxvis.models.probe import FastPaths
-
 Array = jax.Array
 Pair = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class FastPaths:
+    """Numerically equivalent rewrites that are faster for a frozen network (DESIGN.md §4).
+
+    fold_batchnorm: BatchNorm folded into the preceding conv's kernel and bias.
+    pointwise_as_matmul: 1x1 convolutions computed as one matrix product.
+    depthwise_as_shifts: depthwise kxk convolutions as a sum of k*k shifted
+        elementwise products (XLA's CPU depthwise conv is 6-10x slower).
+    Captured and edited activations are always those of the torch layer: a conv
+    whose own output is requested is computed unfused.
+    """
+
+    fold_batchnorm: bool = True
+    pointwise_as_matmul: bool = True
+    depthwise_as_shifts: bool = True
+
+    @classmethod
+    def none(cls) -> "FastPaths":
+        return cls(False, False, False)
+
+    @classmethod
+    def for_backend(cls, backend: str) -> "FastPaths":
+        """All rewrites; shifted depthwise only on CPU, where XLA's depthwise conv is slow."""
+        return cls(depthwise_as_shifts=backend == "cpu")
 
 
 def pair(value: int | tuple[int, int]) -> Pair:
@@ -167,6 +194,10 @@ def flatten_like_torch(x: Array) -> Array:
     return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1) if x.ndim == 4 else x.reshape(x.shape[0], -1)
 
 
+def relu(x: Array) -> Array:
+    return jax.nn.relu(x)
+
+
 @jax.custom_jvp
 def relu6(x: Array) -> Array:
     return jnp.clip(x, 0.0, 6.0)
@@ -184,3 +215,41 @@ def _relu6_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Ar
 def gelu(x: Array) -> Array:
     """torch.nn.GELU() (the exact erf form, not the tanh approximation)."""
     return jax.nn.gelu(x, approximate=False)
+
+
+# --- Lucid's redirected ReLU gradient (lucid/misc/redirected_relu_grad.py) ----------------------
+
+
+def activation(fn: Callable[[Array], Array], x: Array, redirect: Array | None = None) -> Array:
+    """`fn(x)`; for ReLU / ReLU6 with a `redirect` flag, the gradient is Lucid's redirected one while it is true."""
+    if redirect is not None and fn is relu:
+        return _redirected(0.0, math.inf, x, jnp.asarray(redirect))
+    if redirect is not None and fn is relu6:
+        return _redirected(0.0, 6.0, x, jnp.asarray(redirect))
+    return fn(x)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _redirected(low: float, high: float, x: Array, on: Array) -> Array:
+    return jnp.clip(x, low, high)
+
+
+def _redirected_fwd(low, high, x, on):
+    return jnp.clip(x, low, high), (x, on)
+
+
+def _redirected_bwd(low, high, residuals, grad):
+    """Where a unit is clipped, let the gradient through unless it pushes further out of range;
+    used per image only when the true gradient is zero everywhere in that image (Lucid)."""
+    x, on = residuals
+    outside = (x < low) | (x > high)
+    true_grad = jnp.where(outside, 0.0, grad)
+    # `grad` is d(loss)/d(output) of a minimized loss: descent moves the output by -grad.
+    pushing_out = ((x < low) & (grad > 0)) | ((x > high) & (grad < 0))
+    redirected = jnp.where(pushing_out, 0.0, grad)
+    passes = jnp.any(true_grad != 0, axis=tuple(range(1, x.ndim)), keepdims=True)
+    chosen = jnp.where(passes, true_grad, redirected)
+    return jnp.where(on, chosen, true_grad), jnp.zeros_like(on)
+
+
+_redirected.defvjp(_redirected_fwd, _redirected_bwd)

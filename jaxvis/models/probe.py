@@ -15,34 +15,11 @@ from typing import Any
 
 import jax
 
+from jaxvis.models import ops
+from jaxvis.models.ops import FastPaths
+
 Array = jax.Array
 Edit = Callable[[Array], Array]
-
-
-@dataclass(frozen=True)
-class FastPaths:
-    """Numerically equivalent rewrites that are faster for a frozen network (DESIGN.md §4).
-
-    fold_batchnorm: BatchNorm folded into the preceding conv's kernel and bias.
-    pointwise_as_matmul: 1x1 convolutions computed as one matrix product.
-    depthwise_as_shifts: depthwise kxk convolutions as a sum of k*k shifted
-        elementwise products (XLA's CPU depthwise conv is 6-10x slower).
-    Captured and edited activations are always those of the torch layer: a conv
-    whose own output is requested is computed unfused.
-    """
-
-    fold_batchnorm: bool = True
-    pointwise_as_matmul: bool = True
-    depthwise_as_shifts: bool = True
-
-    @classmethod
-    def none(cls) -> "FastPaths":
-        return cls(False, False, False)
-
-    @classmethod
-    def for_backend(cls, backend: str) -> "FastPaths":
-        """All rewrites; shifted depthwise only on CPU, where XLA's depthwise conv is slow."""
-        return cls(depthwise_as_shifts=backend == "cpu")
 
 
 class StopForward(Exception):
@@ -55,6 +32,7 @@ class Probe:
     edit: Mapping[str, Edit] = field(default_factory=dict)
     fast: FastPaths = field(default_factory=FastPaths.none)
     need_output: bool = True
+    redirect_relu: Array | None = None  # a boolean scalar: Lucid's redirected ReLU gradient while true
     record_shapes: bool = False
     captured: dict[str, Array] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
@@ -85,6 +63,10 @@ class Probe:
         if not self.pending and not self.need_output:
             raise StopForward
         return x
+
+    def act(self, fn: Callable[[Array], Array], x: Array) -> Array:
+        """Apply an activation; ReLU and ReLU6 get Lucid's redirected gradient when `redirect_relu` is set."""
+        return ops.activation(fn, x, self.redirect_relu)
 
     def skip(self, name: str) -> None:
         """Note a named point that a fast path fused away (nobody asked for it)."""

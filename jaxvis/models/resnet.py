@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 
 from converters.resolve import WeightSource
+from jaxvis.models import ops
 from jaxvis.models.layers import (
     Act,
     AdaptiveAvgPool2d,
@@ -40,10 +41,10 @@ class BasicBlock(nn.Module):
     def __call__(self, x: jax.Array, probe: Probe) -> jax.Array:
         y = conv_bn(Conv2d(self.inplanes, self.planes, 3, self.stride, 1, use_bias=False, name="conv1"),
                     BatchNorm2d(self.planes, name="bn1"), x, probe)
-        y = jax.nn.relu(y)
+        y = probe.act(ops.relu, y)
         y = conv_bn(Conv2d(self.planes, self.planes, 3, 1, 1, use_bias=False, name="conv2"),
                     BatchNorm2d(self.planes, name="bn2"), y, probe)
-        return tap(self, probe, jax.nn.relu(y + shortcut(self, x, probe)))
+        return tap(self, probe, probe.act(ops.relu, y + shortcut(self, x, probe)))
 
 
 class Bottleneck(nn.Module):
@@ -56,12 +57,12 @@ class Bottleneck(nn.Module):
     def __call__(self, x: jax.Array, probe: Probe) -> jax.Array:
         width, out = self.planes, self.planes * self.expansion
         y = conv_bn(Conv2d(self.inplanes, width, 1, use_bias=False, name="conv1"), BatchNorm2d(width, name="bn1"), x, probe)
-        y = jax.nn.relu(y)
+        y = probe.act(ops.relu, y)
         y = conv_bn(Conv2d(width, width, 3, self.stride, 1, use_bias=False, name="conv2"),
                     BatchNorm2d(width, name="bn2"), y, probe)
-        y = jax.nn.relu(y)
+        y = probe.act(ops.relu, y)
         y = conv_bn(Conv2d(width, out, 1, use_bias=False, name="conv3"), BatchNorm2d(out, name="bn3"), y, probe)
-        return tap(self, probe, jax.nn.relu(y + shortcut(self, x, probe)))
+        return tap(self, probe, probe.act(ops.relu, y + shortcut(self, x, probe)))
 
 
 def shortcut(block: BasicBlock | Bottleneck, x: jax.Array, probe: Probe) -> jax.Array:
@@ -81,7 +82,7 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, probe: Probe) -> jax.Array:
         x = conv_bn(Conv2d(3, 64, 7, 2, 3, use_bias=False, name="conv1"), BatchNorm2d(64, name="bn1"), x, probe)
-        x = Act(jax.nn.relu, name="relu")(x, probe)
+        x = Act(ops.relu, name="relu")(x, probe)
         x = MaxPool2d(3, 2, 1, name="maxpool")(x, probe)
         inplanes = 64
         for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512), self.layers)):

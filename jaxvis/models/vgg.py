@@ -37,11 +37,11 @@ class VGG(nn.Module):
             if item == POOL:
                 layers.append(make(MaxPool2d, 2, 2))
             else:
-                layers += [make(Conv2d, channels, item, 3, padding=1), make(Act, jax.nn.relu)]
+                layers += [make(Conv2d, channels, item, 3, padding=1), make(Act, ops.relu)]
                 channels = item
         x = Sequential(layers, name="features")(x, probe)
         x = AdaptiveAvgPool2d(7, name="avgpool")(x, probe)
-        relu, dropout = make(Act, jax.nn.relu), make(Act, identity)
+        relu, dropout = make(Act, ops.relu), make(Act, identity)
         classifier = [
             make(Linear, channels * 7 * 7, 4096), relu, dropout,
             make(Linear, 4096, 4096), relu, dropout,
