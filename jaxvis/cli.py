@@ -4,6 +4,7 @@
     jaxvis layers mobilenet_v2 [--size 160]    # capturable layer names and activation shapes
     jaxvis classify mobilenet_v2 sample:chelsea photo.jpg
     jaxvis convert efficientnet_lite0 [--weights FILE] [--out DIR]
+    jaxvis visualize mobilenet_v2 [features.14] [--channels 0-15] [--size 128] [--steps 512] [--out DIR]
 """
 
 from __future__ import annotations
@@ -54,6 +55,26 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
     convert.add_argument("--out", help="write the checkpoint here (default: the jaxvis cache)")
     convert.set_defaults(run=run_convert)
+
+    vis = commands.add_parser("visualize", help="feature visualization of units of a layer (Lucid's defaults)")
+    vis.add_argument("name", help="architecture, e.g. mobilenet_v2")
+    vis.add_argument("layer", nargs="?", help="layer name (default: a middle layer of the model)")
+    vis.add_argument("--channels", default="0-15", help="units: 7, 0-63 or 3,7,9 (default 0-15)")
+    vis.add_argument("--objective", default="channel", help="channel, neuron, logit, log_prob or deepdream")
+    vis.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
+    vis.add_argument("--steps", type=int, default=512)
+    vis.add_argument("--param", default="fourier", help="fourier, pixel or maco")
+    vis.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
+    vis.add_argument("--batch-size", type=int, default=32, help="units optimized together in one vectorized run")
+    vis.add_argument("--ensemble", type=int, default=1, help="transformed views per step (averaged)")
+    vis.add_argument("--diversity", type=float, default=0.0, help="weight of the diversity term (with --images > 1)")
+    vis.add_argument("--images", type=int, default=1, help="images per unit")
+    vis.add_argument("--seed", type=int, default=0)
+    vis.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
+    vis.add_argument("--out", help="output directory (default: jaxvis-out/NAME-LAYER)")
+    vis.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    vis.add_argument("--checkpoint-every", type=int, default=64, help="steps between saved optimization states")
+    vis.set_defaults(run=run_visualize)
     return parser
 
 
@@ -119,6 +140,53 @@ def run_convert(args: argparse.Namespace) -> None:
     count = sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables))
     print(f"{arch.name}: {count:,} numbers; Flax (orbax) checkpoint at {location}")
     print(f"restore with: orbax.checkpoint.StandardCheckpointer().restore({str(location)!r})")
+
+
+def run_visualize(args: argparse.Namespace) -> None:
+    import time
+
+    import numpy as np
+
+    import jaxvis
+    from jaxvis.gallery import environment, prepare_output, write_gallery
+    from jaxvis.load import PRETRAINED, architecture
+    from jaxvis.optimize import OptimizationDiverged
+    from jaxvis.visualize import parse_units, run_visualization
+
+    arch = architecture(args.name)
+    layer = args.layer or arch.default_layer
+    units = parse_units(args.channels)
+    out = prepare_output(args.out or Path("jaxvis-out") / f"{arch.name}-{layer}")
+    model = jaxvis.load(args.name, weights=args.weights or PRETRAINED)
+    options = dict(objective=args.objective, size=args.size, steps=args.steps, seed=args.seed, param=args.param,
+                   lr=args.lr, batch=args.images, ensemble=args.ensemble, diversity=args.diversity)
+    record = {"config": {"model": arch.name, "layer": layer, "units": units.tolist(), **options},
+              "environment": environment(), "units": {}, "timings": []}
+    groups = [units[i : i + args.batch_size] for i in range(0, len(units), args.batch_size)]
+    images, labels, values = [], [], []
+    start = time.perf_counter()
+    for number, group in enumerate(groups, 1):
+        spec = f"{layer}:{','.join(str(u) for u in group)}"
+        print(f"[{number}/{len(groups)}] {arch.name} {spec}", file=sys.stderr)
+        try:
+            _, result = run_visualization(model, spec, checkpoint_dir=out / "checkpoints" / f"group_{number}",
+                                          checkpoint_every=args.checkpoint_every, resume=args.resume, **options)
+        except OptimizationDiverged as err:
+            result = err.result
+            print(f"jaxvis: {err}", file=sys.stderr)
+        for unit, unit_images, value in zip(result.units, result.images, result.objective):
+            for k, image in enumerate(unit_images):
+                images.append(image)
+                labels.append(f"{int(unit):04d}" + (f"-{k}" if len(unit_images) > 1 else ""))
+                values.append(float(value))
+            record["units"][str(int(unit))] = {"objective": float(value)}
+        record["timings"].append({"units": len(group), **result.timings})
+        write_gallery(out, f"{arch.name} {layer} ({args.objective})", np.stack(images), labels, values, record)
+        if result.steps < args.steps:
+            raise JaxvisError(f"stopped at step {result.steps}; finished images are in {out}")
+    record["total_s"] = time.perf_counter() - start
+    paths = write_gallery(out, f"{arch.name} {layer} ({args.objective})", np.stack(images), labels, values, record)
+    print(f"{len(images)} images in {out}  (contact sheet: {paths['sheet']}, gallery: {paths['index']})")
 
 
 def print_table(rows: Sequence[Sequence[str]]) -> None:

@@ -46,5 +46,6 @@ ALEXNET = Architecture(
     source="torchvision",
     build=AlexNet,
     min_size=63,
+    default_layer="features.9",
     pretrained=(WeightSource.torchvision("alexnet-owt-7be5be79.pth", "torchvision IMAGENET1K_V1 (top-1 56.5%)"),),
 )

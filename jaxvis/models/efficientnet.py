@@ -103,6 +103,7 @@ EFFICIENTNET_LITE0 = Architecture(
     source="timm",
     build=EfficientNetLite,
     min_size=32,
+    default_layer="blocks.4",
     namings=(efficientnet_pytorch_to_timm([stage[1] for stage in LITE0_STAGES]),),
     pretrained=(
         WeightSource(

@@ -106,6 +106,7 @@ GOOGLENET = Architecture(
     source="torchvision",
     build=GoogLeNet,
     min_size=32,
+    default_layer="inception4a",
     ignore_keys=("aux1.", "aux2."),
     pretrained=(
         WeightSource.torchvision("googlenet-1378be20.pth", "torchvision IMAGENET1K_V1 (top-1 69.8%), transform_input=True"),

@@ -89,6 +89,7 @@ MIXER_B16_224 = Architecture(
     source="timm",
     build=lambda: MlpMixer(MixerBlock, dim=768, depth=12),
     min_size=224,
+    default_layer="blocks.6",
     fixed_size=True,
     mean=INCEPTION_MEAN,
     std=INCEPTION_STD,
@@ -107,6 +108,7 @@ RESMLP_12_224 = Architecture(
     source="timm",
     build=lambda: MlpMixer(ResBlock, dim=384, depth=12),
     min_size=224,
+    default_layer="blocks.6",
     fixed_size=True,
     pretrained=(
         WeightSource(

@@ -83,6 +83,7 @@ MOBILENET_V2 = Architecture(
     source="torchvision",
     build=MobileNetV2,
     min_size=32,
+    default_layer="features.14",
     pretrained=(
         WeightSource.torchvision(
             "mobilenet_v2-b0353104.pth",

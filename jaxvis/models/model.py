@@ -54,6 +54,7 @@ class Architecture:
     pretrained: tuple[WeightSource, ...] = ()
     ignore_keys: tuple[str, ...] = ()  # state_dict prefixes that are known and unused
     namings: tuple[Naming, ...] = ()  # foreign state_dict namings recognised and translated
+    default_layer: str = ""  # a middle layer worth visualizing first (`jaxvis visualize NAME`)
     notes: str = ""
 
     @functools.cached_property

@@ -103,6 +103,7 @@ def _resnet(name: str, block: type, layers: tuple[int, ...], filename: str, top1
         source="torchvision",
         build=lambda: ResNet(block, layers),
         min_size=32,
+        default_layer="layer3",
         pretrained=(WeightSource.torchvision(filename, f"torchvision IMAGENET1K_V1 (top-1 {top1})"),),
     )
 

@@ -57,6 +57,7 @@ def _vgg(name: str, filename: str, top1: str) -> Architecture:
         source="torchvision",
         build=lambda: VGG(CONFIGS[name]),
         min_size=32,
+        default_layer="features.22" if name == "vgg16" else "features.26",
         pretrained=(WeightSource.torchvision(filename, f"torchvision IMAGENET1K_V1 (top-1 {top1})"),),
     )
 

@@ -187,6 +187,7 @@ VIT_B_16 = Architecture(
     source="torchvision",
     build=TorchvisionViT,
     min_size=224,
+    default_layer="encoder.layers.encoder_layer_6.mlp.1",
     fixed_size=True,
     pretrained=(WeightSource.torchvision("vit_b_16-c867db91.pth", "torchvision IMAGENET1K_V1 (top-1 81.1%)"),),
 )
@@ -197,6 +198,7 @@ VIT_SMALL_PATCH16_224 = Architecture(
     source="timm",
     build=TimmViT,
     min_size=224,
+    default_layer="blocks.6.mlp.act",
     fixed_size=True,
     mean=INCEPTION_MEAN,
     std=INCEPTION_STD,

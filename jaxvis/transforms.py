@@ -1,0 +1,171 @@
+"""Random image transforms for transformation robustness, each a pure `(key, images) -> images`.
+
+`images` is a batch (B, H, W, 3) in [0, 1]; one random draw per call (the
+engine gives every unit and every ensemble view its own key).  All output
+shapes are static, so transforms run under `jit` and `vmap`: where Lucid's
+random scale changes the image size, ours zooms about the center at a fixed
+size (the content's scale relative to the network changes the same way).
+
+    augment = compose(pad(12), jitter(8), random_scale(...), random_rotate(...), jitter(4))
+    views = augment(key, images)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Transform = Callable[[Array, Array], Array]
+
+
+def compose(*transforms: Transform) -> Transform:
+    """Apply `transforms` in order, each with its own key."""
+
+    def apply(key: Array, images: Array) -> Array:
+        for transform, subkey in zip(transforms, jax.random.split(key, max(len(transforms), 1))):
+            images = transform(subkey, images)
+        return images
+
+    return apply
+
+
+def identity() -> Transform:
+    return lambda key, images: images
+
+
+def pad(width: int, value: float = 0.5) -> Transform:
+    """Constant padding on every side (Lucid: 12 px of 0.5 grey)."""
+    return lambda key, images: jnp.pad(images, ((0, 0), (width, width), (width, width), (0, 0)), constant_values=value)
+
+
+def jitter(distance: int) -> Transform:
+    """Translate by (dy, dx) uniform in [0, distance), filling with zeros (Lucent's `jitter`, kornia translate)."""
+
+    def apply(key: Array, images: Array) -> Array:
+        dy, dx = jax.random.randint(key, (2,), 0, distance)
+        return _translate(images, dy, dx)
+
+    return apply
+
+
+def roll(distance: int) -> Transform:
+    """Circular shift by (dy, dx) uniform in [-distance, distance] (Plug-In Inversion's jitter)."""
+
+    def apply(key: Array, images: Array) -> Array:
+        dy, dx = jax.random.randint(key, (2,), -distance, distance + 1)
+        return jnp.roll(images, (dy, dx), axis=(1, 2))
+
+    return apply
+
+
+def random_scale(scales: Sequence[float]) -> Transform:
+    """Zoom about the center by a factor drawn from `scales`, bilinear, at a fixed size."""
+    return random_scale_rotate(scales, [0.0])
+
+
+def random_rotate(degrees: Sequence[float]) -> Transform:
+    """Rotate about the center by an angle drawn from `degrees`, bilinear, zeros outside (kornia's rotate)."""
+    return random_scale_rotate([1.0], degrees)
+
+
+def random_scale_rotate(scales: Sequence[float], degrees: Sequence[float]) -> Transform:
+    """`random_scale` then `random_rotate` (both about the center, so they commute) as one resampling."""
+    scale_table, angle_table = jnp.asarray(scales, jnp.float32), jnp.deg2rad(jnp.asarray(degrees, jnp.float32))
+
+    def apply(key: Array, images: Array) -> Array:
+        k_scale, k_angle = jax.random.split(key)
+        scale = scale_table[jax.random.randint(k_scale, (), 0, len(scales))]
+        angle = angle_table[jax.random.randint(k_angle, (), 0, len(degrees))]
+        return _affine(images, scale, angle)
+
+    return apply
+
+
+def flip() -> Transform:
+    """Horizontal flip with probability 1/2."""
+    return lambda key, images: jnp.where(jax.random.bernoulli(key), images[:, :, ::-1], images)
+
+
+def color_shift(mean_range: float = 1.0, log_std_range: float = 1.0) -> Transform:
+    """Plug-In Inversion's ColorShift: per image and channel x * sigma + mu, mu ~ U(-a, a), sigma = exp(U(-b, b))."""
+
+    def apply(key: Array, images: Array) -> Array:
+        k_mu, k_sigma = jax.random.split(key)
+        shape = (images.shape[0], 1, 1, images.shape[-1])
+        mu = jax.random.uniform(k_mu, shape, images.dtype, -mean_range, mean_range)
+        sigma = jnp.exp(jax.random.uniform(k_sigma, shape, images.dtype, -log_std_range, log_std_range))
+        return images * sigma + mu
+
+    return apply
+
+
+def center_crop(size: int) -> Transform:
+    def apply(key: Array, images: Array) -> Array:
+        top, left = (images.shape[1] - size) // 2, (images.shape[2] - size) // 2
+        return images[:, top : top + size, left : left + size]
+
+    return apply
+
+
+def resize(size: int) -> Transform:
+    """Bilinear resize to size x size (Lucent upsamples images smaller than 224 before the model)."""
+    return lambda key, images: resize_images(images, size)
+
+
+def resize_images(images: Array, size: int) -> Array:
+    if images.shape[1:3] == (size, size):
+        return images
+    return jax.image.resize(images, (images.shape[0], size, size, images.shape[-1]), "linear", antialias=False)
+
+
+def lucid_standard(model_size: int | None = 224) -> Transform:
+    """Lucid/Lucent's `standard_transforms` (pad 12 with 0.5, jitter 8, scale 0.9-1.1 in 11 steps,
+    rotate -10..10 degrees plus five extra 0s, jitter 4), then Lucent's resize to the model size."""
+    steps = [
+        pad(12),
+        jitter(8),
+        random_scale_rotate([1 + (i - 5) / 50.0 for i in range(11)], list(range(-10, 11)) + 5 * [0]),
+        jitter(4),
+    ]
+    return compose(*steps, *([resize(model_size)] if model_size else []))
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _translate(images: Array, dy: Array, dx: Array) -> Array:
+    """Shift content down/right by (dy, dx) pixels, zeros entering from the edges."""
+    height, width = images.shape[1:3]
+    padded = jnp.pad(images, ((0, 0), (height, 0), (width, 0), (0, 0)))
+    return jax.lax.dynamic_slice(padded, (0, height - dy, width - dx, 0), images.shape)
+
+
+def _affine(images: Array, scale: Array | float, angle: Array | float) -> Array:
+    """Zoom by `scale` and rotate by `angle` about the center; bilinear, zeros outside."""
+    height, width = images.shape[1:3]
+    ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij")
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    # Output pixel -> source pixel: inverse rotation, then inverse zoom.
+    src_y = ((ys - cy) * cos - (xs - cx) * sin) / scale + cy
+    src_x = ((ys - cy) * sin + (xs - cx) * cos) / scale + cx
+    return jax.vmap(lambda image: _bilinear(image, src_y, src_x))(images)
+
+
+def _bilinear(image: Array, y: Array, x: Array) -> Array:
+    """Sample an (H, W, C) image at fractional coordinates, zero outside."""
+    height, width = image.shape[:2]
+    y0, x0 = jnp.floor(y), jnp.floor(x)
+    out = 0.0
+    for dy in (0, 1):
+        for dx in (0, 1):
+            yy, xx = y0 + dy, x0 + dx
+            weight = (1 - jnp.abs(y - yy)) * (1 - jnp.abs(x - xx))
+            inside = (yy >= 0) & (yy <= height - 1) & (xx >= 0) & (xx <= width - 1)
+            pixels = image[jnp.clip(yy, 0, height - 1).astype(jnp.int32), jnp.clip(xx, 0, width - 1).astype(jnp.int32)]
+            out = out + jnp.where(inside, weight, 0.0)[..., None] * pixels
+    return out
+
