@@ -149,9 +149,10 @@ def _affine(images: Array, scale: Array | float, angle: Array | float) -> Array:
     ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij")
     cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
     cos, sin = jnp.cos(angle), jnp.sin(angle)
-    # Output pixel -> source pixel: inverse rotation, then inverse zoom.
-    src_y = ((ys - cy) * cos - (xs - cx) * sin) / scale + cy
-    src_x = ((ys - cy) * sin + (xs - cx) * cos) / scale + cx
+    # Output pixel -> source pixel: inverse rotation (positive angles turn the content
+    # counterclockwise, as kornia's), then inverse zoom.
+    src_y = ((ys - cy) * cos + (xs - cx) * sin) / scale + cy
+    src_x = (-(ys - cy) * sin + (xs - cx) * cos) / scale + cx
     return jax.vmap(lambda image: _bilinear(image, src_y, src_x))(images)
 
 

@@ -79,3 +79,32 @@ def test_console_script_is_installed():
     result = subprocess.run([str(script if script.exists() else shutil.which("jaxvis")), "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "classify" in result.stdout
+
+
+def test_visualize_writes_pngs_sheet_gallery_and_record(capsys, tmp_path):
+    import json
+
+    out = tmp_path / "vis"
+    code, stdout, err = run(capsys, "visualize", "mobilenet_v2", "features.10", "--channels", "2,5", "--size", "32",
+                            "--steps", "4", "--out", str(out))
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.png")) == ["contact_sheet.png", "unit_0002.png", "unit_0005.png"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["units"] == [2, 5] and set(record["units"]) == {"2", "5"}
+    assert all(isinstance(u["objective"], float) for u in record["units"].values())
+    assert "jax" in record["environment"] and record["timings"][0]["first_chunk_s"] > 0
+    assert "unit_0005.png" in (out / "index.html").read_text()
+    assert "2 images in" in stdout
+
+
+def test_visualize_refuses_an_unwritable_output_directory(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "visualize", "mobilenet_v2", "--out", str(blocker / "sub"), "--steps", "1")
+    assert code == 2 and "cannot write to output directory" in err
+
+
+def test_visualize_out_of_range_channel(capsys, tmp_path):
+    code, _, err = run(capsys, "visualize", "mobilenet_v2", "features.14", "--channels", "158-161",
+                       "--out", str(tmp_path), "--steps", "1")
+    assert code == 2 and "valid units are 0-159" in err
