@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Transform = Callable[[Array, Array], Array]
@@ -74,12 +75,14 @@ def random_rotate(degrees: Sequence[float]) -> Transform:
 def random_scale_rotate(scales: Sequence[float], degrees: Sequence[float]) -> Transform:
     """`random_scale` then `random_rotate` (both about the center, so they commute) as one resampling."""
     scale_table, angle_table = jnp.asarray(scales, jnp.float32), jnp.deg2rad(jnp.asarray(degrees, jnp.float32))
+    radians = np.deg2rad(np.asarray(degrees, np.float64))
+    reach = float(max(scales) * np.max(np.abs(np.cos(radians)) + np.abs(np.sin(radians))))
 
     def apply(key: Array, images: Array) -> Array:
         k_scale, k_angle = jax.random.split(key)
         scale = scale_table[jax.random.randint(k_scale, (), 0, len(scales))]
         angle = angle_table[jax.random.randint(k_angle, (), 0, len(degrees))]
-        return _affine(images, scale, angle)
+        return _affine(images, scale, angle, reach)
 
     return apply
 
@@ -143,17 +146,68 @@ def _translate(images: Array, dy: Array, dx: Array) -> Array:
     return jax.lax.dynamic_slice(padded, (0, height - dy, width - dx, 0), images.shape)
 
 
-def _affine(images: Array, scale: Array | float, angle: Array | float) -> Array:
-    """Zoom by `scale` and rotate by `angle` about the center; bilinear, zeros outside."""
+def _affine(images: Array, scale: Array | float, angle: Array | float, reach: float | None = None) -> Array:
+    """Zoom by `scale` and rotate by `angle` about the center; bilinear, zeros outside, same size.
+
+    `reach` bounds scale * (|cos| + |sin|) over the draws; below 2 the backward pass is
+    `_affine_adjoint` (a gather, 3x faster on CPU than the scatter-add autodiff makes).
+    """
+    if reach is not None and reach < 2.0:
+        return _affine_with_adjoint(images, jnp.asarray(scale, jnp.float32), jnp.asarray(angle, jnp.float32))
+    return _affine_sample(images, scale, angle)
+
+
+def _source(ys: Array, xs: Array, center: tuple[float, float], scale: Array, angle: Array) -> tuple[Array, Array]:
+    """Where output pixel (ys, xs) reads from: inverse rotation (positive angles turn the content
+    counterclockwise, as kornia's), then inverse zoom, about `center`."""
+    (cy, cx), cos, sin = center, jnp.cos(angle), jnp.sin(angle)
+    return ((ys - cy) * cos + (xs - cx) * sin) / scale + cy, (-(ys - cy) * sin + (xs - cx) * cos) / scale + cx
+
+
+def _grid(height: int, width: int) -> tuple[Array, Array]:
+    return jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij")
+
+
+def _affine_sample(images: Array, scale: Array | float, angle: Array | float) -> Array:
     height, width = images.shape[1:3]
-    ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij")
-    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
-    cos, sin = jnp.cos(angle), jnp.sin(angle)
-    # Output pixel -> source pixel: inverse rotation (positive angles turn the content
-    # counterclockwise, as kornia's), then inverse zoom.
-    src_y = ((ys - cy) * cos + (xs - cx) * sin) / scale + cy
-    src_x = (-(ys - cy) * sin + (xs - cx) * cos) / scale + cx
+    center = ((height - 1) / 2.0, (width - 1) / 2.0)
+    src_y, src_x = _source(*_grid(height, width), center, scale, angle)
     return jax.vmap(lambda image: _bilinear(image, src_y, src_x))(images)
+
+
+@jax.custom_vjp
+def _affine_with_adjoint(images: Array, scale: Array, angle: Array) -> Array:
+    return _affine_sample(images, scale, angle)
+
+
+def _affine_fwd(images: Array, scale: Array, angle: Array):
+    return _affine_sample(images, scale, angle), (scale, angle)
+
+
+def _affine_adjoint(residuals, grad: Array):
+    """The exact transpose of bilinear sampling, as a gather: input pixel p collects
+    w(q -> p) * grad[q] from the output pixels q whose source lies within one pixel of p;
+    those lie within 2 pixels of the inverse image of p when scale * (|cos| + |sin|) < 2."""
+    scale, angle = residuals
+    height, width = grad.shape[1:3]
+    center = ((height - 1) / 2.0, (width - 1) / 2.0)
+    ys, xs = _grid(height, width)
+    (cy, cx), cos, sin = center, jnp.cos(angle), jnp.sin(angle)
+    base_y = jnp.floor(scale * ((ys - cy) * cos - (xs - cx) * sin) + cy)
+    base_x = jnp.floor(scale * ((ys - cy) * sin + (xs - cx) * cos) + cx)
+    total = jnp.zeros_like(grad)
+    for dy in (-1, 0, 1, 2):
+        for dx in (-1, 0, 1, 2):
+            qy, qx = base_y + dy, base_x + dx
+            sy, sx = _source(qy, qx, center, scale, angle)
+            weight = jnp.maximum(0.0, 1 - jnp.abs(sy - ys)) * jnp.maximum(0.0, 1 - jnp.abs(sx - xs))
+            inside = (qy >= 0) & (qy <= height - 1) & (qx >= 0) & (qx <= width - 1)
+            values = grad[:, jnp.clip(qy, 0, height - 1).astype(jnp.int32), jnp.clip(qx, 0, width - 1).astype(jnp.int32)]
+            total = total + jnp.where(inside, weight, 0.0)[None, ..., None] * values
+    return total, jnp.zeros_like(scale), jnp.zeros_like(angle)
+
+
+_affine_with_adjoint.defvjp(_affine_fwd, _affine_adjoint)
 
 
 def _bilinear(image: Array, y: Array, x: Array) -> Array:

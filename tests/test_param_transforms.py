@@ -101,3 +101,14 @@ def test_lucid_preset_shapes_and_jit_vmap():
     assert out.shape == (3, 2, 224, 224, 3)
     assert T.lucid_standard(None)(KEY, images).shape == (2, 88, 88, 3)  # padded by 12 on each side
     assert not np.allclose(out[0], out[1])  # every view has its own draw
+
+
+@pytest.mark.parametrize("scale,degrees", [(1.0, 0.0), (1.1, 10.0), (0.9, -7.0), (1.3, 40.0)])
+def test_affine_gather_adjoint_equals_autodiff(scale, degrees):
+    images = jax.random.uniform(KEY, (2, 23, 17, 3))
+    cotangent = jax.random.normal(jax.random.key(1), (2, 23, 17, 3))
+    angle = np.deg2rad(degrees)
+    _, autodiff = jax.vjp(lambda x: T._affine_sample(x, scale, angle), images)
+    _, adjoint = jax.vjp(lambda x: T._affine(x, scale, angle, reach=1.9), images)
+    np.testing.assert_allclose(adjoint(cotangent)[0], autodiff(cotangent)[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(T._affine(images, scale, angle, reach=1.9), T._affine_sample(images, scale, angle))
