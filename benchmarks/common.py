@@ -48,6 +48,12 @@ def machine() -> str:
     return "; ".join(parts)
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table; the first column left-aligned, the others right-aligned (numbers)."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def write_section(name: str, markdown: str) -> None:
     """Replace (or append) the section `name` of RESULTS.md, leaving the other benchmarks' sections."""
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"

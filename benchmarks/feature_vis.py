@@ -33,7 +33,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import machine, median, write_section  # noqa: E402
+from common import machine, markdown_table, median, write_section  # noqa: E402
 from jaxvis import objectives, param, transforms  # noqa: E402
 from jaxvis.optimize import optimize  # noqa: E402
 
@@ -109,17 +109,19 @@ def main() -> None:
         print(f"{neurons:3d} neurons: jaxvis {row['jaxvis']:7.1f} neuron-steps/s  Lucent {row['lucent']:7.1f}  "
               f"ratio {row['ratio']:.2f}x  (compile {row['compile']:.1f}s, outside the model {outside:.0%})", flush=True)
 
-    table = ["| neurons | jaxvis neuron-steps/s | Lucent neuron-steps/s | jaxvis / Lucent | jaxvis compile s | jaxvis step time outside the model |",
-             "|---:|---:|---:|---:|---:|---:|"]
-    table += [f"| {r['neurons']} | {r['jaxvis']:.1f} | {r['lucent']:.1f} | **{r['ratio']:.2f}x** | {r['compile']:.1f} | "
-              f"{r['outside']:.0%} |" for r in rows]
+    table = markdown_table(
+        ["neurons", "jaxvis neuron-steps/s", "Lucent neuron-steps/s", "jaxvis / Lucent", "jaxvis compile s",
+         "jaxvis step time outside the model"],
+        [[str(r["neurons"]), f"{r['jaxvis']:.1f}", f"{r['lucent']:.1f}", f"**{r['ratio']:.2f}x**",
+          f"{r['compile']:.1f}", f"{r['outside']:.0%}"] for r in rows],
+    )
     text = (
         "## Feature visualization vs Lucent (`benchmarks/feature_vis.py`)\n\n"
         f"Machine: {machine()}. MobileNetV2 `features.14` channels, Fourier + decorrelated param, Lucid's "
         f"standard transforms, Adam {LR}, {SIZE} px upsampled to 224; torch-lucent 0.1.8 with kornia 0.4.1. "
         f"Median of {args.repeats} alternating repeats of {args.steps} steady-state steps. \"Outside the model\" "
         "is 1 - (forward to the layer + backward, alone) / (jaxvis step), median over repeats (0% when "
-        "the whole step ran as fast as the model alone, within timing noise).\n\n" + "\n".join(table)
+        "the whole step ran as fast as the model alone, within timing noise).\n\n" + table
     )
     if not args.no_write:
         write_section("feature_vis", text)

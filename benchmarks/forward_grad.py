@@ -28,7 +28,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import machine, median, seconds, write_section  # noqa: E402
+from common import machine, markdown_table, median, seconds, write_section  # noqa: E402
 
 TARGET_CLASS = 1
 
@@ -99,17 +99,18 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
     rows = [row for name in args.models for row in bench(name, args.batches, args.sizes, args.runs)]
-    table = ["| model | batch | size | jaxvis ms | torch ms | torch / jaxvis | jaxvis compile s | gradient cosine vs torch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    table += [f"| {r['model']} | {r['batch']} | {r['size']} | {r['jaxvis_ms']:.1f} | {r['torch_ms']:.1f} | "
-              f"**{r['speedup']:.2f}x** | {r['compile_s']:.1f} | {r['grad_cosine']:.6f} |" for r in rows]
+    table = markdown_table(
+        ["model", "batch", "size", "jaxvis ms", "torch ms", "torch / jaxvis", "jaxvis compile s", "gradient cosine vs torch"],
+        [[r["model"], str(r["batch"]), str(r["size"]), f"{r['jaxvis_ms']:.1f}", f"{r['torch_ms']:.1f}",
+          f"**{r['speedup']:.2f}x**", f"{r['compile_s']:.1f}", f"{r['grad_cosine']:.6f}"] for r in rows],
+    )
     text = (
         "## Forward + input gradient (`benchmarks/forward_grad.py`)\n\n"
         f"Machine: {machine()}. Median of {args.runs} alternating runs after warm-up; "
         "gradient of one logit w.r.t. the input images; jaxvis with its default fast paths "
         "(BatchNorm folded, 1x1 convs as matmuls, depthwise as shifted products on CPU). "
         "torch / jaxvis > 1 means jaxvis is faster. The gradients are compared by cosine: "
-        "elementwise they differ where a unit lies within rounding error of a ReLU kink.\n\n" + "\n".join(table)
+        "elementwise they differ where a unit lies within rounding error of a ReLU kink.\n\n" + table
     )
     if not args.no_write:
         write_section("forward_grad", text)
