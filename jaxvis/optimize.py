@@ -109,11 +109,12 @@ def optimize(
     units = np.asarray([0] if units is None else units)
     if units.ndim != 1 or len(units) == 0:
         raise ValueError(f"units must be a non-empty 1-D array of unit indices, got shape {units.shape}")
-    layers = _check_objective(model, objective_for(jnp.asarray(units[0])))
+    first_objective = objective_for(jnp.asarray(units[0]))
+    layers = _check_objective(model, first_objective)
     devices = jax.local_devices()
     padded = _pad_to_multiple(units, len(devices))
-    plan = _Plan(model, objective_for, layers, param, transform, optimizer, batch, ensemble, seed, relu_override_steps)
-    config = _config(model, objective_for(jnp.asarray(units[0])), param, units, steps, batch, ensemble, seed, relu_override_steps)
+    plan = _Plan(objective_for, layers, param, transform, optimizer, batch, ensemble, seed, relu_override_steps)
+    config = _config(model, first_objective, param, units, steps, batch, ensemble, seed, relu_override_steps)
     checkpoints = _Checkpoints(Path(checkpoint_dir), config) if checkpoint_dir else None
     if checkpoint_every and checkpoints is None:
         raise ValueError("checkpoint_every needs checkpoint_dir")
@@ -149,7 +150,7 @@ def optimize(
         bad = ~np.isfinite(values)
         if bad.any():
             step = done + int(np.argmax(bad.any(axis=1)))
-            result = _result(plan, state, history, padded, units, done, timings)
+            result = _result(plan, state, history, units, done, timings)
             result.nonfinite = units[bad.any(axis=0)[: len(units)]]
             bar.close()
             raise OptimizationDiverged(step, result)
@@ -160,14 +161,13 @@ def optimize(
         if checkpoints is not None and checkpoint_every and (done % checkpoint_every == 0 or done == steps):
             checkpoints.save(done, state, history)
     bar.close()
-    return _result(plan, state, history, padded, units, done, timings)
+    return _result(plan, state, history, units, done, timings)
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """The pure pieces of one run, and its compiled chunk runner."""
+    """The pure pieces of one run (the model is passed to `run_steps`, not held)."""
 
-    model: Model
     objective_for: ObjectiveFor
     layers: tuple[str, ...]
     param: Param
@@ -245,8 +245,7 @@ def _shard(tree: Any, devices: list) -> Any:
     return jax.device_put(tree, sharding)
 
 
-def _result(plan: _Plan, state: State, history: np.ndarray, padded: np.ndarray, units: np.ndarray,
-            done: int, timings: dict) -> Result:
+def _result(plan: _Plan, state: State, history: np.ndarray, units: np.ndarray, done: int, timings: dict) -> Result:
     images = np.asarray(plan.render(state.theta))[: len(units)]
     return Result(images, history[:done, : len(units)].copy(), units, done, dict(timings))
 
