@@ -107,9 +107,9 @@ def test_nan_stops_with_the_step_and_keeps_finished_images(mobilenet):
 
 def test_relu_redirection_option_runs_in_the_scanned_step(mobilenet):
     """The switch is a traced `t < relu_override_steps` inside lax.scan (its gradient is tested in test_model_api)."""
-    plain, redirected = small_run(mobilenet, steps=4), small_run(mobilenet, steps=4, relu_override_steps=2)
+    plain, redirected = small_run(mobilenet, steps=8), small_run(mobilenet, steps=8, relu_override_steps=4)
     assert redirected.images.shape == plain.images.shape and np.isfinite(redirected.images).all()
-    assert np.all(redirected.history[-1] > redirected.history[0])
+    assert redirected.history[-1].mean() > redirected.history[0].mean()
 
 
 def test_objective_on_unknown_or_no_layer_is_refused(mobilenet):
