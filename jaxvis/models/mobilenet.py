@@ -20,7 +20,6 @@ from jaxvis.models.layers import (
     ConvNormActivation,
     Linear,
     Sequential,
-    conv_bn,
     identity,
     make,
 )
