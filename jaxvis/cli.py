@@ -181,11 +181,10 @@ def run_visualize(args: argparse.Namespace) -> None:
                 values.append(float(value))
             record["units"][str(int(unit))] = {"objective": float(value)}
         record["timings"].append({"units": len(group), **result.timings})
-        write_gallery(out, f"{arch.name} {layer} ({args.objective})", np.stack(images), labels, values, record)
+        record["total_s"] = time.perf_counter() - start
+        paths = write_gallery(out, f"{arch.name} {layer} ({args.objective})", np.stack(images), labels, values, record)
         if result.steps < args.steps:
             raise JaxvisError(f"stopped at step {result.steps}; finished images are in {out}")
-    record["total_s"] = time.perf_counter() - start
-    paths = write_gallery(out, f"{arch.name} {layer} ({args.objective})", np.stack(images), labels, values, record)
     print(f"{len(images)} images in {out}  (contact sheet: {paths['sheet']}, gallery: {paths['index']})")
 
 

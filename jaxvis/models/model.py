@@ -55,7 +55,6 @@ class Architecture:
     ignore_keys: tuple[str, ...] = ()  # state_dict prefixes that are known and unused
     namings: tuple[Naming, ...] = ()  # foreign state_dict namings recognised and translated
     default_layer: str = ""  # a middle layer worth visualizing first (`jaxvis visualize NAME`)
-    notes: str = ""
 
     @functools.cached_property
     def module(self) -> nn.Module:
@@ -124,15 +123,13 @@ class Model:
 
 
 def forward(arch: Architecture, variables: Any, images: Array, probe: Probe) -> Array | None:
-    """Run the network under `probe`; raises `UnknownLayerError` for names it never met."""
+    """Run the network under `probe` (whose names `Model.__call__` has checked); None if it stopped early."""
     x = (images - jnp.asarray(arch.mean, images.dtype)) / jnp.asarray(arch.std, images.dtype)
     try:
         logits = arch.module.apply(variables, x, probe)
         logits = probe.tap(OUTPUT, logits)
     except StopForward:
         return None
-    if probe.pending:  # the whole network ran and never met these names
-        raise UnknownLayerError(sorted(probe.pending), arch.name, probe.seen)
     return logits
 
 
