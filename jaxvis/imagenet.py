@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib import resources
+
+import numpy as np
 
 from jaxvis.errors import JaxvisError, nearest
 
@@ -33,3 +36,8 @@ def class_index(label: str | int, num_classes: int = 1000) -> int:
     raise UnknownClassError(
         f"unknown ImageNet class {label!r}." + (f" Did you mean {', '.join(hint)}?" if hint else "")
     )
+
+
+def class_indices(labels: Sequence[str | int], num_classes: int = 1000) -> np.ndarray:
+    """`class_index` of each label, as an int32 array."""
+    return np.asarray([class_index(label, num_classes) for label in labels], np.int32)

@@ -17,7 +17,7 @@ Defaults and definitions follow Lucid's `lucid/optvis/objectives.py`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +174,29 @@ def blur_penalty() -> Objective:
         return 0.5 * jnp.square(x - jax.lax.stop_gradient(blurred)).sum()
 
     return Objective(fn, frozenset({INPUT}), "blur")
+
+
+def batchnorm_statistics(inputs: Sequence[Any], first_multiplier: float = 10.0) -> Objective:
+    """DeepInversion's feature-distribution prior R_feature (subtract it).
+
+    Sum over BatchNorms of ||batch mean - running mean||_2 + ||batch variance - running
+    variance||_2 at each BatchNorm's input (mean and biased variance over batch and
+    positions), the first BatchNorm weighted by `first_multiplier` (NVlabs/DeepInversion
+    `DeepInversionFeatureHook`, `first_bn_multiplier` 10).  `inputs`: the
+    `jaxvis.models.statistics.batchnorm_inputs` of a model.
+    """
+    entries = [(entry.layer, jnp.asarray(entry.mean), jnp.asarray(entry.var)) for entry in inputs]
+    weights = [first_multiplier] + [1.0] * (len(entries) - 1)
+
+    def fn(acts: Acts) -> Array:
+        total = 0.0
+        for weight, (layer, running_mean, running_var) in zip(weights, entries):
+            x = acts[layer].reshape(-1, acts[layer].shape[-1])
+            mean, var = x.mean(axis=0), x.var(axis=0)
+            total = total + weight * (jnp.linalg.norm(var - running_var) + jnp.linalg.norm(mean - running_mean))
+        return total
+
+    return Objective(fn, frozenset(layer for layer, _, _ in entries), "batchnorm_statistics")
 
 
 # --- matching a reference (feature inversion, style transfer) ------------------------------------------

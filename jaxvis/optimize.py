@@ -80,6 +80,8 @@ def optimize(
     param: Param,
     units: Array | np.ndarray | None = None,
     transform: Transform = identity(),
+    step_transform: Transform = identity(),
+    init: Any = None,
     optimizer: optax.GradientTransformation | None = None,
     steps: int = 512,
     batch: int = 1,
@@ -99,6 +101,12 @@ def optimize(
     units: the indices passed to that function (default: one unit, index 0).
     batch: images per unit (the diversity objective compares them).
     ensemble: transformed views per image and step; the objective is averaged over them.
+    transform: drawn afresh for every view; step_transform: drawn once per step and unit,
+        before the views, so all views share it (Plug-In Inversion's jitter).
+    init: the starting parameters, one per unit (leading axis = units), instead of
+        `param.init` (a coarse-to-fine stage starts from the previous one's images).
+    optimizer: any optax transformation; one with extra arguments (`optax.lbfgs`) is
+        given the loss value, gradient and loss function for its line search.
     relu_override_steps: use Lucid's redirected ReLU gradient for the first steps.
     checkpoint_dir / checkpoint_every: save the optimization state with orbax every
         N steps; `resume=True` continues from the latest checkpoint there.
@@ -113,8 +121,14 @@ def optimize(
     layers = _check_objective(model, first_objective)
     devices = jax.local_devices()
     padded = _pad_to_multiple(units, len(devices))
-    plan = _Plan(objective_for, layers, param, transform, optimizer, batch, ensemble, seed, relu_override_steps)
+    plan = _Plan(objective_for, layers, param, transform, step_transform, optimizer, batch, ensemble, seed,
+                 relu_override_steps)
     config = _config(model, first_objective, param, units, steps, batch, ensemble, seed, relu_override_steps)
+    if init is not None:
+        leading = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree_util.tree_leaves(init)}
+        if leading != {len(units)}:
+            raise ValueError(f"init must hold one entry per unit (leading axis {len(units)}), got leading axes {leading}")
+        config["init"] = _fingerprint(init)
     checkpoints = _Checkpoints(Path(checkpoint_dir), config) if checkpoint_dir else None
     if checkpoint_every and checkpoints is None:
         raise ValueError("checkpoint_every needs checkpoint_dir")
@@ -126,7 +140,7 @@ def optimize(
         if restored is not None:
             state, history, done = restored
     if state is None:
-        state = plan.init(len(padded))
+        state = plan.init(len(padded)) if init is None else plan.start_from(_pad_leading(init, len(padded)))
     state = _shard(state, devices)
     unit_array = _shard(jnp.asarray(padded), devices)
 
@@ -172,6 +186,7 @@ class _Plan:
     layers: tuple[str, ...]
     param: Param
     transform: Transform
+    step_transform: Transform
     optimizer: optax.GradientTransformation
     batch: int
     ensemble: int
@@ -181,7 +196,10 @@ class _Plan:
     def init(self, count: int) -> State:
         init_key = jax.random.split(jax.random.key(self.seed))[0]
         keys = jax.vmap(lambda k: jax.random.fold_in(init_key, k))(jnp.arange(count))
-        theta = jax.vmap(lambda k: self.param.init(k, self.batch))(keys)
+        return self.start_from(jax.vmap(lambda k: self.param.init(k, self.batch))(keys))
+
+    def start_from(self, theta: Any) -> State:
+        theta = jax.tree_util.tree_map(jnp.asarray, theta)
         return State(theta, jax.vmap(self.optimizer.init)(theta))
 
     def abstract_state(self, count: int) -> State:
@@ -191,21 +209,33 @@ class _Plan:
         """The objective of one unit's image batch, averaged over `ensemble` transformed views."""
         images = self.param.render(theta)
         objective = self.objective_for(unit)
+        step_key, views_key = jax.random.split(key)
+        shared = self.step_transform(step_key, images)
 
         def view(view_key: Array) -> Array:
-            acts = model(self.transform(view_key, images), capture=list(self.layers), redirect_relu=redirect)
+            acts = model(self.transform(view_key, shared), capture=list(self.layers), redirect_relu=redirect)
             return objective({**acts, INPUT: images})
 
-        return jax.vmap(view)(jax.random.split(key, self.ensemble)).mean()
+        return jax.vmap(view)(jax.random.split(views_key, self.ensemble)).mean()
 
     def step(self, model: Model, state: State, units: Array, t: Array) -> tuple[State, Array]:
         step_key = jax.random.fold_in(jax.random.split(jax.random.key(self.seed))[1], t)
         keys = jax.vmap(lambda k: jax.random.fold_in(step_key, k))(jnp.arange(units.shape[0]))
         redirect = t < self.relu_override_steps if self.relu_override_steps else None
-        value_and_grad = jax.value_and_grad(lambda th, u, k: -self.unit_objective(model, th, u, k, redirect))
-        losses, grads = jax.vmap(value_and_grad)(state.theta, units, keys)
-        updates, opt_state = jax.vmap(self.optimizer.update)(grads, state.opt_state, state.theta)
-        return State(optax.apply_updates(state.theta, updates), opt_state), -losses
+
+        def unit_step(theta: Any, opt_state: Any, unit: Array, key: Array) -> tuple[Any, Any, Array]:
+            loss_fn = lambda th: -self.unit_objective(model, th, unit, key, redirect)
+            loss, grads = jax.value_and_grad(loss_fn)(theta)
+            if isinstance(self.optimizer, optax.GradientTransformationExtraArgs):
+                updates, opt_state = self.optimizer.update(grads, opt_state, theta, value=loss, grad=grads,
+                                                           value_fn=loss_fn)
+            else:
+                updates, opt_state = self.optimizer.update(grads, opt_state, theta)
+            theta = optax.apply_updates(theta, updates)
+            return (self.param.project(theta) if self.param.project else theta), opt_state, loss
+
+        theta, opt_state, losses = jax.vmap(unit_step)(state.theta, state.opt_state, units, keys)
+        return State(theta, opt_state), -losses
 
     def run_steps(self, model: Model, state: State, units: Array, ts: Array) -> tuple[State, Array]:
         """Steps `ts` under `lax.scan`; the model is an argument (closing over it would constant-fold it)."""
@@ -213,6 +243,12 @@ class _Plan:
 
     def render(self, theta: Any) -> Array:
         return jax.jit(jax.vmap(self.param.render))(theta)
+
+
+def staged_result(images: np.ndarray, stages: list[Result], units: np.ndarray, timings: dict[str, float]) -> Result:
+    """One `Result` for a multi-stage method: the final `images`, the stages' histories end to end."""
+    history = np.concatenate([stage.history for stage in stages])
+    return Result(np.asarray(images), history, np.asarray(units), len(history), dict(timings))
 
 
 def _check_objective(model: Model, objective: Objective) -> tuple[str, ...]:
@@ -228,6 +264,26 @@ def _check_objective(model: Model, objective: Objective) -> tuple[str, ...]:
 
         raise UnknownLayerError(unknown, model.name, model.layers)
     return tuple(sorted(layers))
+
+
+def _pad_leading(tree: Any, count: int) -> Any:
+    """Repeat the last entry of every leaf's leading (unit) axis up to `count` entries."""
+
+    def pad(leaf: Any) -> Any:
+        leaf = jnp.asarray(leaf)
+        return jnp.concatenate([leaf, jnp.repeat(leaf[-1:], count - leaf.shape[0], axis=0)]) if leaf.shape[0] < count else leaf
+
+    return jax.tree_util.tree_map(pad, tree)
+
+
+def _fingerprint(tree: Any) -> str:
+    """A short digest of given starting parameters (a checkpoint resumes only the same start)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(tree):
+        digest.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _pad_to_multiple(units: np.ndarray, devices: int) -> np.ndarray:

@@ -7,6 +7,9 @@ A `Param` is a pair of pure functions, like an optax transformation:
 - `fourier`: Lucid's default -- a spectrum scaled by 1/frequency, in ImageNet's
   decorrelated color space, squashed by a sigmoid (`lucid/optvis/param/spatial.py`
   `fft_image`, `color.py` `to_valid_rgb`; sd 0.01, decay power 1).
+- `clamped`: pixels optimized directly (optionally in a model's normalized space)
+  and clamped to the valid range after every update -- Plug-In Inversion's and
+  DeepInversion's parameterization.
 - `maco`: Fel et al. 2023 ("Unlocking Feature Visualization for Deeper Networks
   with MAgnitude Constrained Optimization"): only the phase is optimized; the
   magnitude is fixed to a natural-image spectrum.  ImageNet's spectrum cannot
@@ -45,6 +48,7 @@ class Param:
     render: Callable[[Any], Array]
     size: int
     name: str
+    project: Callable[[Any], Any] | None = None  # applied to theta after every update (e.g. clamp to [0, 1])
 
 
 def to_valid_rgb(x: Array, decorrelate: bool = True, valid: str = "sigmoid") -> Array:
@@ -68,6 +72,32 @@ def pixel(size: int, sd: float = 0.01, decorrelate: bool = False, valid: str = "
         return sd * jax.random.normal(key, (batch, size, size, 3), jnp.float32)
 
     return Param(init, lambda theta: to_valid_rgb(theta, decorrelate, valid), size, "pixel")
+
+
+def clamped(size: int, mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0),
+            init: str = "uniform") -> Param:
+    """theta = (image - mean) / std, kept inside the image of [0, 1] by clamping after every update.
+
+    init: "uniform" (U(0, 1) pixels; Plug-In Inversion's `torch.rand`) or "normal"
+    (N(0, 1) in normalized space; DeepInversion's `torch.randn`).
+    """
+    if init not in ("uniform", "normal"):
+        raise ValueError(f"init must be 'uniform' or 'normal', got {init!r}")
+    mean_, std_ = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+
+    def initialize(key: Array, batch: int) -> Array:
+        shape = (batch, size, size, 3)
+        if init == "normal":
+            return jax.random.normal(key, shape, jnp.float32)
+        return (jax.random.uniform(key, shape, jnp.float32) - mean_) / std_
+
+    def project(theta: Array) -> Array:
+        return jnp.clip(theta, -mean_ / std_, (1.0 - mean_) / std_)
+
+    def render(theta: Array) -> Array:
+        return jnp.clip(theta * std_ + mean_, 0.0, 1.0)
+
+    return Param(initialize, render, size, "clamped", project)
 
 
 def fourier(size: int, sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,

@@ -113,6 +113,38 @@ def center_crop(size: int) -> Transform:
     return apply
 
 
+def avg_pool(factor: int) -> Transform:
+    """Average-pool by `factor` (DeepInversion's low-resolution stage: `AvgPool2d(kernel_size=2)`)."""
+
+    def apply(key: Array, images: Array) -> Array:
+        b, h, w, c = images.shape
+        h, w = h // factor * factor, w // factor * factor
+        return images[:, :h, :w].reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+    return apply
+
+
+def tiles(limit: int) -> Transform:
+    """Cut images larger than `limit` into a batch of equal tiles of at most `limit` px (edge-padded).
+
+    The tiles go through the network as one batch; since an objective averaged over
+    tiles is a sum of per-tile objectives, its gradient is each tile's own gradient
+    stitched back together (DeepDream's tiled processing of large images).
+    """
+
+    def apply(key: Array, images: Array) -> Array:
+        b, h, w, c = images.shape
+        rows, cols = -(-h // limit), -(-w // limit)
+        if rows == cols == 1:
+            return images
+        th, tw = -(-h // rows), -(-w // cols)
+        padded = jnp.pad(images, ((0, 0), (0, rows * th - h), (0, cols * tw - w), (0, 0)), mode="edge")
+        grid = padded.reshape(b, rows, th, cols, tw, c).transpose(0, 1, 3, 2, 4, 5)
+        return grid.reshape(b * rows * cols, th, tw, c)
+
+    return apply
+
+
 def resize(size: int) -> Transform:
     """Bilinear resize to size x size (Lucent upsamples images smaller than 224 before the model)."""
     return lambda key, images: resize_images(images, size)

@@ -142,6 +142,18 @@ class MaxPool2d(nn.Module):
         return tap(self, probe, y)
 
 
+class AvgPool2d(nn.Module):
+    """torch.nn.AvgPool2d(kernel_size, stride=kernel_size) without padding."""
+
+    kernel_size: int
+
+    def __call__(self, x: Array, probe: Probe) -> Array:
+        k = self.kernel_size
+        b, h, w, c = x.shape
+        x = x[:, : h // k * k, : w // k * k].reshape(b, h // k, k, w // k, k, c).mean(axis=(2, 4))
+        return tap(self, probe, x)
+
+
 class AdaptiveAvgPool2d(nn.Module):
     output_size: int | tuple[int, int]
 

@@ -9,13 +9,14 @@ torch forward hook, a captured conv output is the value before the in-place ReLU
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import flax.linen as nn
 import jax
 
 from converters.resolve import WeightSource
 from jaxvis.models import ops
-from jaxvis.models.layers import Act, AdaptiveAvgPool2d, Conv2d, Linear, MaxPool2d, Sequential, identity, make
+from jaxvis.models.layers import Act, AdaptiveAvgPool2d, AvgPool2d, Conv2d, Linear, MaxPool2d, Sequential, identity, make
 from jaxvis.models.model import Architecture
 from jaxvis.models.probe import Probe
 
@@ -29,13 +30,14 @@ CONFIGS = {
 class VGG(nn.Module):
     config: Sequence[int | str]
     num_classes: int = 1000
+    pool: str = "max"  # "average": Gatys et al.'s replacement for style transfer
 
     @nn.compact
     def __call__(self, x: jax.Array, probe: Probe) -> jax.Array:
         layers, channels = [], 3
         for item in self.config:
             if item == POOL:
-                layers.append(make(MaxPool2d, 2, 2))
+                layers.append(make(MaxPool2d, 2, 2) if self.pool == "max" else make(AvgPool2d, 2))
             else:
                 layers += [make(Conv2d, channels, item, 3, padding=1), make(Act, ops.relu)]
                 channels = item
@@ -60,6 +62,11 @@ def _vgg(name: str, filename: str, top1: str) -> Architecture:
         default_layer="features.22" if name == "vgg16" else "features.26",
         pretrained=(WeightSource.torchvision(filename, f"torchvision IMAGENET1K_V1 (top-1 {top1})"),),
     )
+
+
+def average_pooling(arch: Architecture) -> Architecture:
+    """The same VGG (same weights and layer names) with average instead of max pooling."""
+    return replace(arch, build=lambda: VGG(CONFIGS[arch.name], pool="average"))
 
 
 VGG16 = _vgg("vgg16", "vgg16-397923af.pth", "71.6%")

@@ -1,0 +1,56 @@
+"""The published methods, each a recipe built only from the engine's pieces.
+
+    from jaxvis.methods import invert, dream, reconstruct, transfer_style
+    result = invert(model, ["goldfish", 207], method="pii")      # Plug-In Inversion
+    result.images                                                # (classes, 1, S, S, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from jaxvis.errors import JaxvisError, nearest
+from jaxvis.methods.deepdream import dream
+from jaxvis.methods.deepinversion import deep_inversion
+from jaxvis.methods.feature_inversion import reconstruct
+from jaxvis.methods.logit import logit_inversion
+from jaxvis.methods.pii import plug_in_inversion
+from jaxvis.methods.style import style_losses, transfer_style
+from jaxvis.models.model import Model
+from jaxvis.optimize import Result
+
+INVERSIONS: dict[str, Callable[..., Result]] = {
+    "pii": plug_in_inversion,
+    "deepinversion": deep_inversion,
+    "logit": logit_inversion,
+}
+
+
+class UnknownMethodError(JaxvisError, ValueError):
+    pass
+
+
+def invert(model: Model, classes: Sequence[int | str], method: str = "pii", **options) -> Result:
+    """Class images of `model` by `method` (pii, deepinversion, logit); options go to that method."""
+    if method not in INVERSIONS:
+        hint = nearest(method, list(INVERSIONS))
+        raise UnknownMethodError(
+            f"unknown inversion method {method!r}." + (f" Did you mean {hint[0]}?" if hint else "")
+            + f" Choose one of {', '.join(INVERSIONS)}."
+        )
+    if not classes:
+        raise ValueError("name at least one class to invert, e.g. classes=[1, 'golden retriever']")
+    return INVERSIONS[method](model, classes, **options)
+
+
+__all__ = [
+    "INVERSIONS",
+    "deep_inversion",
+    "dream",
+    "invert",
+    "logit_inversion",
+    "plug_in_inversion",
+    "reconstruct",
+    "style_losses",
+    "transfer_style",
+]

@@ -1,0 +1,205 @@
+"""Neural style transfer (Gatys, Ecker, Bethge, "Image Style Transfer Using Convolutional Neural Networks", CVPR 2016).
+
+    x* = argmin_x  w_c · mean (F_c(x) − F_c(content))²  +  w_s · Σ_l mean (G_l(x) − G_l(style))²
+
+with F_l the activations of layer l and G_l = F_l F_lᵀ / (C·H·W) their Gram matrix.
+Defaults follow PyTorch's "Neural Transfer Using PyTorch" tutorial of the method
+(w_c = 1, w_s = 1e6, L-BFGS from the content image, 300 steps; VGG-19 conv1_1,
+conv2_1, conv3_1, conv4_1, conv5_1 for style, conv4_2 for content, and Gatys et al.'s
+max-pool → average-pool replacement).
+
+For networks other than VGG, Mordvintsev et al. 2018 ("Differentiable Image
+Parameterizations", §3) show that optimizing a decorrelated Fourier image under
+random transformations makes style transfer work; `param="fourier"` does that
+the way Lucid's notebook does: the optimized, content and style images go
+through the network as one batch, so every random transform hits all three alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxvis.errors import JaxvisError, UnknownLayerError
+from jaxvis.models.model import Model, check_images
+from jaxvis.objectives import Objective
+from jaxvis.optimize import Result, optimize, staged_result
+from jaxvis.param import Param, clamped, fourier
+from jaxvis.transforms import Transform, identity, lucid_standard, resize_images
+
+CONTENT_WEIGHT = 1.0  # tutorial: content_weight=1
+STYLE_WEIGHT = 1e6  # tutorial: style_weight=1000000
+LBFGS_STEPS = 300  # tutorial: num_steps=300
+ADAM_STEPS = 512
+ADAM_LEARNING_RATE = {"pixel": 0.02, "fourier": 0.05}  # fourier: Lucid's render_vis default
+
+# (style layers, content layer) per network; VGG's are Gatys et al.'s conv1_1..conv5_1 / conv4_2.
+LAYERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "vgg19": (("features.0", "features.5", "features.10", "features.19", "features.28"), "features.21"),
+    "vgg16": (("features.0", "features.5", "features.10", "features.17", "features.24"), "features.19"),
+    "mobilenet_v2": (("features.1", "features.3", "features.6", "features.10", "features.13"), "features.10"),
+    "efficientnet_lite0": (("conv_stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3"), "blocks.3"),
+    "resnet18": (("relu", "layer1", "layer2", "layer3", "layer4"), "layer3"),
+    "resnet50": (("relu", "layer1", "layer2", "layer3", "layer4"), "layer3"),
+}
+
+
+class StyleLayersError(JaxvisError, ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class StyleTransfer:
+    """What to match: layers and weights (content and style images come with each call)."""
+
+    style_layers: tuple[str, ...]
+    content_layer: str
+    content_weight: float = CONTENT_WEIGHT
+    style_weight: float = STYLE_WEIGHT
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.style_layers, self.content_layer)))
+
+    def losses(self, acts, content_acts, style_acts) -> tuple[jax.Array, jax.Array]:
+        """(content loss, style loss) of one image's activations against the references', unweighted."""
+        content = jnp.mean(jnp.square(acts[self.content_layer] - content_acts[self.content_layer]))
+        style = sum(jnp.mean(jnp.square(gram(acts[layer]) - gram(style_acts[layer]))) for layer in self.style_layers)
+        return content, style
+
+    def objective(self) -> Objective:
+        """Acts of the batch [x, content, style] -> −(weighted content loss + weighted style loss)."""
+
+        def fn(acts) -> jax.Array:
+            pick = lambda k: {layer: acts[layer][k : k + 1] for layer in self.layers}
+            content, style = self.losses(pick(0), pick(1), pick(2))
+            return -(self.content_weight * content + self.style_weight * style)
+
+        return Objective(fn, frozenset(self.layers), "style_transfer")
+
+
+def gram(x: jax.Array) -> jax.Array:
+    """F Fᵀ / (C·H·W) per image (the tutorial's `gram_matrix`)."""
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    return jnp.einsum("bpc,bpd->bcd", flat, flat) / (flat.shape[1] * flat.shape[2])
+
+
+def default_layers(model: Model) -> tuple[tuple[str, ...], str]:
+    if model.name not in LAYERS:
+        raise StyleLayersError(
+            f"jaxvis has no default style/content layers for {model.name}; pass style_layers and content_layer "
+            f"(CLI: --style-layers A,B,C --content-layer D); `jaxvis layers {model.name}` lists the names."
+        )
+    return LAYERS[model.name]
+
+
+def with_average_pooling(model: Model) -> Model:
+    """VGG with every max pool replaced by an average pool (Gatys et al. §2); other networks unchanged."""
+    if model.arch.family != "cnn" or not model.name.startswith("vgg"):
+        return model
+    from jaxvis.models.vgg import average_pooling
+
+    return replace(model, arch=average_pooling(model.arch))
+
+
+def stacked(param: Param, content: jax.Array, style: jax.Array) -> Param:
+    """`param` whose render is the batch [x, content, style]: transforms then treat all three alike."""
+    return replace(param, render=lambda theta: jnp.concatenate([param.render(theta), content, style]))
+
+
+def transfer_style(
+    model: Model,
+    content: np.ndarray,
+    style: np.ndarray,
+    *,
+    style_layers: Sequence[str] | None = None,
+    content_layer: str | None = None,
+    content_weight: float = CONTENT_WEIGHT,
+    style_weight: float = STYLE_WEIGHT,
+    param: str = "auto",
+    optimizer: str = "auto",
+    steps: int | None = None,
+    learning_rate: float | None = None,
+    pyramid: int = 1,
+    average_pool: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> Result:
+    """Paint `content` (H, W, 3) in the style of `style` (resized to H × W); images (1, 1, H, W, 3).
+
+    param: "pixel" (Gatys; starts from the content image), "fourier" (decorrelated Fourier
+        image under Lucid's transforms) or "auto" (pixel for VGG, fourier otherwise).
+    optimizer: "lbfgs" (optax.lbfgs with its zoom line search), "adam" or "auto"
+        (L-BFGS for pixels, Adam for Fourier).
+    pyramid: levels of an image pyramid (pixel only): solve at 1/2^(levels-1) of the
+        size first, each level starting from the previous result upsampled.
+    """
+    defaults = default_layers(model) if style_layers is None or content_layer is None else None
+    spec = StyleTransfer(tuple(style_layers or defaults[0]), content_layer or defaults[1], content_weight, style_weight)
+    unknown = sorted(set(spec.layers) - set(model.layers))
+    if unknown:
+        raise UnknownLayerError(unknown, model.name, model.layers)
+    param = ("pixel" if model.name.startswith("vgg") else "fourier") if param == "auto" else param
+    optimizer = ("lbfgs" if param == "pixel" else "adam") if optimizer == "auto" else optimizer
+    if param not in ("pixel", "fourier") or optimizer not in ("lbfgs", "adam"):
+        raise ValueError(f"param must be pixel|fourier|auto and optimizer lbfgs|adam|auto; got {param!r}, {optimizer!r}")
+    if pyramid > 1 and param != "pixel":
+        raise ValueError("an image pyramid needs param='pixel' (a Fourier image has no coarse-to-fine start)")
+    if average_pool:
+        model = with_average_pooling(model)
+    content = check_images(np.asarray(content, np.float32)[None], model.arch)
+    height, width = content.shape[1:3]
+    if height != width:
+        raise ValueError(f"style transfer takes a square content image; got {height}x{width} (crop it first)")
+    style = resize_images(jnp.asarray(np.asarray(style, np.float32)[None]), height)
+    steps = steps or (LBFGS_STEPS if optimizer == "lbfgs" else ADAM_STEPS)
+    rate = learning_rate or ADAM_LEARNING_RATE[param]
+    robust: Transform = lucid_standard(None) if param == "fourier" else identity()
+
+    image, stages, timings = None, [], {}
+    for level in range(pyramid):
+        start = time.perf_counter()
+        size = height // 2 ** (pyramid - 1 - level)
+        level_content, level_style = resize_images(jnp.asarray(content), size), resize_images(style, size)
+        base = fourier(size) if param == "fourier" else clamped(size)
+        if param == "pixel":
+            init = (level_content if image is None else resize_images(image, size))[None]
+        else:
+            init = None
+        result = optimize(
+            model,
+            spec.objective(),
+            param=stacked(base, level_content, level_style),
+            init=init,
+            transform=robust,
+            optimizer=optax.lbfgs() if optimizer == "lbfgs" else optax.adam(rate),
+            steps=steps,
+            seed=seed * 1000 + level,
+            chunk=min(steps, 50),
+            progress=progress,
+        )
+        image = jnp.asarray(result.images[0, :1])
+        stages.append(result)
+        timings[f"level_{size}px_s"] = time.perf_counter() - start
+    return staged_result(np.asarray(image)[None], stages, np.zeros(1, np.int32), timings)
+
+
+def style_losses(model: Model, image: np.ndarray, content: np.ndarray, style: np.ndarray,
+                 style_layers: Sequence[str] | None = None, content_layer: str | None = None,
+                 average_pool: bool = True) -> dict[str, float]:
+    """Unweighted content and style losses of `image` (H, W, 3) against `content` and `style` (resized)."""
+    defaults = default_layers(model) if style_layers is None or content_layer is None else None
+    spec = StyleTransfer(tuple(style_layers or defaults[0]), content_layer or defaults[1])
+    model = with_average_pooling(model) if average_pool else model
+    size = image.shape[0]
+    batch = jnp.stack([jnp.asarray(image), resize_images(jnp.asarray(content)[None], size)[0],
+                       resize_images(jnp.asarray(style)[None], size)[0]])
+    acts = jax.jit(lambda m, x: m(x, capture=list(spec.layers)))(model, batch)
+    content_loss, style_loss = spec.losses(*({k: v[i : i + 1] for k, v in acts.items()} for i in range(3)))
+    return {"content": float(content_loss), "style": float(style_loss)}
