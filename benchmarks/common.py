@@ -64,3 +64,20 @@ def write_section(name: str, markdown: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text)
+
+
+def torch_state_dict(model) -> dict:
+    """The state_dict of the file jaxvis resolved for `model`, so torch runs the identical network."""
+    from converters import find_weights, read_state_dict
+
+    return read_state_dict(find_weights(model.arch.pretrained, download=False).path)
+
+
+def torch_mobilenet_v2(model):
+    """torchvision's MobileNetV2 with `model`'s weights, eval mode, parameters frozen."""
+    import torch
+    import torchvision
+
+    reference = torchvision.models.mobilenet_v2()
+    reference.load_state_dict({k: torch.as_tensor(v) for k, v in torch_state_dict(model).items()})
+    return reference.eval().requires_grad_(False)

@@ -30,10 +30,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 import torch  # noqa: E402
-import torchvision  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import machine, markdown_table, median, write_section  # noqa: E402
+from common import machine, markdown_table, median, torch_mobilenet_v2, write_section  # noqa: E402
 from jaxvis import objectives, param, transforms  # noqa: E402
 from jaxvis.optimize import optimize  # noqa: E402
 
@@ -87,9 +86,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     model = jaxvis.load("mobilenet_v2")
-    reference = torchvision.models.mobilenet_v2()
-    reference.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in _torch_state(model).items()})
-    reference.eval().requires_grad_(False)
+    reference = torch_mobilenet_v2(model)
 
     rows = []
     for neurons in args.neurons:
@@ -126,13 +123,6 @@ def main() -> None:
     if not args.no_write:
         write_section("feature_vis", text)
     print(text)
-
-
-def _torch_state(model: jaxvis.Model) -> dict:
-    """The same weights for torchvision, from the file jaxvis resolved (so both run identical networks)."""
-    from converters import find_weights, read_state_dict
-
-    return read_state_dict(find_weights(model.arch.pretrained, download=False).path)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@
     jaxvis classify mobilenet_v2 sample:chelsea photo.jpg
     jaxvis convert efficientnet_lite0 [--weights FILE] [--out DIR]
     jaxvis visualize mobilenet_v2 [features.14] [--channels 0-15] [--size 128] [--steps 512] [--out DIR]
+    jaxvis invert mobilenet_v2 --classes 1,207,volcano [--method pii|deepinversion|logit] [--ensemble B] [--size S]
+    jaxvis dream sample:chelsea --model mobilenet_v2 --layer features.10 [--octaves 4]
+    jaxvis reconstruct sample:coffee --model mobilenet_v2 --layer features.6
+    jaxvis style sample:chelsea sample:brick --model mobilenet_v2 [--style-layers ...] [--content-layer ...]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import converters
+from jaxvis.cli_methods import add_commands as add_method_commands
 from jaxvis.errors import JaxvisError
 
 
@@ -75,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     vis.add_argument("--checkpoint-every", type=int, default=64, help="steps between saved optimization states")
     vis.set_defaults(run=run_visualize)
+    add_method_commands(commands)
     return parser
 
 
@@ -109,8 +115,8 @@ def run_classify(args: argparse.Namespace) -> None:
 
     import jaxvis
     from jaxvis.imagenet import class_names
-    from jaxvis.load import PRETRAINED
     from jaxvis.io import center_crop_resize, read_image
+    from jaxvis.load import PRETRAINED
 
     images = [read_image(source) for source in args.images]  # fail on a bad path before loading a model
     model = jaxvis.load(args.name, weights=args.weights or PRETRAINED)

@@ -47,3 +47,7 @@ class UnknownLayerError(JaxvisError, ValueError):
 
 class InvalidImageError(JaxvisError, ValueError):
     """Images must be float NHWC with 3 channels, at least the model's minimum size."""
+
+
+class MethodOptionError(JaxvisError, ValueError):
+    """An option of a method (DeepDream, style transfer, ...) that cannot work as given."""

@@ -55,7 +55,8 @@ def contact_sheet(images: np.ndarray, labels: Sequence[str] | None = None, colum
 
 
 def write_gallery(directory: Path, title: str, images: np.ndarray, labels: Sequence[str],
-                  values: Sequence[float], record: dict[str, Any], stem: str = "unit") -> dict[str, Path]:
+                  values: Sequence[float], record: dict[str, Any], stem: str = "unit",
+                  value_name: str = "objective") -> dict[str, Path]:
     """One PNG per image, a contact sheet, an index.html and run.json under `directory`."""
     files = [f"{stem}_{label}.png" for label in labels]
     for image, name in zip(images, files):
@@ -64,7 +65,7 @@ def write_gallery(directory: Path, title: str, images: np.ndarray, labels: Seque
     Image.fromarray(contact_sheet(images, list(labels))).save(sheet)
     cells = "\n".join(
         f'<figure><img src="{html.escape(name)}" alt="{html.escape(label)}"><figcaption>{html.escape(label)}'
-        f"<br><small>objective {value:.4g}</small></figcaption></figure>"
+        + ("" if value != value else f"<br><small>{html.escape(value_name)} {value:.4g}</small>") + "</figcaption></figure>"
         for name, label, value in zip(files, labels, values)
     )
     page = f"""<!doctype html>

@@ -68,6 +68,18 @@ def center_crop_resize(image: np.ndarray, size: int, crop_fraction: float = 0.87
     return image[top : top + size, left : left + size]
 
 
+def read_photo(source: str | Path, size: int, min_size: int, what: str = "the model") -> np.ndarray:
+    """`read_image`, refused if smaller than `min_size`, then `center_crop_resize`d to size x size."""
+    image = read_image(source)
+    height, width = image.shape[:2]
+    if min(height, width) < min_size:
+        raise ImageReadError(
+            f"image {source} is {height}x{width}, smaller than the {min_size} px that {what} accepts; "
+            "use a larger image."
+        )
+    return center_crop_resize(image, size, crop_fraction=1.0)
+
+
 def _sample(name: str) -> np.ndarray:
     try:
         import skimage.data

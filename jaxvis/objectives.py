@@ -68,6 +68,10 @@ class Objective:
     def __truediv__(self, scale: float | Array) -> Objective:
         return self * (1.0 / scale)
 
+    def named(self, name: str) -> Objective:
+        """The same objective under a shorter name (for progress bars and run records)."""
+        return Objective(self.fn, self.layers, name)
+
 
 def as_objective(value: Objective | float) -> Objective:
     if isinstance(value, Objective):

@@ -108,3 +108,56 @@ def test_visualize_out_of_range_channel(capsys, tmp_path):
     code, _, err = run(capsys, "visualize", "mobilenet_v2", "features.14", "--channels", "158-161",
                        "--out", str(tmp_path), "--steps", "1")
     assert code == 2 and "valid units are 0-159" in err
+
+
+def test_invert_writes_class_images_gallery_and_record_with_names(capsys, tmp_path):
+    import json
+
+    out = tmp_path / "inv"
+    code, stdout, err = run(capsys, "invert", "mobilenet_v2", "--classes", "goldfish,980", "--method", "logit",
+                            "--size", "64", "--steps", "3", "--out", str(out))
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("class_*.png")) == ["class_00-0001-goldfish.png", "class_01-0980-volcano.png"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["classes"] == [1, 980] and record["config"]["method"] == "logit"
+    assert set(record["classes"]) == {"00-0001-goldfish", "01-0980-volcano"}
+    assert "p(target)" in (out / "index.html").read_text() and "2 images in" in stdout
+
+
+def test_dream_reconstruct_and_style_write_their_galleries(capsys, tmp_path):
+    jobs = {
+        "dream": ("dream", "sample:chelsea", "--layer", "features.6,features.10", "--size", "96", "--octaves", "2",
+                  "--steps", "2"),
+        "rec": ("reconstruct", "sample:coffee", "sample:chelsea", "--layer", "features.6", "--size", "64",
+                "--steps", "3"),
+        "style": ("style", "sample:chelsea", "sample:brick", "--size", "64", "--steps", "2", "--param", "pixel"),
+    }
+    expected = {"dream": {"image_input.png", "image_dream.png"},
+                "rec": {"image_0-original.png", "image_0-features.6.png", "image_1-features.6.png"},
+                "style": {"image_content.png", "image_style.png", "image_result.png"}}
+    for name, args in jobs.items():
+        out = tmp_path / name
+        code, _, err = run(capsys, *args, "--out", str(out))
+        assert code == 0, err
+        written = {p.name for p in out.glob("*.png")}
+        assert expected[name] <= written and "contact_sheet.png" in written, (name, written)
+        assert (out / "index.html").exists() and (out / "run.json").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("invert", "mobilenet_v2", "--classes", "goldfsh"), "Did you mean goldfish"),
+        (("invert", "mobilenet_v2", "--classes", "1000"), "valid indices are 0..999"),
+        (("invert", "mobilenet_v2", "--classes", "1", "--method", "deepinv"), "Did you mean deepinversion"),
+        (("invert", "mobilenet_v2", "--classes", "1", "--method", "logit", "--ensemble", "4"), "no ensemble"),
+        (("dream", "/no/such.png", "--layer", "features.6"), "does not exist"),
+        (("dream", "sample:chelsea", "--layer", "features.6", "--size", "40"), "below the 32 px"),
+        (("dream", "sample:chelsea", "--layer", "features.66", "--size", "200", "--octaves", "2"), "nearest"),
+        (("reconstruct", "sample:unicorn", "--layer", "features.6"), "unknown sample image"),
+        (("style", "sample:chelsea", "sample:brick", "--param", "fourier", "--pyramid", "2"), "pyramid needs"),
+    ],
+)
+def test_method_command_errors_are_one_clear_line(capsys, tmp_path, args, message):
+    code, _, err = run(capsys, *args, "--out", str(tmp_path / "out"))
+    assert code == 2 and message in err and "Traceback" not in err, err

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from jaxvis.errors import JaxvisError, nearest
+from jaxvis.errors import JaxvisError, MethodOptionError, nearest
 from jaxvis.methods.deepdream import dream
 from jaxvis.methods.deepinversion import deep_inversion
 from jaxvis.methods.feature_inversion import reconstruct
@@ -30,23 +30,30 @@ class UnknownMethodError(JaxvisError, ValueError):
     pass
 
 
-def invert(model: Model, classes: Sequence[int | str], method: str = "pii", **options) -> Result:
-    """Class images of `model` by `method` (pii, deepinversion, logit); options go to that method."""
+def inversion_method(method: str) -> Callable[..., Result]:
+    """The inversion function called `method`, or an error naming the valid ones."""
     if method not in INVERSIONS:
         hint = nearest(method, list(INVERSIONS))
         raise UnknownMethodError(
             f"unknown inversion method {method!r}." + (f" Did you mean {hint[0]}?" if hint else "")
             + f" Choose one of {', '.join(INVERSIONS)}."
         )
-    if not classes:
-        raise ValueError("name at least one class to invert, e.g. classes=[1, 'golden retriever']")
-    return INVERSIONS[method](model, classes, **options)
+    return INVERSIONS[method]
+
+
+def invert(model: Model, classes: Sequence[int | str], method: str = "pii", **options) -> Result:
+    """Class images of `model` by `method` (pii, deepinversion, logit); options go to that method."""
+    run = inversion_method(method)
+    if not len(classes):
+        raise MethodOptionError("name at least one class to invert, e.g. classes=[1, 'golden retriever']")
+    return run(model, classes, **options)
 
 
 __all__ = [
     "INVERSIONS",
     "deep_inversion",
     "dream",
+    "inversion_method",
     "invert",
     "logit_inversion",
     "plug_in_inversion",

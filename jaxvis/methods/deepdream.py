@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxvis.errors import InvalidImageError, MethodOptionError
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.objectives import Objective
 from jaxvis.objectives import deepdream as deepdream_objective
@@ -72,17 +73,21 @@ def dream(
     jitter: int = JITTER,
     tile_size: int = TILE_SIZE,
     seed: int = 0,
+    chunk: int | None = None,
     progress: bool = True,
 ) -> Result:
-    """DeepDream `image` (H, W, 3) in [0, 1] on one or several layers; `result.images` is (1, 1, H, W, 3)."""
+    """DeepDream `image` (H, W, 3) in [0, 1] on one or several layers; `result.images` is (1, 1, H, W, 3).
+
+    chunk: steps per compiled scan (default: a whole octave in one).
+    """
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
-        raise ValueError("name at least one layer to dream on, e.g. features.10 (`jaxvis layers NAME` lists them)")
+        raise MethodOptionError("name at least one layer to dream on, e.g. features.10 (`jaxvis layers NAME` lists them)")
     image = np.asarray(image, np.float32)
     sizes = octave_sizes(image.shape[0], image.shape[1], octaves, octave_scale)
     smallest = min(min(size) for size in sizes)
     if smallest < model.arch.min_size:
-        raise ValueError(
+        raise InvalidImageError(
             f"the smallest of {octaves} octaves (scale {octave_scale}) of a {image.shape[0]}x{image.shape[1]} image "
             f"is {smallest} px, below the {model.arch.min_size} px {model.name} accepts; use fewer octaves or a larger image."
         )
@@ -103,11 +108,13 @@ def dream(
             optimizer=normalized_ascent(step_size),
             steps=steps,
             seed=seed * 1000 + octave,
-            chunk=steps,
+            chunk=chunk or steps,
             progress=progress,
         )
         x = jnp.asarray(result.images[0, 0])
         detail = x - base
         stages.append(result)
         timings[f"octave_{octave}_s"] = time.perf_counter() - start
+        if "step_s" in result.timings:  # steady state (after the compiling first chunk)
+            timings[f"octave_{octave}_step_s"] = result.timings["step_s"]
     return staged_result(np.asarray(x)[None, None], stages, np.zeros(1, np.int32), timings)

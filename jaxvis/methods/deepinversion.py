@@ -118,7 +118,7 @@ def deep_inversion(
         main_loss_multiplier * Objective(cross_entropy, frozenset({"logits"}), "log_prob(targets)")
         - r_feature * batchnorm_statistics(stats, first_bn_multiplier)
         - image_priors(mean, std, tv_l1, tv_l2, l2)
-    )
+    ).named("deepinversion")
     param = clamped(final, mean, std, init="normal")
     theta, stages, timings = None, [], {}
     for phase, (factor, steps) in enumerate(resolutions):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model, check_images
 from jaxvis.objectives import INPUT, Objective
 from jaxvis.optimize import Result, optimize
@@ -82,12 +83,12 @@ def reconstruct(
     """Reconstruct each of `images` (N, H, W, 3) in [0, 1] from its `layer` activation; images (N, 1, H, W, 3)."""
     images = check_images(np.asarray(images, np.float32), model.arch)
     if images.shape[1] != images.shape[2]:
-        raise ValueError(f"reconstruct takes square images; got {images.shape[1]}x{images.shape[2]} (crop them first)")
+        raise MethodOptionError(f"reconstruct takes square images; got {images.shape[1]}x{images.shape[2]} (crop them first)")
     targets = jax.jit(lambda m, x: m(x, capture=layer)[layer])(model, images)
     prior = natural_image_prior(model.arch.mean, model.arch.std, alpha, beta, lambda_alpha, lambda_tv)
     return optimize(
         model,
-        lambda index: reconstruction_loss(layer, targets, index) - prior,
+        lambda index: (reconstruction_loss(layer, targets, index) - prior).named(f"reconstruct {layer}"),
         units=np.arange(len(images)),
         param=clamped(images.shape[1], model.arch.mean, model.arch.std),
         optimizer=optax.adam(learning_rate),

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvis.errors import InvalidImageError
+from jaxvis.errors import InvalidImageError, MethodOptionError
 from jaxvis.imagenet import class_indices
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.objectives import class_log_probability
@@ -80,6 +80,7 @@ def plug_in_inversion(
     jitter: int = JITTER,
     learning_rate: float = LEARNING_RATE,
     seed: int = 0,
+    chunk: int = 101,
     progress: bool = True,
     on_stage: StageCallback | None = None,
 ) -> Result:
@@ -89,9 +90,10 @@ def plug_in_inversion(
     zoom only (pad 0: the previous stage fills the new canvas), or center only
     (the canvas stays S × S; stage i optimizes its central i × i crop, so the
     optimized region grows outward).  `on_stage(i, images)` sees each finished stage.
+    chunk: steps per compiled scan (progress updates between chunks).
     """
     if not (zoom or center):
-        raise ValueError("Plug-In Inversion needs zoom, centering or both; set zoom=True or center=True")
+        raise MethodOptionError("Plug-In Inversion needs zoom, centering or both; set zoom=True or center=True")
     targets = class_indices(classes, model.arch.num_classes)
     final = size or model.input_size
     check_image_shape((1, final, final, 3), "float32", model.arch)
@@ -111,7 +113,7 @@ def plug_in_inversion(
         view = center_crop(i) if not zoom and i < final else identity()  # centering only: optimize the center i × i
         result = optimize(
             model,
-            class_log_probability,
+            lambda target, i=i: class_log_probability(target).named(f"PII {i}px"),
             units=targets,
             param=clamped(canvas.shape[1]),
             init=canvas[:, None],
@@ -121,12 +123,14 @@ def plug_in_inversion(
             steps=steps_per_stage,
             ensemble=ensemble,
             seed=seed * 1000 + stage,
-            chunk=min(steps_per_stage, 101),
+            chunk=min(steps_per_stage, chunk),
             progress=progress,
         )
         images = jnp.asarray(result.images[:, 0])
         stages.append(result)
         timings[f"stage_{i}px_s"] = time.perf_counter() - start
+        if "step_s" in result.timings:  # steady state (after the compiling first chunk)
+            timings[f"stage_{i}px_step_s"] = result.timings["step_s"]
         if on_stage is not None:
             on_stage(i, np.asarray(images))
     return staged_result(np.asarray(images)[:, None], stages, targets, timings)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvis.errors import JaxvisError, UnknownLayerError
+from jaxvis.errors import JaxvisError, MethodOptionError, UnknownLayerError
 from jaxvis.models.model import Model, check_images
 from jaxvis.objectives import Objective
 from jaxvis.optimize import Result, optimize, staged_result
@@ -148,15 +148,15 @@ def transfer_style(
     param = ("pixel" if model.name.startswith("vgg") else "fourier") if param == "auto" else param
     optimizer = ("lbfgs" if param == "pixel" else "adam") if optimizer == "auto" else optimizer
     if param not in ("pixel", "fourier") or optimizer not in ("lbfgs", "adam"):
-        raise ValueError(f"param must be pixel|fourier|auto and optimizer lbfgs|adam|auto; got {param!r}, {optimizer!r}")
+        raise MethodOptionError(f"param must be pixel|fourier|auto and optimizer lbfgs|adam|auto; got {param!r}, {optimizer!r}")
     if pyramid > 1 and param != "pixel":
-        raise ValueError("an image pyramid needs param='pixel' (a Fourier image has no coarse-to-fine start)")
+        raise MethodOptionError("an image pyramid needs param='pixel' (a Fourier image has no coarse-to-fine start)")
     if average_pool:
         model = with_average_pooling(model)
     content = check_images(np.asarray(content, np.float32)[None], model.arch)
     height, width = content.shape[1:3]
     if height != width:
-        raise ValueError(f"style transfer takes a square content image; got {height}x{width} (crop it first)")
+        raise MethodOptionError(f"style transfer takes a square content image; got {height}x{width} (crop it first)")
     style = resize_images(jnp.asarray(np.asarray(style, np.float32)[None]), height)
     steps = steps or (LBFGS_STEPS if optimizer == "lbfgs" else ADAM_STEPS)
     rate = learning_rate or ADAM_LEARNING_RATE[param]
