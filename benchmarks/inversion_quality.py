@@ -38,6 +38,8 @@ from jaxvis.methods import invert  # noqa: E402
 from jaxvis.transforms import resize_images  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+OUT = Path(__file__).resolve().parent / "out"  # the raw images (gitignored), for re-judging
+RECORD = Path(__file__).resolve().parent / "inversion_quality.json"
 # Varied, recognizable classes (animals, objects, scenes), spread over ImageNet.
 CLASSES = [1, 9, 22, 94, 130, 145, 207, 292, 309, 323, 340, 388, 417, 430, 470, 508, 574, 609, 717, 779, 817, 850,
            933, 950, 954, 963, 970, 980, 987, 992]
@@ -51,7 +53,8 @@ def inception_score(probabilities: np.ndarray) -> float:
 
 
 def judge(model: jaxvis.Model, images: np.ndarray, classes: list[int]) -> dict[str, float]:
-    batch = resize_images(images, model.input_size)
+    """Top-1, top-5 and Inception score under `model`, at the images' own size (fixed-size nets: resized)."""
+    batch = resize_images(images, model.input_size) if model.arch.fixed_size else images
     probabilities = np.asarray(jax.nn.softmax(jax.jit(lambda m, x: m(x))(model, batch), axis=-1), np.float64)
     ranks = np.argsort(-probabilities, axis=1)
     return {
@@ -81,8 +84,13 @@ def main() -> None:
         "deepinversion": {"size": args.size, "resolutions": ((2, low), (1, args.di_steps - low))},
         "logit": {"size": args.size, "steps": args.logit_steps},
     }
+    budgets = {
+        "pii": f"{args.size} px, {args.pii_steps} steps/stage, ensemble {args.ensemble}",
+        "deepinversion": f"{args.size} px, {low} + {args.di_steps - low} steps",
+        "logit": f"{args.size} px, {args.logit_steps} steps",
+    }
     models = {name: jaxvis.load(name) for pair in args.pairs for name in PAIRS[pair]}
-    rows, record = [], {"classes": classes, "options": {k: str(v) for k, v in options.items()}, "runs": []}
+    runs = json.loads(RECORD.read_text())["runs"] if RECORD.exists() and not args.no_write else []
     names = class_names()
     for pair in args.pairs:
         source, judge_name = PAIRS[pair]
@@ -91,34 +99,46 @@ def main() -> None:
             result = invert(models[source], classes, method=method, **options[method])
             seconds = time.perf_counter() - start
             images = result.images[:, 0]
-            cross, same = judge(models[judge_name], images, classes), judge(models[source], images, classes)
-            record["runs"].append({"method": method, "model": source, "judge": judge_name, "seconds": seconds,
-                                   "cross": cross, "same": same})
-            rows.append([method, f"{source} → {judge_name}", f"{cross['top1']:.0%}", f"**{cross['top5']:.0%}**",
-                         f"{cross['inception_score']:.1f}", f"{same['top1']:.0%}", f"{same['top5']:.0%}",
-                         f"{seconds / 60:.1f}"])
-            print(" | ".join(rows[-1]), flush=True)
+            OUT.mkdir(exist_ok=True)
+            np.savez_compressed(OUT / f"inversion-{method}-{source}.npz", images=images, classes=classes)
+            run = {"method": method, "model": source, "judge": judge_name, "budget": budgets[method],
+                   "classes": classes, "seconds": seconds, "cross": judge(models[judge_name], images, classes),
+                   "same": judge(models[source], images, classes)}
+            runs = [r for r in runs if (r["method"], r["model"]) != (method, source)] + [run]
+            print(" | ".join(row(run)), flush=True)
             labels = [names[c][:18] for c in classes]
             Image.fromarray(contact_sheet(images, labels, columns=5)).convert("RGB").save(
                 DOCS / f"inversion-{method}-{source}.jpg", quality=90)
+            if not args.no_write:  # every finished run is kept at once
+                RECORD.write_text(json.dumps({"runs": runs}, indent=1))
+                write_section("inversion_quality", report(runs))
+    print(report(runs))
+
+
+def row(run: dict) -> list[str]:
+    cross, same = run["cross"], run["same"]
+    return [run["method"], f"{run['model']} → {run['judge']}", f"{cross['top1']:.0%}", f"**{cross['top5']:.0%}**",
+            f"{cross['inception_score']:.1f}", f"{same['top1']:.0%}", f"{same['top5']:.0%}", run["budget"],
+            f"{run['seconds'] / 60:.1f}"]
+
+
+def report(runs: list[dict]) -> str:
+    order = {"pii": 0, "deepinversion": 1, "logit": 2}
+    runs = sorted(runs, key=lambda r: (r["model"], order.get(r["method"], 9)))
+    classes = runs[0]["classes"] if runs else []
     table = markdown_table(
         ["method", "inverted on → judged by", "top-1", "top-5", "Inception score (judge)", "same-model top-1",
-         "same-model top-5", "minutes"], rows)
-    text = (
+         "same-model top-5", "budget", "minutes"], [row(r) for r in runs])
+    return (
         "## Class inversion quality (`benchmarks/inversion_quality.py`)\n\n"
         f"Machine: {machine()}. {len(classes)} ImageNet classes ({', '.join(map(str, classes))}), real "
-        "weights. Images inverted on one network and classified by the *other* (resized to its input size); "
-        "Inception-style score from the judge's softmax over the generated images. Budget used (the reference "
-        f"budgets do not fit this CPU): {args.size} px; PII {args.pii_steps} steps per stage, ensemble "
-        f"{args.ensemble}; DeepInversion {low} + {args.di_steps - low} steps; logit maximization (Lucid defaults: "
-        f"Fourier param, standard transforms, Adam 0.05) {args.logit_steps} steps. Contact sheets: "
-        "`docs/inversion-METHOD-MODEL.jpg`.\n\n" + table
+        "weights. Images inverted on one network and classified by the *other* at the size they were made "
+        "(as in the PII paper, where that size is the networks' 224); Inception-style score from the judge's "
+        "softmax over the generated images. The reference budgets (PII 7 x 401 steps, ensemble 48, 224 px; "
+        "DeepInversion 2000 + 1000 steps, 224 px) do not fit this CPU; each row names the budget it used. "
+        "Logit maximization uses Lucid's defaults (Fourier param, standard transforms, Adam 0.05). Contact "
+        "sheets: `docs/inversion-METHOD-MODEL.jpg`; raw results: `benchmarks/inversion_quality.json`.\n\n" + table
     )
-    if not args.no_write:
-        write_section("inversion_quality", text)
-        (Path(__file__).parent / "inversion_quality.json").write_text(json.dumps(record, indent=1))
-    print(text)
-
 
 if __name__ == "__main__":
     main()

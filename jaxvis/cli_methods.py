@@ -64,7 +64,7 @@ def add_commands(commands: Any) -> None:
     style.add_argument("--size", type=int, default=224)
     style.add_argument("--steps", type=int, help="default 300 (L-BFGS) or 512 (Adam)")
     style.add_argument("--pyramid", type=int, default=1, help="levels of an image pyramid (pixel only)")
-    style.add_argument("--style-weight", type=float, default=1e6)
+    style.add_argument("--style-weight", type=float, help="default 1e6 for pixel, 1e3 for fourier")
     add_common(style)
     style.set_defaults(run=run_style)
 

@@ -210,3 +210,11 @@ def test_vgg_average_pooling_keeps_names_and_shapes():
 
     pooled_x = AvgPool2d(2).apply({}, x, Probe(need_output=True))
     np.testing.assert_allclose(np.asarray(pooled_x)[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
+
+
+def test_pii_runs_the_same_recipe_on_a_fixed_size_mlp():
+    """Fixed-size networks (ViT, Mixer, ResMLP) see every stage resized to S, as in the reference."""
+    resmlp = jaxvis.load("resmlp_12_224", weights=None)
+    result = invert(resmlp, [1, 2], method="pii", steps_per_stage=2, ensemble=2, progress=False)
+    assert result.images.shape == (2, 1, 224, 224, 3) and result.history.shape == (14, 2)
+    assert np.isfinite(result.history).all()
