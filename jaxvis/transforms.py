@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis.models.ops import avg_pool2d
+
 Array = jax.Array
 Transform = Callable[[Array, Array], Array]
 
@@ -116,12 +118,7 @@ def center_crop(size: int) -> Transform:
 def avg_pool(factor: int) -> Transform:
     """Average-pool by `factor` (DeepInversion's low-resolution stage: `AvgPool2d(kernel_size=2)`)."""
 
-    def apply(key: Array, images: Array) -> Array:
-        b, h, w, c = images.shape
-        h, w = h // factor * factor, w // factor * factor
-        return images[:, :h, :w].reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
-
-    return apply
+    return lambda key, images: avg_pool2d(images, factor)
 
 
 def tiles(limit: int) -> Transform:

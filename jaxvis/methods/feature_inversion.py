@@ -24,7 +24,7 @@ import optax
 
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model, check_images
-from jaxvis.objectives import INPUT, Objective
+from jaxvis.objectives import INPUT, Objective, feature_match
 from jaxvis.optimize import Result, optimize
 from jaxvis.param import clamped
 
@@ -36,16 +36,6 @@ RANGE_0_255 = 80.0  # B on the mean-subtracted 0-255 scale (§3.3)
 TV_FRACTION = 6.5  # V = B / 6.5 (§3.3)
 LEARNING_RATE = 0.05
 STEPS = 400
-
-
-def reconstruction_loss(layer: str, targets: jax.Array, index: jax.Array) -> Objective:
-    """−‖Φ(x) − Φ0‖² / ‖Φ0‖² for target `index` of the stacked `targets` (maximized)."""
-
-    def fn(acts) -> jax.Array:
-        target = jnp.take(targets, index, axis=0)
-        return -jnp.sum(jnp.square(acts[layer][0] - target)) / jnp.maximum(jnp.sum(jnp.square(target)), 1e-12)
-
-    return Objective(fn, frozenset({layer}), f"reconstruction({layer})")
 
 
 def natural_image_prior(mean: Sequence[float], std: Sequence[float], alpha: float, beta: float, lambda_alpha: float,
@@ -88,7 +78,7 @@ def reconstruct(
     prior = natural_image_prior(model.arch.mean, model.arch.std, alpha, beta, lambda_alpha, lambda_tv)
     return optimize(
         model,
-        lambda index: (reconstruction_loss(layer, targets, index) - prior).named(f"reconstruct {layer}"),
+        lambda index: (feature_match(layer, jnp.take(targets, index, axis=0)) - prior).named(f"reconstruct {layer}"),
         units=np.arange(len(images)),
         param=clamped(images.shape[1], model.arch.mean, model.arch.std),
         optimizer=optax.adam(learning_rate),

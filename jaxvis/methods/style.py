@@ -28,6 +28,7 @@ import optax
 
 from jaxvis.errors import JaxvisError, MethodOptionError, UnknownLayerError
 from jaxvis.models.model import Model, check_images
+from jaxvis import objectives
 from jaxvis.objectives import Objective
 from jaxvis.optimize import Result, optimize, staged_result
 from jaxvis.param import Param, clamped, fourier
@@ -86,8 +87,7 @@ class StyleTransfer:
 
 def gram(x: jax.Array) -> jax.Array:
     """F Fᵀ / (C·H·W) per image (the tutorial's `gram_matrix`)."""
-    flat = x.reshape(x.shape[0], -1, x.shape[-1])
-    return jnp.einsum("bpc,bpd->bcd", flat, flat) / (flat.shape[1] * flat.shape[2])
+    return objectives.gram(x) / x.shape[-1]
 
 
 def default_layers(model: Model) -> tuple[tuple[str, ...], str]:

@@ -149,6 +149,13 @@ def layer_norm(x: Array, scale: Array | None, shift: Array | None, eps: float) -
     return y if shift is None else y + shift
 
 
+def avg_pool2d(x: Array, factor: int) -> Array:
+    """Mean over non-overlapping factor x factor windows (torch AvgPool2d(k), stride k, no padding; NHWC)."""
+    b, h, w, c = x.shape
+    h, w = h // factor * factor, w // factor * factor
+    return x[:, :h, :w].reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
 def max_pool2d(x: Array, kernel: Pair, stride: Pair, padding: Pair = (0, 0), ceil_mode: bool = False) -> Array:
     """torch.nn.MaxPool2d: implicit -inf padding, optional ceil mode (last window may overhang)."""
     pads = [
