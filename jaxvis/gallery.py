@@ -65,7 +65,8 @@ def write_gallery(directory: Path, title: str, images: np.ndarray, labels: Seque
     Image.fromarray(contact_sheet(images, list(labels))).save(sheet)
     cells = "\n".join(
         f'<figure><img src="{html.escape(name)}" alt="{html.escape(label)}"><figcaption>{html.escape(label)}'
-        + ("" if value != value else f"<br><small>{html.escape(value_name)} {value:.4g}</small>") + "</figcaption></figure>"
+        + ("" if math.isnan(value) else f"<br><small>{html.escape(value_name)} {value:.4g}</small>")
+        + "</figcaption></figure>"
         for name, label, value in zip(files, labels, values)
     )
     page = f"""<!doctype html>
