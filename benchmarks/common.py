@@ -81,3 +81,49 @@ def torch_mobilenet_v2(model):
     reference = torchvision.models.mobilenet_v2()
     reference.load_state_dict({k: torch.as_tensor(v) for k, v in torch_state_dict(model).items()})
     return reference.eval().requires_grad_(False)
+
+
+Timed = Callable[[], tuple[float, float]]  # one run -> (steady-state seconds, total seconds)
+
+
+def alternate(runs: dict[str, Timed], steady_work: float, total_work: float, repeats: int) -> dict[str, tuple[float, float]]:
+    """Run each of `runs` in turn, `repeats` times; median (steady, end-to-end) work per second of each."""
+    rates: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in runs}
+    for repeat in range(repeats):
+        for name, run in runs.items():
+            steady, total = run()
+            rates[name][0].append(steady_work / steady)
+            rates[name][1].append(total_work / total)
+        print(f"repeat {repeat}: " + ", ".join(f"{n} {v[0][-1]:.2f} (end to end {v[1][-1]:.2f})/s"
+                                              for n, v in rates.items()), flush=True)
+    return {name: (median(steady), median(total)) for name, (steady, total) in rates.items()}
+
+
+def warm_cache_seconds(run: Timed) -> float:
+    """End-to-end seconds of `run` with jax's persistent compilation cache filled by an identical run before."""
+    import tempfile
+
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    from jaxvis.compilation_cache import enable_compilation_cache
+
+    with tempfile.TemporaryDirectory(prefix="jaxvis-bench-xla-") as directory:
+        enable_compilation_cache(directory)
+        try:
+            run()  # fills the cache
+            return run()[1]
+        finally:
+            jax.config.update("jax_compilation_cache_dir", None)
+            compilation_cache.reset_cache()
+
+
+def keep_row(name: str, job: str, row: list[str]) -> list[list[str]]:
+    """Store `row` as the result of `job` in benchmarks/NAME.json; all stored rows, oldest job first."""
+    import json
+
+    record = RESULTS.with_name(f"{name}.json")
+    rows = json.loads(record.read_text()) if record.exists() else {}
+    rows[job] = row
+    record.write_text(json.dumps(rows, indent=1))
+    return list(rows.values())

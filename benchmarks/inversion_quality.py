@@ -104,7 +104,8 @@ def main() -> None:
             run = {"method": method, "model": source, "judge": judge_name, "budget": budgets[method],
                    "classes": classes, "seconds": seconds, "cross": judge(models[judge_name], images, classes),
                    "same": judge(models[source], images, classes)}
-            runs = [r for r in runs if (r["method"], r["model"]) != (method, source)] + [run]
+            same_run = (method, source, budgets[method])  # a run at another budget is kept beside it
+            runs = [r for r in runs if (r["method"], r["model"], r["budget"]) != same_run] + [run]
             print(" | ".join(row(run)), flush=True)
             labels = [names[c][:18] for c in classes]
             Image.fromarray(contact_sheet(images, labels, columns=5)).convert("RGB").save(
@@ -124,7 +125,7 @@ def row(run: dict) -> list[str]:
 
 def report(runs: list[dict]) -> str:
     order = {"pii": 0, "deepinversion": 1, "logit": 2}
-    runs = sorted(runs, key=lambda r: (r["model"], order.get(r["method"], 9)))
+    runs = sorted(runs, key=lambda r: (r["model"], order.get(r["method"], 9), r["budget"]))
     classes = runs[0]["classes"] if runs else []
     table = markdown_table(
         ["method", "inverted on → judged by", "top-1", "top-5", "Inception score (judge)", "same-model top-1",

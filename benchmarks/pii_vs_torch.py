@@ -9,10 +9,13 @@ GPU would: all K classes x B views in one forward.  jaxvis runs
 weights), classes, ensemble, sizes and steps.
 
     python benchmarks/pii_vs_torch.py [--classes 4] [--ensemble 8] [--size 128] [--steps 24] [--repeats 3]
+                                      [--no-warm-cache]
 
 Reports class-steps/s in steady state (each stage's first steps -- jaxvis's
-compilation, torch's warm-up -- are excluded on both sides) and end to end
-including jaxvis's compilation.
+compilation, torch's warm-up -- are excluded on both sides), end to end
+including jaxvis's compilation, and end to end with a filled compilation cache.
+Each job's row is kept in `pii_vs_torch.json`, so runs at several budgets share
+the table.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import machine, markdown_table, median, torch_mobilenet_v2, write_section  # noqa: E402
+from common import alternate, keep_row, machine, markdown_table, torch_mobilenet_v2, warm_cache_seconds, write_section  # noqa: E402
 from jaxvis.methods.pii import stage_sizes  # noqa: E402
 
 CLASSES = [1, 130, 207, 309, 980, 950, 417, 954]
@@ -96,43 +99,39 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24, help="steps per stage (the reference: 401)")
     parser.add_argument("--warmup", type=int, default=4, help="first steps of each stage left out of steady state")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-warm-cache", action="store_true", help="skip the run with a filled compilation cache")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    if args.steps % args.warmup:
-        parser.error("--steps must be a multiple of --warmup (jaxvis's chunk length)")
 
     model = jaxvis.load("mobilenet_v2")
     reference = torch_mobilenet_v2(model)
     classes = CLASSES[: args.classes]
     stages = len(stage_sizes(args.size))
-    work_steady = len(classes) * stages * (args.steps - args.warmup)  # class-steps timed in steady state
-    work_total = len(classes) * stages * args.steps
-    jax_steady, jax_total, torch_steady, torch_total = [], [], [], []
-    for repeat in range(args.repeats):
-        _, steady, total = jax_pii(model, classes, args.size, args.ensemble, args.steps, args.warmup)
-        jax_steady.append(work_steady / steady)
-        jax_total.append(work_total / total)
-        _, steady, total = torch_pii(reference, classes, args.size, args.ensemble, args.steps, args.warmup)
-        torch_steady.append(work_steady / steady)
-        torch_total.append(work_total / total)
-        print(f"repeat {repeat}: jaxvis {jax_steady[-1]:.2f} (total {jax_total[-1]:.2f}) class-steps/s, "
-              f"torch {torch_steady[-1]:.2f} (total {torch_total[-1]:.2f})", flush=True)
-    row = [median(jax_steady), median(torch_steady), median(jax_total), median(torch_total)]
+    job = (args.size, args.ensemble, args.steps, args.warmup)
+    runs = {"jaxvis": lambda: jax_pii(model, classes, *job)[1:], "torch": lambda: torch_pii(reference, classes, *job)[1:]}
+    rates = alternate(runs, len(classes) * stages * (args.steps - args.warmup), len(classes) * stages * args.steps,
+                      args.repeats)
+    (jax_steady, jax_total), (torch_steady, torch_total) = rates["jaxvis"], rates["torch"]
+    warm = "-" if args.no_warm_cache else f"{len(classes) * stages * args.steps / warm_cache_seconds(runs['jaxvis']):.2f}"
+    description = f"{len(classes)} classes, ensemble {args.ensemble}, {args.size} px, {stages} stages x {args.steps} steps"
+    row = [description, f"{jax_steady:.2f}", f"{torch_steady:.2f}", f"**{jax_steady / torch_steady:.2f}x**",
+           f"{jax_total:.2f}", f"{torch_total:.2f}", f"**{jax_total / torch_total:.2f}x**", warm,
+           "-" if warm == "-" else f"{float(warm) / torch_total:.2f}x", str(args.repeats)]
+    rows = keep_row("pii_vs_torch", description, row) if not args.no_write else [row]
     table = markdown_table(
-        ["job", "jaxvis class-steps/s", "torch class-steps/s", "jaxvis / torch", "end to end jaxvis", "end to end torch",
-         "end to end ratio"],
-        [[f"{len(classes)} classes, ensemble {args.ensemble}, {args.size} px, {stages} stages x {args.steps} steps",
-          f"{row[0]:.2f}", f"{row[1]:.2f}", f"**{row[0] / row[1]:.2f}x**", f"{row[2]:.2f}", f"{row[3]:.2f}",
-          f"{row[2] / row[3]:.2f}x"]],
-    )
+        ["job", "jaxvis class-steps/s", "torch class-steps/s", "jaxvis / torch", "end to end jaxvis",
+         "end to end torch", "end to end ratio", "jaxvis, warm compilation cache", "ratio, warm cache", "repeats"], rows)
     text = (
         "## Plug-In Inversion vs PyTorch (`benchmarks/pii_vs_torch.py`)\n\n"
         f"Machine: {machine()}. MobileNetV2 (identical real weights) in both; the torch implementation batches "
         "all classes x views in one forward. Steady state leaves out the first "
         f"{args.warmup} steps of every stage on both sides (jaxvis compiles there); end to end includes "
-        f"everything. Median of {args.repeats} alternating repeats. The reference budget (401 steps per stage, "
-        "ensemble 48, 224 px) is out of reach of this CPU; the per-step ratio is what carries over.\n\n" + table
+        "everything, with jaxvis compiling one program per stage (cold); the warm-cache column repeats the jaxvis "
+        "run with XLA's persistent compilation cache filled by an identical run, as a second `jaxvis invert` with "
+        "the same shapes finds it. Medians of alternating repeats (the last column). The reference budget "
+        "(ensemble 48, 224 px) is out of reach of this CPU; the 401-step row has the reference step count.\n\n"
+        + table
     )
     if not args.no_write:
         write_section("pii_vs_torch", text)

@@ -7,6 +7,7 @@
     images = jaxvis.visualize(model, "features.14:0-15")   # feature visualization, Lucid's defaults
 """
 
+from jaxvis.compilation_cache import enable_compilation_cache
 from jaxvis.errors import InvalidImageError, JaxvisError, UnknownArchitectureError, UnknownLayerError
 from jaxvis.load import architecture, load
 from jaxvis.models import ARCHITECTURES, Architecture, Model
@@ -26,6 +27,7 @@ __all__ = [
     "UnknownArchitectureError",
     "UnknownLayerError",
     "architecture",
+    "enable_compilation_cache",
     "load",
     "OptimizationDiverged",
     "Result",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import converters
 from jaxvis.cli_methods import add_commands as add_method_commands
+from jaxvis.compilation_cache import enable_compilation_cache
 from jaxvis.errors import JaxvisError
 
 
@@ -29,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
+    enable_compilation_cache()  # a second run with the same shapes skips XLA compilation
     try:
         return args.run(args) or 0
     except (JaxvisError, converters.ConversionError) as err:

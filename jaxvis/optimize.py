@@ -4,8 +4,9 @@ One optimization step -- render the parameterization, draw `ensemble`
 transformed views, run the model, evaluate the objective, backpropagate to the
 parameters, apply the optax update -- is one pure function.  It is vmapped over
 the units (one image batch per unit, each unit with its own objective index,
-key and optimizer state), scanned over steps in chunks under a single `jit`,
-and, with several local devices, sharded along the unit axis.
+key and optimizer state), looped over steps in chunks under a single `jit`
+(one compiled program per run: a chunk's step count is a runtime value), and,
+with several local devices, sharded along the unit axis.
 
     result = optimize(model, lambda u: channel("features.14", u), units=jnp.arange(16),
                       param=fourier(128), transform=lucid_standard(), steps=512)
@@ -17,6 +18,7 @@ same seed gives the same images however the run is chunked, resumed or sharded.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sys
@@ -144,7 +146,9 @@ def optimize(
     state = _shard(state, devices)
     unit_array = _shard(jnp.asarray(padded), devices)
 
-    run_chunk = jax.jit(plan.run_steps)  # retraced only for a different chunk length
+    # One program per run: the step count of a chunk is a runtime argument, so a last,
+    # shorter chunk (401 = 4 x 100 + 1) does not compile a second time.
+    run_chunk = jax.jit(functools.partial(plan.run_steps, chunk=chunk))
     timings: dict[str, float] = {}
     steady = [0.0, 0]  # seconds and steps after the first (compiling) chunk
     last = min(steps, stop_after) if stop_after is not None else steps
@@ -152,8 +156,8 @@ def optimize(
     while done < last:
         length = min(chunk, last - done)
         start = time.perf_counter()
-        new_state, values = run_chunk(model, state, unit_array, jnp.arange(done, done + length))
-        values = np.asarray(values)  # blocks until the chunk is computed
+        new_state, values = run_chunk(model, state, unit_array, jnp.asarray(done), jnp.asarray(length))
+        values = np.asarray(values)[:length]  # blocks until the chunk is computed
         elapsed = time.perf_counter() - start
         if "first_chunk_s" not in timings:
             timings["first_chunk_s"] = elapsed  # includes compilation
@@ -237,9 +241,20 @@ class _Plan:
         theta, opt_state, losses = jax.vmap(unit_step)(state.theta, state.opt_state, units, keys)
         return State(theta, opt_state), -losses
 
-    def run_steps(self, model: Model, state: State, units: Array, ts: Array) -> tuple[State, Array]:
-        """Steps `ts` under `lax.scan`; the model is an argument (closing over it would constant-fold it)."""
-        return jax.lax.scan(lambda s, t: self.step(model, s, units, t), state, ts)
+    def run_steps(self, model: Model, state: State, units: Array, first: Array, count: Array, *,
+                  chunk: int) -> tuple[State, Array]:
+        """Steps first .. first + count − 1 (count ≤ chunk, a traced value) and their objectives (chunk, units).
+
+        The model is an argument: closing over it would constant-fold the weights.
+        """
+
+        def body(i: Array, carry: tuple[State, Array]) -> tuple[State, Array]:
+            state, values = carry
+            state, value = self.step(model, state, units, first + i)
+            return state, values.at[i].set(value)
+
+        values = jnp.zeros((chunk, units.shape[0]), jnp.float32)
+        return jax.lax.fori_loop(0, count, body, (state, values))
 
     def render(self, theta: Any) -> Array:
         return jax.jit(jax.vmap(self.param.render))(theta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -33,6 +34,16 @@ def test_same_seed_same_images_and_chunking_does_not_matter(mobilenet):
     np.testing.assert_allclose(first.history, again.history, rtol=1e-5, atol=1e-5)
     assert first.images.shape == (3, 1, 32, 32, 3) and first.history.shape == (8, 3)
     assert not np.allclose(small_run(mobilenet, seed=1).images, first.images)
+
+
+def test_a_shorter_last_chunk_does_not_compile_again(mobilenet, caplog):
+    import jax
+
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        result = small_run(mobilenet, steps=7, chunk=3)  # chunks of 3, 3 and 1 steps
+    compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage() and "run_steps" in r.getMessage()]
+    assert len(compiled) == 1, compiled
+    np.testing.assert_allclose(result.history, small_run(mobilenet, steps=7, chunk=7).history, rtol=1e-5, atol=1e-5)
 
 
 def test_the_objective_increases(mobilenet):

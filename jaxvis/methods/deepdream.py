@@ -78,7 +78,7 @@ def dream(
 ) -> Result:
     """DeepDream `image` (H, W, 3) in [0, 1] on one or several layers; `result.images` is (1, 1, H, W, 3).
 
-    chunk: steps per compiled scan (default: a whole octave in one).
+    chunk: steps per compiled loop (default: a whole octave in one).
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:

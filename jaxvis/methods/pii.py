@@ -90,7 +90,7 @@ def plug_in_inversion(
     zoom only (pad 0: the previous stage fills the new canvas), or center only
     (the canvas stays S × S; stage i optimizes its central i × i crop, so the
     optimized region grows outward).  `on_stage(i, images)` sees each finished stage.
-    chunk: steps per compiled scan (progress updates between chunks).
+    chunk: steps per compiled loop (progress updates between chunks).
     """
     if not (zoom or center):
         raise MethodOptionError("Plug-In Inversion needs zoom, centering or both; set zoom=True or center=True")

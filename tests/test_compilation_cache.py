@@ -1,0 +1,49 @@
+"""The persistent compilation cache: where it goes, how to switch it off, and that it is used."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxvis.compilation_cache import ENV, enable_compilation_cache
+
+
+@pytest.fixture
+def unconfigured():
+    """No cache directory configured; the process's setting is restored afterwards."""
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    yield
+    jax.config.update("jax_compilation_cache_dir", before)
+    from jax.experimental.compilation_cache import compilation_cache
+
+    compilation_cache.reset_cache()
+
+
+def test_off_leaves_jax_without_a_cache(unconfigured, monkeypatch):
+    monkeypatch.setenv(ENV, "off")
+    assert enable_compilation_cache() is None
+    assert jax.config.jax_compilation_cache_dir is None
+
+
+def test_default_is_under_the_jaxvis_cache(unconfigured, monkeypatch, tmp_path):
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setenv("JAXVIS_CACHE", str(tmp_path))
+    assert enable_compilation_cache() == tmp_path / "xla"
+
+
+def test_a_directory_the_user_configured_is_kept(unconfigured, tmp_path):
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
+    assert enable_compilation_cache(tmp_path / "other") == tmp_path / "mine"
+
+
+def test_compiled_programs_are_written_even_after_earlier_compilations(unconfigured, tmp_path):
+    jax.jit(lambda x: x + 1)(jnp.ones(3)).block_until_ready()  # jax has already decided "no cache" here
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    try:  # tiny programs compile faster than the 1 s jax requires before caching
+        location = enable_compilation_cache(tmp_path / "xla")
+        jax.jit(lambda x: jnp.sin(x) * 3.25)(jnp.ones(5)).block_until_ready()
+    finally:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    assert location is not None and any(location.iterdir())
