@@ -127,3 +127,20 @@ def keep_row(name: str, job: str, row: list[str]) -> list[list[str]]:
     rows[job] = row
     record.write_text(json.dumps(rows, indent=1))
     return list(rows.values())
+
+
+def versus_torch_table(name: str, job: str, rates: dict[str, tuple[float, float]], warm: float | None, repeats: int,
+                       unit: str, write: bool) -> str:
+    """The jaxvis-vs-torch table of benchmark `name`: this `job`'s row added to the kept ones (when `write`).
+
+    rates: median (steady, end-to-end) `unit`/s of "jaxvis" and "torch"; warm: jaxvis end to end with a
+    filled compilation cache (None: not measured).
+    """
+    (jax_steady, jax_total), (torch_steady, torch_total) = rates["jaxvis"], rates["torch"]
+    row = [job, f"{jax_steady:.2f}", f"{torch_steady:.2f}", f"**{jax_steady / torch_steady:.2f}x**",
+           f"{jax_total:.2f}", f"{torch_total:.2f}", f"**{jax_total / torch_total:.2f}x**",
+           "-" if warm is None else f"{warm:.2f}", "-" if warm is None else f"{warm / torch_total:.2f}x", str(repeats)]
+    rows = keep_row(name, job, row) if write else [row]
+    return markdown_table(
+        ["job", f"jaxvis {unit}/s", f"torch {unit}/s", "jaxvis / torch", "end to end jaxvis", "end to end torch",
+         "end to end ratio", "jaxvis, warm compilation cache", "ratio, warm cache", "repeats"], rows)

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import alternate, keep_row, machine, markdown_table, torch_mobilenet_v2, warm_cache_seconds, write_section  # noqa: E402
+from common import alternate, machine, torch_mobilenet_v2, versus_torch_table, warm_cache_seconds, write_section  # noqa: E402
 from jaxvis.io import read_image, resize  # noqa: E402
 from jaxvis.methods.deepdream import JITTER, OCTAVE_SCALE, STEP_SIZE, octave_sizes  # noqa: E402
 
@@ -91,15 +91,9 @@ def main() -> None:
             "torch": lambda: torch_dream(reference, photo, args.layer, args.octaves, args.steps)[1:]}
     all_steps = args.octaves * args.steps
     rates = alternate(runs, args.octaves * (args.steps - 1), all_steps, args.repeats)
-    (js, jt), (ts, tt) = rates["jaxvis"], rates["torch"]
     warm = all_steps / warm_cache_seconds(runs["jaxvis"])
-    description = f"{photo.shape[0]}x{photo.shape[1]} photo, {args.layer}, {args.octaves} octaves x {args.steps} steps"
-    row = [description, f"{js:.2f}", f"{ts:.2f}", f"**{js / ts:.2f}x**", f"{jt:.2f}", f"{tt:.2f}", f"**{jt / tt:.2f}x**",
-           f"{warm:.2f}", f"{warm / tt:.2f}x", str(args.repeats)]
-    rows = keep_row("deepdream_vs_torch", description, row) if not args.no_write else [row]
-    table = markdown_table(
-        ["job", "jaxvis steps/s", "torch steps/s", "jaxvis / torch", "end to end jaxvis", "end to end torch",
-         "end to end ratio", "jaxvis, warm compilation cache", "ratio, warm cache", "repeats"], rows)
+    job = f"{photo.shape[0]}x{photo.shape[1]} photo, {args.layer}, {args.octaves} octaves x {args.steps} steps"
+    table = versus_torch_table("deepdream_vs_torch", job, rates, warm, args.repeats, "steps", not args.no_write)
     text = (
         "## DeepDream vs PyTorch (`benchmarks/deepdream_vs_torch.py`)\n\n"
         f"Machine: {machine()}. MobileNetV2 (identical real weights), the original notebook's recipe on both "

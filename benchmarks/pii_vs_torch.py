@@ -33,7 +33,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import alternate, keep_row, machine, markdown_table, torch_mobilenet_v2, warm_cache_seconds, write_section  # noqa: E402
+from common import alternate, machine, torch_mobilenet_v2, versus_torch_table, warm_cache_seconds, write_section  # noqa: E402
 from jaxvis.methods.pii import stage_sizes  # noqa: E402
 
 CLASSES = [1, 130, 207, 309, 980, 950, 417, 954]
@@ -112,16 +112,9 @@ def main() -> None:
     runs = {"jaxvis": lambda: jax_pii(model, classes, *job)[1:], "torch": lambda: torch_pii(reference, classes, *job)[1:]}
     rates = alternate(runs, len(classes) * stages * (args.steps - args.warmup), len(classes) * stages * args.steps,
                       args.repeats)
-    (jax_steady, jax_total), (torch_steady, torch_total) = rates["jaxvis"], rates["torch"]
-    warm = "-" if args.no_warm_cache else f"{len(classes) * stages * args.steps / warm_cache_seconds(runs['jaxvis']):.2f}"
-    description = f"{len(classes)} classes, ensemble {args.ensemble}, {args.size} px, {stages} stages x {args.steps} steps"
-    row = [description, f"{jax_steady:.2f}", f"{torch_steady:.2f}", f"**{jax_steady / torch_steady:.2f}x**",
-           f"{jax_total:.2f}", f"{torch_total:.2f}", f"**{jax_total / torch_total:.2f}x**", warm,
-           "-" if warm == "-" else f"{float(warm) / torch_total:.2f}x", str(args.repeats)]
-    rows = keep_row("pii_vs_torch", description, row) if not args.no_write else [row]
-    table = markdown_table(
-        ["job", "jaxvis class-steps/s", "torch class-steps/s", "jaxvis / torch", "end to end jaxvis",
-         "end to end torch", "end to end ratio", "jaxvis, warm compilation cache", "ratio, warm cache", "repeats"], rows)
+    warm = None if args.no_warm_cache else len(classes) * stages * args.steps / warm_cache_seconds(runs["jaxvis"])
+    job_name = f"{len(classes)} classes, ensemble {args.ensemble}, {args.size} px, {stages} stages x {args.steps} steps"
+    table = versus_torch_table("pii_vs_torch", job_name, rates, warm, args.repeats, "class-steps", not args.no_write)
     text = (
         "## Plug-In Inversion vs PyTorch (`benchmarks/pii_vs_torch.py`)\n\n"
         f"Machine: {machine()}. MobileNetV2 (identical real weights) in both; the torch implementation batches "

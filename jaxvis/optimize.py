@@ -147,7 +147,7 @@ def optimize(
     unit_array = _shard(jnp.asarray(padded), devices)
 
     # One program per run: the step count of a chunk is a runtime argument, so a last,
-    # shorter chunk (401 = 4 x 100 + 1) does not compile a second time.
+    # shorter chunk (401 steps in chunks of 101: 101, 101, 101, 98) does not compile a second time.
     run_chunk = jax.jit(functools.partial(plan.run_steps, chunk=chunk))
     timings: dict[str, float] = {}
     steady = [0.0, 0]  # seconds and steps after the first (compiling) chunk
