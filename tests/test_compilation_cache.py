@@ -31,6 +31,7 @@ def test_default_is_under_the_jaxvis_cache(unconfigured, monkeypatch, tmp_path):
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.setenv("JAXVIS_CACHE", str(tmp_path))
     assert enable_compilation_cache() == tmp_path / "xla"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
 
 
 def test_a_directory_the_user_configured_is_kept(unconfigured, tmp_path):
