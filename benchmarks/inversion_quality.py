@@ -9,6 +9,7 @@ and one contact sheet per method and model under docs/.
     python benchmarks/inversion_quality.py [--classes 20] [--size 128] [--pii-steps 100] [--ensemble 8]
                                            [--di-steps 600] [--logit-steps 512] [--methods pii,logit] [--pairs 0 1]
     python benchmarks/inversion_quality.py --rejudge    # classify the kept images again (after a model fix)
+    python benchmarks/inversion_quality.py --class-ids 145,292,309 --size 224 --ensemble 48 --pii-steps 401
 
 Every finished run is kept (one row per method, model and budget; a run on fewer
 than 20 classes says so in its budget), its raw images under benchmarks/out/.
