@@ -95,8 +95,9 @@ def main() -> None:
         "deepinversion": {"size": args.size, "resolutions": ((2, low), (1, args.di_steps - low))},
         "logit": {"size": args.size, "steps": args.logit_steps},
     }
-    subset = ("" if classes == CLASSES[:PROTOCOL_CLASSES] else f", classes {','.join(map(str, classes))}"
-              if args.class_ids else f", first {len(classes)} classes")
+    subset = "" if classes == CLASSES[:PROTOCOL_CLASSES] else f", first {len(classes)} classes"
+    if args.class_ids and subset:
+        subset = f", classes {','.join(map(str, classes))}"
     budgets = {
         "pii": f"{args.size} px, {args.pii_steps} steps/stage, ensemble {args.ensemble}{subset}",
         "deepinversion": f"{args.size} px, {low} + {args.di_steps - low} steps{subset}",
