@@ -29,7 +29,9 @@ import torch.nn.functional as F  # noqa: E402
 import jaxvis  # noqa: E402
 from common import alternate, machine, torch_mobilenet_v2, versus_torch_table, warm_cache_seconds, write_section  # noqa: E402
 from jaxvis.io import read_image, resize  # noqa: E402
-from jaxvis.methods.deepdream import JITTER, OCTAVE_SCALE, STEP_SIZE, octave_sizes  # noqa: E402
+from jaxvis.methods.deepdream import DEFAULTS, octave_sizes  # noqa: E402
+
+JITTER, OCTAVE_SCALE, STEP_SIZE = DEFAULTS.jitter, DEFAULTS.octave_scale, DEFAULTS.step_size
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -62,10 +64,12 @@ def torch_dream(model: torch.nn.Module, image: np.ndarray, layer: str, octaves: 
 
 
 def jax_dream(model: jaxvis.Model, image: np.ndarray, layer: str, octaves: int, steps: int):
+    from dataclasses import replace
+
     from jaxvis.methods import dream
 
     start = time.perf_counter()
-    result = dream(model, image, layer, octaves=octaves, steps=steps, chunk=1, progress=False)
+    result = dream(model, image, layer, octaves=octaves, steps=steps, progress=False, recipe=replace(DEFAULTS, chunk=1))
     total = time.perf_counter() - start
     steady = sum(v for k, v in result.timings.items() if k.endswith("_step_s")) * (steps - 1)
     return result.images[0, 0], steady, total

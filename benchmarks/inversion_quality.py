@@ -91,7 +91,7 @@ def main() -> None:
     classes = chosen_classes(args.class_ids) if args.class_ids else CLASSES[: args.classes]
     low = args.di_steps * 2 // 3
     options = {
-        "pii": {"size": args.size, "steps_per_stage": args.pii_steps, "ensemble": args.ensemble},
+        "pii": {"size": args.size, "steps": args.pii_steps, "ensemble": args.ensemble},
         "deepinversion": {"size": args.size, "resolutions": ((2, low), (1, args.di_steps - low))},
         "logit": {"size": args.size, "steps": args.logit_steps},
     }

@@ -81,11 +81,13 @@ def torch_pii(model: torch.nn.Module, classes: list[int], size: int, ensemble: i
 
 def jax_pii(model: jaxvis.Model, classes: list[int], size: int, ensemble: int, steps: int,
             warmup: int) -> tuple[np.ndarray, float, float]:
-    from jaxvis.methods import plug_in_inversion
+    from dataclasses import replace
+
+    from jaxvis.methods.pii import DEFAULTS, plug_in_inversion
 
     start = time.perf_counter()
-    result = plug_in_inversion(model, classes, size=size, ensemble=ensemble, steps_per_stage=steps, chunk=warmup,
-                               progress=False)
+    result = plug_in_inversion(model, classes, size=size, ensemble=ensemble, steps=steps, progress=False,
+                               recipe=replace(DEFAULTS, chunk=warmup))
     total = time.perf_counter() - start
     steady = sum(v for k, v in result.timings.items() if k.endswith("_step_s")) * (steps - warmup)
     return result.images[:, 0], steady, total

@@ -1,13 +1,15 @@
-"""XLA's persistent compilation cache, for runs that compile the same programs again.
+"""XLA's persistent compilation cache, on by default: a new process with the same shapes skips compiling.
 
-Compiling one optimization step of MobileNetV2 takes ~8 s on two CPU cores, and a
-Plug-In Inversion run compiles one program per resolution stage, a DeepDream run
-one per octave.  With the cache on, a second run with the same shapes loads them
-from disk.  The `jaxvis` command line turns it on; library users call
-`enable_compilation_cache()` once, before their first run.
+Compiling one optimization program takes seconds on a CPU (see `jaxvis.programs`,
+which times every compilation by phase).  jaxvis turns jax's persistent
+compilation cache on before its first compilation, in the library as in the
+command line, so a second process with the same shapes loads the program from
+disk.  Where, or whether:
 
     JAXVIS_COMPILATION_CACHE=DIR   # where (default: $JAXVIS_CACHE/xla, i.e. ~/.cache/jaxvis/xla)
-    JAXVIS_COMPILATION_CACHE=off   # never
+    JAXVIS_COMPILATION_CACHE=off   # never (also: 0, false, no, none)
+
+A cache directory configured in jax itself (`jax_compilation_cache_dir`) is kept.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from jaxvis.load import cache_dir
 
 ENV = "JAXVIS_COMPILATION_CACHE"
 OFF = {"0", "off", "false", "no", "none"}
+_decided: list[Path | None] = []  # ensure_compilation_cache's answer, once per process
 
 
 def enable_compilation_cache(directory: str | Path | None = None) -> Path | None:
@@ -40,3 +43,11 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
     jax.config.update("jax_compilation_cache_dir", str(location))
     compilation_cache.reset_cache()  # jax decides once per process; let the next compilation decide again
     return location
+
+
+def ensure_compilation_cache() -> Path | None:
+    """`enable_compilation_cache()` the first time it is called in a process; its answer after that."""
+    if not _decided:
+        _decided.append(enable_compilation_cache())
+    configured = jax.config.jax_compilation_cache_dir
+    return Path(configured) if configured else None

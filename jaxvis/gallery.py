@@ -1,4 +1,10 @@
-"""Pictures a person would rather look at than read: contact sheets, an HTML gallery, a JSON run record."""
+"""Pictures a person would rather look at than read: contact sheets, an HTML gallery, a JSON run record.
+
+The gallery (`index.html`) is one static page with a little plain JavaScript and
+nothing fetched from elsewhere: a card per image with its caption, its final
+value and the curve of its objective over the steps; click an image for it at
+full size; sort the cards by unit or by final value.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +24,31 @@ from PIL import Image, ImageDraw
 from jaxvis.errors import JaxvisError
 from jaxvis.io import save_image, to_uint8
 
+CURVE_POINTS = 120  # objective curves are drawn through at most this many points
+
 
 class OutputDirectoryError(JaxvisError, OSError):
     pass
 
 
-def prepare_output(directory: str | Path) -> Path:
-    """Create `directory` and check it is writable, before any long computation."""
+def check_output(directory: str | Path) -> Path:
+    """`OutputDirectoryError` unless `directory` exists writable or can be created; creates nothing."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise OutputDirectoryError(f"cannot write to output directory {directory}: it is a file")
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputDirectoryError(f"cannot write to output directory {directory}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputDirectoryError(f"cannot write to output directory {directory}: {existing} is not writable")
+    return directory
+
+
+def prepare_output(directory: str | Path) -> Path:
+    """Create `directory` and check it is writable, just before the computation starts."""
+    directory = check_output(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / ".jaxvis-write-test"
@@ -54,31 +77,108 @@ def contact_sheet(images: np.ndarray, labels: Sequence[str] | None = None, colum
     return np.asarray(sheet)
 
 
+def curve_svg(values: Sequence[float], width: int = 160, height: int = 40) -> str:
+    """An inline SVG line of `values` (NaNs skipped), scaled to the box; empty for fewer than two."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return ""
+    picks = np.unique(np.linspace(0, len(values) - 1, min(CURVE_POINTS, len(values))).round().astype(int))
+    ys = values[picks]
+    low, high = float(ys.min()), float(ys.max())
+    span = high - low or 1.0
+    points = " ".join(f"{x:.1f},{height - 2 - (y - low) / span * (height - 4):.1f}"
+                      for x, y in zip(np.linspace(1, width - 1, len(ys)), ys))
+    return (f'<svg class="curve" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="objective from {low:.3g} to {high:.3g} over {len(values)} steps">'
+            f'<polyline fill="none" stroke="#2a6fd6" stroke-width="1.5" points="{points}"/></svg>')
+
+
+PAGE_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+.controls{margin:.5em 0 1em} .controls button{margin-right:.4em}
+#cards{display:flex;flex-wrap:wrap;gap:10px}
+figure.card{margin:0;padding:6px;border:1px solid #ddd;border-radius:6px;text-align:center;width:172px}
+figure.card img{width:160px;height:160px;object-fit:contain;image-rendering:auto;cursor:zoom-in;background:#f4f4f4}
+figcaption{font-size:.85em;overflow-wrap:anywhere} .value{color:#555}
+#viewer{position:fixed;inset:0;background:rgba(0,0,0,.85);display:none;align-items:center;justify-content:center;
+  flex-direction:column;color:#fff;cursor:zoom-out}
+#viewer.open{display:flex} #viewer img{max-width:92vw;max-height:85vh;min-width:min(512px,92vw);image-rendering:auto}
+pre{background:#f6f6f6;padding:1em;overflow:auto}
+"""
+
+PAGE_SCRIPT = """
+const cards = document.getElementById('cards');
+function sortCards(key, descending) {
+  const items = Array.from(cards.children);
+  items.sort((a, b) => {
+    const x = parseFloat(a.dataset[key]), y = parseFloat(b.dataset[key]);
+    const nx = isNaN(x), ny = isNaN(y);
+    if (nx || ny) return nx - ny;
+    return descending ? y - x : x - y;
+  });
+  items.forEach(item => cards.appendChild(item));
+}
+document.querySelectorAll('button[data-sort]').forEach(button => button.addEventListener('click',
+  () => sortCards(button.dataset.sort, button.dataset.order === 'desc')));
+const viewer = document.getElementById('viewer'), large = viewer.querySelector('img'),
+      caption = viewer.querySelector('p');
+cards.addEventListener('click', event => {
+  const image = event.target.closest('img');
+  if (!image) return;
+  large.src = image.src; large.alt = image.alt; caption.textContent = image.alt;
+  viewer.classList.add('open');
+});
+viewer.addEventListener('click', () => viewer.classList.remove('open'));
+document.addEventListener('keydown', event => { if (event.key === 'Escape') viewer.classList.remove('open'); });
+"""
+
+
+def gallery_page(title: str, files: Sequence[str], labels: Sequence[str], values: Sequence[float],
+                 curves: Sequence[Sequence[float] | None], value_name: str, config: dict[str, Any]) -> str:
+    cards = []
+    for order, (name, label, value, curve) in enumerate(zip(files, labels, values, curves)):
+        shown = "" if math.isnan(value) else f'<br><span class="value">{html.escape(value_name)} {value:.4g}</span>'
+        cards.append(
+            f'<figure class="card" data-order="{order}" data-value="{"nan" if math.isnan(value) else repr(float(value))}">'
+            f'<img src="{html.escape(name)}" alt="{html.escape(label)}" loading="lazy">'
+            f'<figcaption>{html.escape(label)}{shown}</figcaption>{curve_svg(curve) if curve is not None else ""}'
+            "</figure>"
+        )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{PAGE_STYLE}</style>
+</head><body><h1>{html.escape(title)}</h1>
+<p><a href="contact_sheet.png">contact sheet</a> &middot; <a href="run.json">run record</a></p>
+<div class="controls">sort:
+<button data-sort="order" data-order="asc">as run</button>
+<button data-sort="value" data-order="desc">{html.escape(value_name)}, highest first</button>
+<button data-sort="value" data-order="asc">{html.escape(value_name)}, lowest first</button></div>
+<div id="cards">
+{chr(10).join(cards)}
+</div>
+<div id="viewer" role="dialog" aria-label="full-size image"><img alt=""><p></p></div>
+<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=1))}</pre>
+<script>{PAGE_SCRIPT}</script>
+</body></html>
+"""
+
+
 def write_gallery(directory: Path, title: str, images: np.ndarray, labels: Sequence[str],
                   values: Sequence[float], record: dict[str, Any], stem: str = "unit",
-                  value_name: str = "objective") -> dict[str, Path]:
-    """One PNG per image, a contact sheet, an index.html and run.json under `directory`."""
+                  value_name: str = "objective", curves: Sequence[Sequence[float] | None] | None = None
+                  ) -> dict[str, Path]:
+    """One PNG per image, a contact sheet, an index.html and run.json under `directory`.
+
+    curves: per image, its objective at every step (drawn under it), or None.
+    """
     files = [f"{stem}_{label}.png" for label in labels]
     for image, name in zip(images, files):
         save_image(image, directory / name)
     sheet = directory / "contact_sheet.png"
     Image.fromarray(contact_sheet(images, list(labels))).save(sheet)
-    cells = "\n".join(
-        f'<figure><img src="{html.escape(name)}" alt="{html.escape(label)}"><figcaption>{html.escape(label)}'
-        + ("" if math.isnan(value) else f"<br><small>{html.escape(value_name)} {value:.4g}</small>")
-        + "</figcaption></figure>"
-        for name, label, value in zip(files, labels, values)
-    )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:1.5em}} figure{{display:inline-block;margin:6px;text-align:center}}
-img{{width:160px;height:160px;image-rendering:pixelated;border:1px solid #ccc}} pre{{background:#f6f6f6;padding:1em}}</style>
-</head><body><h1>{html.escape(title)}</h1>
-<p><a href="contact_sheet.png">contact sheet</a> &middot; <a href="run.json">run record</a></p>
-{cells}
-<h2>Configuration</h2><pre>{html.escape(json.dumps(record.get("config", {}), indent=1))}</pre>
-</body></html>
-"""
+    curves = list(curves) if curves is not None else [None] * len(files)
+    page = gallery_page(title, files, labels, values, curves, value_name, record.get("config", {}))
     (directory / "index.html").write_text(page, encoding="utf-8")
     (directory / "run.json").write_text(json.dumps(record, indent=1, default=_jsonable), encoding="utf-8")
     return {"sheet": sheet, "index": directory / "index.html", "record": directory / "run.json"}

@@ -1,7 +1,10 @@
 """Image parameterizations: what the optimizer changes, and how it becomes an image.
 
-A `Param` is a pair of pure functions, like an optax transformation:
-`init(key, batch) -> theta` and `render(theta) -> images` (batch, H, W, 3) in [0, 1].
+A `Param` is a small frozen dataclass with pure methods, like an optax
+transformation's pair: `init(key, batch) -> theta` and `render(theta) -> images`
+(batch, H, W, 3) in [0, 1], plus `project(theta)` applied after every update.
+Its configuration (size, sd, ...) is static; arrays it holds (MaCo's magnitude)
+are pytree leaves, so runs that differ only in them share a compiled program.
 
 - `pixel`: the pixels themselves (optionally in decorrelated color space).
 - `fourier`: Lucid's default -- a spectrum scaled by 1/frequency, in ImageNet's
@@ -20,7 +23,6 @@ A `Param` is a pair of pure functions, like an optax transformation:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -28,6 +30,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxvis.structure import piece
 
 Array = jax.Array
 
@@ -42,13 +46,45 @@ SPECTRUM_SIZE = 224  # the size the shipped MaCo spectrum was measured at
 VALID = ("sigmoid", "clip")
 
 
-@dataclass(frozen=True)
 class Param:
-    init: Callable[[Array, int], Any]
-    render: Callable[[Any], Array]
+    """The interface: `init(key, batch) -> theta`, `render(theta) -> images`, `project(theta) -> theta`.
+
+    Subclasses are `piece`s (frozen dataclasses, pytrees): equal configurations share
+    one compiled program.  `size` is the side of the rendered square images.
+    """
+
+    name = "param"
     size: int
-    name: str
-    project: Callable[[Any], Any] | None = None  # applied to theta after every update (e.g. clamp to [0, 1])
+
+    def init(self, key: Array, batch: int) -> Any:
+        raise NotImplementedError
+
+    def render(self, theta: Any) -> Array:
+        raise NotImplementedError
+
+    def project(self, theta: Any) -> Any:
+        """Applied to theta after every update (e.g. clamp to the valid range); identity by default."""
+        return theta
+
+
+@piece
+class Functions(Param):
+    """A parameterization from your own pure functions (define them once, at module level, to share programs)."""
+
+    init_fn: Callable[[Array, int], Any]
+    render_fn: Callable[[Any], Array]
+    size: int
+    project_fn: Callable[[Any], Any] | None = None
+    name: str = "custom"
+
+    def init(self, key: Array, batch: int) -> Any:
+        return self.init_fn(key, batch)
+
+    def render(self, theta: Any) -> Array:
+        return self.render_fn(theta)
+
+    def project(self, theta: Any) -> Any:
+        return self.project_fn(theta) if self.project_fn is not None else theta
 
 
 def to_valid_rgb(x: Array, decorrelate: bool = True, valid: str = "sigmoid") -> Array:
@@ -65,78 +101,131 @@ def to_valid_rgb(x: Array, decorrelate: bool = True, valid: str = "sigmoid") -> 
     return centered / jnp.maximum(1.0, jnp.abs(centered)) / 2.0 + 0.5  # Lucid's constrain_L_inf
 
 
-def pixel(size: int, sd: float = 0.01, decorrelate: bool = False, valid: str = "sigmoid") -> Param:
+@piece
+class Pixel(Param):
     """Pixels (in logit space for `valid="sigmoid"`), initialised N(0, sd)."""
 
-    def init(key: Array, batch: int) -> Array:
-        return sd * jax.random.normal(key, (batch, size, size, 3), jnp.float32)
+    size: int
+    sd: float = 0.01
+    decorrelate: bool = False
+    valid: str = "sigmoid"
+    name = "pixel"
 
-    return Param(init, lambda theta: to_valid_rgb(theta, decorrelate, valid), size, "pixel")
+    def init(self, key: Array, batch: int) -> Array:
+        return self.sd * jax.random.normal(key, (batch, self.size, self.size, 3), jnp.float32)
+
+    def render(self, theta: Array) -> Array:
+        return to_valid_rgb(theta, self.decorrelate, self.valid)
 
 
-def clamped(size: int, mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0),
-            init: str = "uniform") -> Param:
+def pixel(size: int, sd: float = 0.01, decorrelate: bool = False, valid: str = "sigmoid") -> Param:
+    if valid not in VALID:
+        raise ValueError(f"valid must be one of {VALID}, got {valid!r}")
+    return Pixel(size, sd, decorrelate, valid)
+
+
+@piece
+class Clamped(Param):
     """theta = (image - mean) / std, kept inside the image of [0, 1] by clamping after every update.
 
     init: "uniform" (U(0, 1) pixels; Plug-In Inversion's `torch.rand`) or "normal"
     (N(0, 1) in normalized space; DeepInversion's `torch.randn`).
     """
+
+    size: int
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    init_distribution: str = "uniform"
+    name = "clamped"
+
+    def init(self, key: Array, batch: int) -> Array:
+        shape = (batch, self.size, self.size, 3)
+        if self.init_distribution == "normal":
+            return jax.random.normal(key, shape, jnp.float32)
+        return (jax.random.uniform(key, shape, jnp.float32) - self._mean) / self._std
+
+    def project(self, theta: Array) -> Array:
+        return jnp.clip(theta, -self._mean / self._std, (1.0 - self._mean) / self._std)
+
+    def render(self, theta: Array) -> Array:
+        return jnp.clip(theta * self._std + self._mean, 0.0, 1.0)
+
+    @property
+    def _mean(self) -> Array:
+        return jnp.asarray(self.mean, jnp.float32)
+
+    @property
+    def _std(self) -> Array:
+        return jnp.asarray(self.std, jnp.float32)
+
+
+def clamped(size: int, mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0),
+            init: str = "uniform") -> Param:
     if init not in ("uniform", "normal"):
         raise ValueError(f"init must be 'uniform' or 'normal', got {init!r}")
-    mean_, std_ = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+    return Clamped(size, tuple(float(m) for m in mean), tuple(float(s) for s in std), init)
 
-    def initialize(key: Array, batch: int) -> Array:
-        shape = (batch, size, size, 3)
-        if init == "normal":
-            return jax.random.normal(key, shape, jnp.float32)
-        return (jax.random.uniform(key, shape, jnp.float32) - mean_) / std_
 
-    def project(theta: Array) -> Array:
-        return jnp.clip(theta, -mean_ / std_, (1.0 - mean_) / std_)
+@piece
+class Fourier(Param):
+    """Lucid's default: real/imaginary spectrum ~ N(0, sd), scaled by 1/max(f, 1/size)^decay_power."""
 
-    def render(theta: Array) -> Array:
-        return jnp.clip(theta * std_ + mean_, 0.0, 1.0)
+    size: int
+    sd: float = 0.01
+    decay_power: float = 1.0
+    decorrelate: bool = True
+    valid: str = "sigmoid"
+    name = "fourier"
 
-    return Param(initialize, render, size, "clamped", project)
+    def init(self, key: Array, batch: int) -> Array:
+        return self.sd * jax.random.normal(key, (batch, 3, self.size, self.size // 2 + 1, 2), jnp.float32)
+
+    def render(self, theta: Array) -> Array:
+        scale = jnp.asarray(1.0 / np.maximum(_frequencies(self.size), 1.0 / self.size) ** self.decay_power, jnp.float32)
+        spectrum = scale * jax.lax.complex(theta[..., 0], theta[..., 1])
+        images = jnp.fft.irfft2(spectrum, s=(self.size, self.size), norm="ortho") / FOURIER_MAGIC
+        return to_valid_rgb(jnp.transpose(images, (0, 2, 3, 1)), self.decorrelate, self.valid)
 
 
 def fourier(size: int, sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
             valid: str = "sigmoid") -> Param:
-    """Lucid's default: real/imaginary spectrum ~ N(0, sd), scaled by 1/max(f, 1/size)^decay_power."""
-    scale = jnp.asarray(1.0 / np.maximum(_frequencies(size), 1.0 / size) ** decay_power, jnp.float32)
-
-    def init(key: Array, batch: int) -> Array:
-        return sd * jax.random.normal(key, (batch, 3, *scale.shape, 2), jnp.float32)
-
-    def render(theta: Array) -> Array:
-        spectrum = scale * jax.lax.complex(theta[..., 0], theta[..., 1])
-        images = jnp.fft.irfft2(spectrum, s=(size, size), norm="ortho") / FOURIER_MAGIC
-        return to_valid_rgb(jnp.transpose(images, (0, 2, 3, 1)), decorrelate, valid)
-
-    return Param(init, render, size, "fourier")
+    if valid not in VALID:
+        raise ValueError(f"valid must be one of {VALID}, got {valid!r}")
+    return Fourier(size, sd, decay_power, decorrelate, valid)
 
 
-def maco(size: int, magnitude: Array | None = None, decorrelate: bool = True) -> Param:
+@piece(data=("magnitude",))
+class Maco(Param):
     """Phase-only optimization under a fixed magnitude spectrum (MaCo).
 
     The image is irfft2(magnitude * exp(i * phase)), standardized per image, mapped
     from decorrelated color space to RGB and squashed by a sigmoid, as in the
-    authors' reference (horama `maco`).  `magnitude` (3, size, size // 2 + 1)
-    defaults to the shipped natural-image spectrum resampled to `size`.
+    authors' reference (horama `maco`).
     """
-    magnitude = jnp.asarray(natural_magnitude(size) if magnitude is None else magnitude, jnp.float32)
 
-    def init(key: Array, batch: int) -> Array:
-        return jax.random.uniform(key, (batch, *magnitude.shape), jnp.float32, -np.pi, np.pi)
+    size: int
+    magnitude: Array
+    decorrelate: bool = True
+    name = "maco"
 
-    def render(phase: Array) -> Array:
-        spectrum = magnitude * jnp.exp(1j * phase.astype(jnp.complex64))
-        images = jnp.transpose(jnp.fft.irfft2(spectrum, s=(size, size)), (0, 2, 3, 1))
+    def init(self, key: Array, batch: int) -> Array:
+        return jax.random.uniform(key, (batch, *self.magnitude.shape), jnp.float32, -np.pi, np.pi)
+
+    def render(self, phase: Array) -> Array:
+        spectrum = self.magnitude * jnp.exp(1j * phase.astype(jnp.complex64))
+        images = jnp.transpose(jnp.fft.irfft2(spectrum, s=(self.size, self.size)), (0, 2, 3, 1))
         mean = images.mean(axis=(1, 2, 3), keepdims=True)
         std = images.std(axis=(1, 2, 3), keepdims=True)
-        return to_valid_rgb((images - mean) / (std + 1e-4), decorrelate, "sigmoid")
+        return to_valid_rgb((images - mean) / (std + 1e-4), self.decorrelate, "sigmoid")
 
-    return Param(init, render, size, "maco")
+
+def maco(size: int, magnitude: Array | None = None, decorrelate: bool = True) -> Param:
+    """MaCo with `magnitude` (3, size, size // 2 + 1), by default the shipped natural-image spectrum at `size`."""
+    magnitude = jnp.asarray(natural_magnitude(size) if magnitude is None else magnitude, jnp.float32)
+    if magnitude.shape != (3, size, size // 2 + 1):
+        raise ValueError(f"a {size} px MaCo image needs a magnitude of shape (3, {size}, {size // 2 + 1}), "
+                         f"got {magnitude.shape}")
+    return Maco(size, magnitude, decorrelate)
 
 
 PARAMS: dict[str, Callable[..., Param]] = {"fourier": fourier, "pixel": pixel, "maco": maco}

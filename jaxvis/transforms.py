@@ -1,18 +1,26 @@
 """Random image transforms for transformation robustness, each a pure `(key, images) -> images`.
 
 `images` is a batch (B, H, W, 3) in [0, 1]; one random draw per call (the
-engine gives every unit and every ensemble view its own key).  All output
-shapes are static, so transforms run under `jit` and `vmap`: where Lucid's
-random scale changes the image size, ours zooms about the center at a fixed
-size (the content's scale relative to the network changes the same way).
+engine gives every unit and every ensemble view its own key).  Every transform
+is a small frozen dataclass, so two runs built alike share one compiled
+program; any function `(key, images) -> images` of your own works too.  All
+output shapes are static, so transforms run under `jit` and `vmap`: where
+Lucid's random scale changes the image size, ours zooms about the center at a
+fixed size (the content's scale relative to the network changes the same way).
 
-    augment = compose(pad(12), jitter(8), random_scale(...), random_rotate(...), jitter(4))
+    augment = compose(pad(12), jitter(8), random_scale_rotate(...), jitter(4))
     views = augment(key, images)
+
+Shifts and resampling are written so that their backward pass is a gather
+too (an exact adjoint), never the scatter-add that autodiff makes of a gather
+with traced indices: scatters compile and run slowly on CPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -24,44 +32,100 @@ Array = jax.Array
 Transform = Callable[[Array, Array], Array]
 
 
-def compose(*transforms: Transform) -> Transform:
-    """Apply `transforms` in order, each with its own key."""
+@dataclass(frozen=True)
+class Compose:
+    transforms: tuple[Transform, ...]
 
-    def apply(key: Array, images: Array) -> Array:
-        for transform, subkey in zip(transforms, jax.random.split(key, max(len(transforms), 1))):
+    def __call__(self, key: Array, images: Array) -> Array:
+        for transform, subkey in zip(self.transforms, jax.random.split(key, max(len(self.transforms), 1))):
             images = transform(subkey, images)
         return images
 
-    return apply
+
+def compose(*transforms: Transform) -> Transform:
+    """Apply `transforms` in order, each with its own key (identities are dropped)."""
+    kept = tuple(t for t in transforms if not isinstance(t, Identity))
+    return Compose(kept) if kept else Identity()
+
+
+@dataclass(frozen=True)
+class Identity:
+    def __call__(self, key: Array, images: Array) -> Array:
+        return images
 
 
 def identity() -> Transform:
-    return lambda key, images: images
+    return Identity()
+
+
+@dataclass(frozen=True)
+class Pad:
+    """Constant padding on every side (Lucid: 12 px of 0.5 grey)."""
+
+    width: int
+    value: float = 0.5
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        w = self.width
+        return jnp.pad(images, ((0, 0), (w, w), (w, w), (0, 0)), constant_values=self.value)
 
 
 def pad(width: int, value: float = 0.5) -> Transform:
-    """Constant padding on every side (Lucid: 12 px of 0.5 grey)."""
-    return lambda key, images: jnp.pad(images, ((0, 0), (width, width), (width, width), (0, 0)), constant_values=value)
+    return Pad(width, value)
+
+
+@dataclass(frozen=True)
+class Jitter:
+    """Translate by (dy, dx) uniform in [0, distance), filling with zeros (Lucent's `jitter`, kornia translate)."""
+
+    distance: int
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        dy, dx = jax.random.randint(key, (2,), 0, self.distance)
+        return translate(images, dy, dx)
 
 
 def jitter(distance: int) -> Transform:
-    """Translate by (dy, dx) uniform in [0, distance), filling with zeros (Lucent's `jitter`, kornia translate)."""
+    return Jitter(distance)
 
-    def apply(key: Array, images: Array) -> Array:
-        dy, dx = jax.random.randint(key, (2,), 0, distance)
-        return _translate(images, dy, dx)
 
-    return apply
+@dataclass(frozen=True)
+class Roll:
+    """Circular shift by (dy, dx) uniform in [-distance, distance] (Plug-In Inversion's and DeepDream's jitter)."""
+
+    distance: int
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        dy, dx = jax.random.randint(key, (2,), -self.distance, self.distance + 1)
+        return roll_images(images, dy, dx)
 
 
 def roll(distance: int) -> Transform:
-    """Circular shift by (dy, dx) uniform in [-distance, distance] (Plug-In Inversion's jitter)."""
+    return Roll(distance)
 
-    def apply(key: Array, images: Array) -> Array:
-        dy, dx = jax.random.randint(key, (2,), -distance, distance + 1)
-        return jnp.roll(images, (dy, dx), axis=(1, 2))
 
-    return apply
+@dataclass(frozen=True)
+class RandomScaleRotate:
+    """Zoom and rotate about the center by a scale and an angle drawn from the tables, bilinear, zeros outside
+    (kornia's rotate); both about the center, so they commute, and done as one resampling."""
+
+    scales: tuple[float, ...] = (1.0,)
+    degrees: tuple[float, ...] = (0.0,)
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        k_scale, k_angle = jax.random.split(key)
+        scale = jnp.asarray(self.scales, jnp.float32)[jax.random.randint(k_scale, (), 0, len(self.scales))]
+        angle = jnp.deg2rad(jnp.asarray(self.degrees, jnp.float32))[jax.random.randint(k_angle, (), 0, len(self.degrees))]
+        return _affine(images, scale, angle, self.reach)
+
+    @property
+    def reach(self) -> float:
+        radians = np.deg2rad(np.asarray(self.degrees, np.float64))
+        return float(max(self.scales) * np.max(np.abs(np.cos(radians)) + np.abs(np.sin(radians))))
+
+
+def random_scale_rotate(scales: Sequence[float], degrees: Sequence[float]) -> Transform:
+    return RandomScaleRotate(tuple(float(s) for s in scales), tuple(float(d) for d in degrees))
 
 
 def random_scale(scales: Sequence[float]) -> Transform:
@@ -74,54 +138,66 @@ def random_rotate(degrees: Sequence[float]) -> Transform:
     return random_scale_rotate([1.0], degrees)
 
 
-def random_scale_rotate(scales: Sequence[float], degrees: Sequence[float]) -> Transform:
-    """`random_scale` then `random_rotate` (both about the center, so they commute) as one resampling."""
-    scale_table, angle_table = jnp.asarray(scales, jnp.float32), jnp.deg2rad(jnp.asarray(degrees, jnp.float32))
-    radians = np.deg2rad(np.asarray(degrees, np.float64))
-    reach = float(max(scales) * np.max(np.abs(np.cos(radians)) + np.abs(np.sin(radians))))
+@dataclass(frozen=True)
+class Flip:
+    """Horizontal flip with probability 1/2."""
 
-    def apply(key: Array, images: Array) -> Array:
-        k_scale, k_angle = jax.random.split(key)
-        scale = scale_table[jax.random.randint(k_scale, (), 0, len(scales))]
-        angle = angle_table[jax.random.randint(k_angle, (), 0, len(degrees))]
-        return _affine(images, scale, angle, reach)
-
-    return apply
+    def __call__(self, key: Array, images: Array) -> Array:
+        return jnp.where(jax.random.bernoulli(key), images[:, :, ::-1], images)
 
 
 def flip() -> Transform:
-    """Horizontal flip with probability 1/2."""
-    return lambda key, images: jnp.where(jax.random.bernoulli(key), images[:, :, ::-1], images)
+    return Flip()
+
+
+@dataclass(frozen=True)
+class ColorShift:
+    """Plug-In Inversion's ColorShift: per image and channel x * sigma + mu, mu ~ U(-a, a), sigma = exp(U(-b, b))."""
+
+    mean_range: float = 1.0
+    log_std_range: float = 1.0
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        k_mu, k_sigma = jax.random.split(key)
+        shape = (images.shape[0], 1, 1, images.shape[-1])
+        mu = jax.random.uniform(k_mu, shape, images.dtype, -self.mean_range, self.mean_range)
+        sigma = jnp.exp(jax.random.uniform(k_sigma, shape, images.dtype, -self.log_std_range, self.log_std_range))
+        return images * sigma + mu
 
 
 def color_shift(mean_range: float = 1.0, log_std_range: float = 1.0) -> Transform:
-    """Plug-In Inversion's ColorShift: per image and channel x * sigma + mu, mu ~ U(-a, a), sigma = exp(U(-b, b))."""
+    return ColorShift(mean_range, log_std_range)
 
-    def apply(key: Array, images: Array) -> Array:
-        k_mu, k_sigma = jax.random.split(key)
-        shape = (images.shape[0], 1, 1, images.shape[-1])
-        mu = jax.random.uniform(k_mu, shape, images.dtype, -mean_range, mean_range)
-        sigma = jnp.exp(jax.random.uniform(k_sigma, shape, images.dtype, -log_std_range, log_std_range))
-        return images * sigma + mu
 
-    return apply
+@dataclass(frozen=True)
+class CenterCrop:
+    size: int
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        top, left = (images.shape[1] - self.size) // 2, (images.shape[2] - self.size) // 2
+        return images[:, top : top + self.size, left : left + self.size]
 
 
 def center_crop(size: int) -> Transform:
-    def apply(key: Array, images: Array) -> Array:
-        top, left = (images.shape[1] - size) // 2, (images.shape[2] - size) // 2
-        return images[:, top : top + size, left : left + size]
+    return CenterCrop(size)
 
-    return apply
+
+@dataclass(frozen=True)
+class AvgPool:
+    """Average-pool by `factor` (DeepInversion's low-resolution stage: `AvgPool2d(kernel_size=2)`)."""
+
+    factor: int
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        return avg_pool2d(images, self.factor)
 
 
 def avg_pool(factor: int) -> Transform:
-    """Average-pool by `factor` (DeepInversion's low-resolution stage: `AvgPool2d(kernel_size=2)`)."""
-
-    return lambda key, images: avg_pool2d(images, factor)
+    return AvgPool(factor)
 
 
-def tiles(limit: int) -> Transform:
+@dataclass(frozen=True)
+class Tiles:
     """Cut images larger than `limit` into a batch of equal tiles of at most `limit` px (edge-padded).
 
     The tiles go through the network as one batch; since an objective averaged over
@@ -129,9 +205,11 @@ def tiles(limit: int) -> Transform:
     stitched back together (DeepDream's tiled processing of large images).
     """
 
-    def apply(key: Array, images: Array) -> Array:
+    limit: int
+
+    def __call__(self, key: Array, images: Array) -> Array:
         b, h, w, c = images.shape
-        rows, cols = -(-h // limit), -(-w // limit)
+        rows, cols = -(-h // self.limit), -(-w // self.limit)
         if rows == cols == 1:
             return images
         th, tw = -(-h // rows), -(-w // cols)
@@ -139,18 +217,40 @@ def tiles(limit: int) -> Transform:
         grid = padded.reshape(b, rows, th, cols, tw, c).transpose(0, 1, 3, 2, 4, 5)
         return grid.reshape(b * rows * cols, th, tw, c)
 
-    return apply
+
+def tiles(limit: int) -> Transform:
+    return Tiles(limit)
+
+
+@dataclass(frozen=True)
+class Resize:
+    """Bilinear resize to size x size (Lucent upsamples images smaller than 224 before the model)."""
+
+    size: int
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        return resize_images(images, self.size)
 
 
 def resize(size: int) -> Transform:
-    """Bilinear resize to size x size (Lucent upsamples images smaller than 224 before the model)."""
-    return lambda key, images: resize_images(images, size)
+    return Resize(size)
 
 
 def resize_images(images: Array, size: int) -> Array:
-    if images.shape[1:3] == (size, size):
+    """`jax.image.resize(images, (B, size, size, C), "linear", antialias=False)`, as two small matrix products."""
+    height, width = images.shape[1:3]
+    if (height, width) == (size, size):
         return images
-    return jax.image.resize(images, (images.shape[0], size, size, images.shape[-1]), "linear", antialias=False)
+    rows, cols = _resize_matrix(height, size), _resize_matrix(width, size)
+    return jnp.einsum("ph,bhwc,qw->bpqc", rows, images, cols)
+
+
+@lru_cache(maxsize=64)
+def _resize_matrix(source: int, target: int) -> np.ndarray:
+    """The (target, source) matrix of jax.image.resize's linear kernel, read off by resizing the identity."""
+    with jax.ensure_compile_time_eval():
+        eye = jnp.eye(source, dtype=jnp.float32)
+        return np.asarray(jax.image.resize(eye, (target, source), "linear", antialias=False))
 
 
 def lucid_standard(model_size: int | None = 224) -> Transform:
@@ -165,21 +265,65 @@ def lucid_standard(model_size: int | None = 224) -> Transform:
     return compose(*steps, *([resize(model_size)] if model_size else []))
 
 
-# --- helpers -----------------------------------------------------------------------------------------
+# --- shifts with gather adjoints -------------------------------------------------------------------
 
 
+def translate(images: Array, dy: Array, dx: Array) -> Array:
+    """Shift content down/right by (dy, dx) pixels, zeros entering from the edges (adjoint: the opposite shift)."""
+    return _translate(images, jnp.asarray(dy, jnp.int32), jnp.asarray(dx, jnp.int32))
+
+
+@jax.custom_vjp
 def _translate(images: Array, dy: Array, dx: Array) -> Array:
-    """Shift content down/right by (dy, dx) pixels, zeros entering from the edges."""
     height, width = images.shape[1:3]
-    padded = jnp.pad(images, ((0, 0), (height, 0), (width, 0), (0, 0)))
+    padded = jnp.pad(images, ((0, 0), (height, height), (width, width), (0, 0)))
     return jax.lax.dynamic_slice(padded, (0, height - dy, width - dx, 0), images.shape)
+
+
+def _translate_fwd(images, dy, dx):
+    return _translate(images, dy, dx), (dy, dx)
+
+
+def _translate_bwd(residuals, grad):
+    dy, dx = residuals
+    return _translate(grad, -dy, -dx), None, None
+
+
+_translate.defvjp(_translate_fwd, _translate_bwd)
+
+
+def roll_images(images: Array, dy: Array, dx: Array) -> Array:
+    """`jnp.roll(images, (dy, dx), axis=(1, 2))` whose backward is the opposite roll."""
+    return _roll(images, jnp.asarray(dy, jnp.int32), jnp.asarray(dx, jnp.int32))
+
+
+@jax.custom_vjp
+def _roll(images: Array, dy: Array, dx: Array) -> Array:
+    height, width = images.shape[1:3]
+    tiled = jnp.tile(images, (1, 2, 2, 1))
+    return jax.lax.dynamic_slice(tiled, (0, (-dy) % height, (-dx) % width, 0), images.shape)
+
+
+def _roll_fwd(images, dy, dx):
+    return _roll(images, dy, dx), (dy, dx)
+
+
+def _roll_bwd(residuals, grad):
+    dy, dx = residuals
+    return _roll(grad, -dy, -dx), None, None
+
+
+_roll.defvjp(_roll_fwd, _roll_bwd)
+
+
+# --- bilinear zoom and rotation ----------------------------------------------------------------------
 
 
 def _affine(images: Array, scale: Array | float, angle: Array | float, reach: float | None = None) -> Array:
     """Zoom by `scale` and rotate by `angle` about the center; bilinear, zeros outside, same size.
 
     `reach` bounds scale * (|cos| + |sin|) over the draws; below 2 the backward pass is
-    `_affine_adjoint` (a gather, 3x faster on CPU than the scatter-add autodiff makes).
+    `_affine_adjoint` (a gather; autodiff would make a slower scatter-add).
     """
     if reach is not None and reach < 2.0:
         return _affine_with_adjoint(images, jnp.asarray(scale, jnp.float32), jnp.asarray(angle, jnp.float32))
@@ -252,4 +396,3 @@ def _bilinear(image: Array, y: Array, x: Array) -> Array:
             pixels = image[jnp.clip(yy, 0, height - 1).astype(jnp.int32), jnp.clip(xx, 0, width - 1).astype(jnp.int32)]
             out = out + jnp.where(inside, weight, 0.0)[..., None] * pixels
     return out
-

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxvis import objectives
 from jaxvis.errors import JaxvisError, UnknownLayerError
-from jaxvis.models.model import Model, check_image_shape
+from jaxvis.models.model import Architecture, Model, check_image_shape, layer_shapes
 from jaxvis.optimize import Result, optimize
+from jaxvis.optimizers import adam
 from jaxvis.param import PARAMS
 from jaxvis.transforms import Transform, lucid_standard
 
@@ -46,17 +46,18 @@ class UnitSpec:
     channels: int
 
 
-def parse_spec(model: Model, spec: str, size: int | None = None) -> UnitSpec:
+def parse_spec(arch: Architecture, spec: str, size: int | None = None) -> UnitSpec:
     """`"features.14:7"`, `"features.14:0-15"`, `"features.14:3,7,9"`, `"logits:207"` -> layer and unit indices."""
     layer, _, units_text = spec.partition(":")
-    if layer not in model.layers:
-        raise UnknownLayerError([layer], model.name, model.layers)
-    channels = model.layer_shapes(size)[layer][-1]
+    shapes = layer_shapes(arch, size or arch.input_size)
+    if layer not in shapes:
+        raise UnknownLayerError([layer], arch.name, list(shapes))
+    channels = shapes[layer][-1]
     units = parse_units(units_text) if units_text else np.arange(0)
     bad = units[(units < 0) | (units >= channels)]
     if bad.size:
         raise UnitRangeError(
-            f"unit {int(bad[0])} is out of range for {layer} of {model.name}: it has {channels} "
+            f"unit {int(bad[0])} is out of range for {layer} of {arch.name}: it has {channels} "
             f"channels, so valid units are 0-{channels - 1}."
         )
     return UnitSpec(layer, units, channels)
@@ -74,6 +75,28 @@ def parse_units(text: str) -> np.ndarray:
             raise UnitRangeError(f"empty unit range {part.strip()!r}: write it low-high")
         units.extend(range(first, last + 1))
     return np.asarray(units, np.int32)
+
+
+def check_request(arch: Architecture, spec: str, *, objective: str = "channel", param: str = "fourier",
+                  size: int = 128, model_size: int | None = None) -> tuple[UnitSpec, int]:
+    """Everything about a visualization that can be wrong, checked before any weights load or anything compiles.
+
+    Returns the units and the size the model sees.
+    """
+    if objective not in OBJECTIVES:
+        raise JaxvisError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    if param not in PARAMS:
+        raise JaxvisError(f"unknown parameterization {param!r}; choose one of {', '.join(PARAMS)}")
+    if size < 8:
+        raise JaxvisError(f"size {size} is too small to visualize anything; use at least 8 pixels")
+    model_size = model_size or _model_size(arch, size)
+    check_image_shape((1, model_size, model_size, 3), "float32", arch)
+    unit_spec = parse_spec(arch, spec, model_size)
+    if not unit_spec.units.size:
+        if objective != "deepdream":
+            raise UnitRangeError(f"say which units of {unit_spec.layer} to visualize, e.g. {unit_spec.layer}:0-15")
+        unit_spec = UnitSpec(unit_spec.layer, np.zeros(1, np.int32), unit_spec.channels)
+    return unit_spec, model_size
 
 
 def run_visualization(
@@ -94,20 +117,9 @@ def run_visualization(
     model_size: int | None = None,
     **engine,
 ) -> tuple[UnitSpec, Result]:
-    """Parse `spec`, build the objective and run the engine; returns the units and the full `Result`."""
-    if objective not in OBJECTIVES:
-        raise JaxvisError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
-    if param not in PARAMS:
-        raise JaxvisError(f"unknown parameterization {param!r}; choose one of {', '.join(PARAMS)}")
-    if size < 8:
-        raise JaxvisError(f"size {size} is too small to visualize anything; use at least 8 pixels")
-    model_size = model_size or _model_size(model, size)
-    check_image_shape((1, model_size, model_size, 3), "float32", model.arch)
-    unit_spec = parse_spec(model, spec, model_size)
-    if not unit_spec.units.size:
-        if objective != "deepdream":
-            raise UnitRangeError(f"say which units of {unit_spec.layer} to visualize, e.g. {unit_spec.layer}:0-15")
-        unit_spec = UnitSpec(unit_spec.layer, np.zeros(1, np.int32), unit_spec.channels)
+    """Check the request, build the objective and run the engine; returns the units and the full `Result`."""
+    unit_spec, model_size = check_request(model.arch, spec, objective=objective, param=param, size=size,
+                                          model_size=model_size)
     make = OBJECTIVES[objective]
 
     def objective_for(unit):
@@ -120,7 +132,7 @@ def run_visualization(
         units=jnp.asarray(unit_spec.units),
         param=PARAMS[param](size),
         transform=transform if transform is not None else lucid_standard(model_size if model_size != size else None),
-        optimizer=optax.adam(lr),
+        optimizer=adam(lr),
         steps=steps,
         batch=batch,
         ensemble=ensemble,
@@ -143,9 +155,9 @@ def visualize(model: Model, spec: str, **options) -> np.ndarray:
     return images[:, 0] if images.shape[1] == 1 else images
 
 
-def _model_size(model: Model, size: int) -> int:
+def _model_size(arch: Architecture, size: int) -> int:
     """The size the model sees: Lucent upsamples images smaller than the model's input size."""
-    if model.arch.fixed_size or size < model.arch.input_size:
-        return model.arch.input_size
+    if arch.fixed_size or size < arch.input_size:
+        return arch.input_size
     return size
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: an isolated jaxvis cache, no downloads, torch reference models, real photos."""
+"""Shared fixtures: an isolated jaxvis cache, no downloads, the real MobileNetV2, real photos.
+
+Helper functions live in `helpers.py` (`from helpers import ...` works from any directory:
+pytest puts this folder on the import path).
+"""
 
 from __future__ import annotations
 
@@ -9,65 +13,10 @@ import tempfile
 os.environ.setdefault("JAXVIS_CACHE", tempfile.mkdtemp(prefix="jaxvis-test-cache-"))
 os.environ.setdefault("JAXVIS_OFFLINE", "1")
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import jaxvis  # noqa: E402
-
-TIMM_ARCHS = {"efficientnet_lite0", "vit_small_patch16_224", "mixer_b16_224", "resmlp_12_224"}
-
-
-def torch_reference(name: str, seed: int = 0):
-    """The torchvision/timm model `name` with random weights and non-trivial BatchNorm statistics."""
-    import timm
-    import torch
-    import torchvision
-
-    torch.manual_seed(seed)
-    if name in TIMM_ARCHS:
-        model = timm.create_model(name, pretrained=False)
-    elif name == "googlenet":  # the pretrained configuration: transform_input and aux heads in the state_dict
-        model = torchvision.models.googlenet(weights=None, transform_input=True, aux_logits=True, init_weights=True)
-    else:
-        model = getattr(torchvision.models, name)(weights=None)
-    with torch.no_grad():
-        for module_name, module in model.named_modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0.0, 0.1)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.1)
-            if isinstance(module, torch.nn.Linear) and module_name.endswith("head"):
-                module.weight.normal_(0.0, 0.02)  # torchvision/timm zero-init these heads
-                module.bias.normal_(0.0, 0.02)
-    return model.eval()
-
-
-def torch_input(images: np.ndarray, arch: jaxvis.Architecture):
-    """NHWC [0, 1] images -> the normalized NCHW tensor the torch model expects."""
-    import torch
-
-    x = torch.tensor(images).permute(0, 3, 1, 2)
-    mean, std = torch.tensor(arch.mean)[:, None, None], torch.tensor(arch.std)[:, None, None]
-    return (x - mean) / std
-
-
-def relative_error(ours, reference) -> float:
-    ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
-    assert ours.shape == reference.shape, (ours.shape, reference.shape)
-    return float(np.abs(ours - reference).max() / np.abs(reference).max())
-
-
-def nhwc(activation) -> np.ndarray:
-    """A torch activation in our layout (NCHW -> NHWC; tokens and vectors unchanged)."""
-    array = activation.detach().numpy()
-    return array.transpose(0, 2, 3, 1) if array.ndim == 4 else array
-
-
-def forward(model, images, **kwargs):
-    """The model under jit, passed as an argument (not closed over: no constant folding of weights)."""
-    return jax.jit(lambda m, x: m(x, **kwargs))(model, images)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import torch
 
 import converters
 import jaxvis
-from conftest import forward, torch_reference
+from helpers import forward, torch_reference
 
 HIDE_TORCH = textwrap.dedent(
     """

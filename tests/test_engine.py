@@ -15,17 +15,20 @@ import pytest
 
 import jaxvis
 from jaxvis import objectives as O
+from jaxvis import optimizers
 from jaxvis import param as P
 from jaxvis import transforms as T
+from jaxvis.checkpoints import ResumeMismatchError
 from jaxvis.optimize import OptimizationDiverged, optimize
 
 LAYER = "features.6"
 
 
 def small_run(model, **options):
-    defaults = dict(units=jnp.arange(3), param=P.fourier(32), transform=T.compose(T.jitter(4), T.flip()),
-                    steps=8, chunk=4, progress=False, seed=0)
-    return optimize(model, lambda u: O.channel(LAYER, u), **{**defaults, **options})
+    defaults = dict(objective=lambda u: O.channel(LAYER, u), units=jnp.arange(3), param=P.fourier(32),
+                    transform=T.compose(T.jitter(4), T.flip()), steps=8, chunk=4, progress=False, seed=0)
+    options = {**defaults, **options}
+    return optimize(model, options.pop("objective"), **options)
 
 
 def test_same_seed_same_images_and_chunking_does_not_matter(mobilenet):
@@ -36,14 +39,59 @@ def test_same_seed_same_images_and_chunking_does_not_matter(mobilenet):
     assert not np.allclose(small_run(mobilenet, seed=1).images, first.images)
 
 
-def test_a_shorter_last_chunk_does_not_compile_again(mobilenet, caplog):
+def compilations(caplog) -> list[str]:
+    """jax's own log of the optimization programs it compiled (jax.log_compiles)."""
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(run_chunk)")]
+
+
+def test_runtime_values_do_not_compile_again(mobilenet, caplog):
+    """Seed, units, steps, learning rate, ReLU-redirection steps, objective weights and chunking are arguments."""
     import jax
 
+    def weighted(w):
+        return lambda u: O.channel(LAYER, u) + w * O.diversity(LAYER)
+
+    base = dict(objective=weighted(0.5), relu_override_steps=2, optimizer=optimizers.adam(0.05), batch=2)
     with jax.log_compiles(True), caplog.at_level(logging.WARNING):
-        result = small_run(mobilenet, steps=7, chunk=3)  # chunks of 3, 3 and 1 steps
-    compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage() and "run_steps" in r.getMessage()]
-    assert len(compiled) == 1, compiled
-    np.testing.assert_allclose(result.history, small_run(mobilenet, steps=7, chunk=7).history, rtol=1e-5, atol=1e-5)
+        first = small_run(mobilenet, **base)
+        assert len(compilations(caplog)) == 1
+        others = [
+            small_run(mobilenet, **{**base, "seed": 7}),
+            small_run(mobilenet, **{**base, "units": jnp.asarray([9, 4, 1])}),
+            small_run(mobilenet, **{**base, "steps": 13}),  # chunks of 4, 4, 4 and 1 steps
+            small_run(mobilenet, **{**base, "optimizer": optimizers.adam(0.2, b1=0.5)}),
+            small_run(mobilenet, **{**base, "relu_override_steps": 5}),
+            small_run(mobilenet, **{**base, "objective": weighted(3.0)}),
+        ]
+        assert len(compilations(caplog)) == 1, compilations(caplog)
+        small_run(mobilenet, **{**base, "transform": T.compose(T.jitter(5), T.flip())})  # another structure
+        assert len(compilations(caplog)) == 2
+    longer = others.pop(2)
+    assert longer.steps == 13 and np.allclose(longer.history[:8], first.history, rtol=1e-5, atol=1e-5)
+    others.pop(3)  # ReLU redirection does not engage on these live units: tested on a dead one below
+    for name, other in zip(["seed", "units", "lr", "weight"], others):  # each ran with its own values
+        assert not np.allclose(other.history, first.history), name
+
+
+def test_a_run_in_a_new_process_loads_its_program_from_the_persistent_cache(tmp_path):
+    code = f"""
+        import jax.numpy as jnp, jaxvis
+        from jaxvis import objectives as O, param as P, transforms as T
+        from jaxvis.optimize import optimize
+        model = jaxvis.load("mobilenet_v2")
+        result = optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(2), param=P.fourier(32),
+                          transform=T.jitter(4), steps=2, progress=False)
+        print("compile_s", result.timings["compile_s"])
+    """
+    env = {**os.environ, "JAXVIS_COMPILATION_CACHE": str(tmp_path / "xla")}
+    seconds = []
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        seconds.append(float(run.stdout.split("compile_s")[1]))
+    assert any((tmp_path / "xla").iterdir())
+    assert seconds[1] < seconds[0] / 3, seconds  # loaded, not compiled
 
 
 def test_the_objective_increases(mobilenet):
@@ -77,10 +125,29 @@ def test_resume_after_a_kill_ends_with_the_same_images(mobilenet, tmp_path):
     np.testing.assert_allclose(resumed.history, uninterrupted.history, rtol=1e-5, atol=1e-5)
 
 
-def test_resume_refuses_a_checkpoint_of_another_run(mobilenet, tmp_path):
-    small_run(mobilenet, steps=4, checkpoint_dir=tmp_path, checkpoint_every=4)
-    with pytest.raises(jaxvis.JaxvisError, match="different run.*seed"):
-        small_run(mobilenet, steps=4, seed=3, checkpoint_dir=tmp_path, checkpoint_every=4, resume=True)
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"optimizer": optimizers.adam(0.2)}, r"optimizer\.learning_rate: 0\.05 -> 0\.2"),
+        ({"transform": T.compose(T.jitter(6), T.flip())}, r"transform\.transforms\.0\.distance: 4 -> 6"),
+        ({"units": jnp.asarray([0, 1, 5])}, r"units: \[0, 1, 2\] -> \[0, 1, 5\]"),
+        ({"objective": lambda u: O.feature_match(LAYER, jnp.ones((1, 4, 4, 32)) * u)}, r"objective_structure"),
+        ({"seed": 3}, r"seed: 0 -> 3"),
+    ],
+)
+def test_resume_refuses_a_changed_run_naming_what_changed(mobilenet, tmp_path, change, named):
+    small_run(mobilenet, steps=4, checkpoint_dir=tmp_path, checkpoint_every=4, optimizer=optimizers.adam(0.05))
+    with pytest.raises(ResumeMismatchError, match=named):
+        small_run(mobilenet, steps=4, checkpoint_dir=tmp_path, checkpoint_every=4, resume=True,
+                  **{"optimizer": optimizers.adam(0.05), **change})
+
+
+def test_resume_refuses_another_objective_target(mobilenet, tmp_path):
+    target = np.zeros((1, 4, 4, 32), np.float32)
+    run = dict(steps=4, checkpoint_dir=tmp_path, checkpoint_every=4, units=jnp.arange(1))
+    small_run(mobilenet, objective=O.feature_match(LAYER, target), **run)
+    with pytest.raises(ResumeMismatchError, match=r"objective_numbers: \w+ -> \w+"):
+        small_run(mobilenet, objective=O.feature_match(LAYER, target + 1), resume=True, **run)
 
 
 def test_sharded_over_eight_devices_gives_the_same_images(mobilenet, tmp_path):
@@ -104,8 +171,11 @@ def test_sharded_over_eight_devices_gives_the_same_images(mobilenet, tmp_path):
 
 def test_nan_stops_with_the_step_and_keeps_finished_images(mobilenet):
     def exploding(unit):
-        value = O.channel(LAYER, unit)
-        return O.Objective(lambda a: jnp.where(value(a) > 0.6, jnp.nan, value(a)), value.layers, "exploding")
+        def fn(index, acts):
+            value = acts[LAYER][..., index].mean()
+            return jnp.where(value > 0.6, jnp.nan, value)
+
+        return O.custom(fn, [LAYER], "exploding", params=unit)
 
     with pytest.raises(OptimizationDiverged, match=r"NaN/Inf at step (\d+)") as error:
         optimize(mobilenet, exploding, units=jnp.arange(2), param=P.fourier(32), steps=64, chunk=1,
@@ -115,11 +185,26 @@ def test_nan_stops_with_the_step_and_keeps_finished_images(mobilenet):
     assert np.isfinite(result.images).all() and np.isfinite(result.history).all()
 
 
-def test_relu_redirection_option_runs_in_the_scanned_step(mobilenet):
-    """The switch is a traced `t < relu_override_steps` inside lax.scan (its gradient is tested in test_model_api)."""
-    plain, redirected = small_run(mobilenet, steps=8), small_run(mobilenet, steps=8, relu_override_steps=4)
-    assert redirected.images.shape == plain.images.shape and np.isfinite(redirected.images).all()
-    assert redirected.history[-1].mean() > redirected.history[0].mean()
+def test_relu_redirection_moves_a_dead_unit_during_the_first_steps_only(mobilenet):
+    """Channel 216 of features.10.conv.1.2 (a ReLU6 output) is off everywhere on the starting image, so its
+    true gradient is zero: only Lucid's redirected gradient moves the image, and only while t < relu_steps."""
+
+    from jaxvis.optimize import stack_objectives
+    from jaxvis.plan import RUN_CHUNK, INIT_STATE, Inputs, Plan
+
+    layer, unit = "features.10.conv.1.2", 216
+    plan = Plan(P.fourier(64), optimizers.adam(0.05), T.identity(), T.identity(), (layer,), redirect_relu=True)
+    objectives = stack_objectives(lambda u: O.channel(layer, u), np.asarray([unit]))
+    state = INIT_STATE(plan, jnp.asarray(0), jnp.arange(1))
+
+    def moved(t: int, relu_steps: int) -> float:
+        inputs = Inputs(objectives, jnp.asarray(0), jnp.asarray(relu_steps))
+        after, _, _ = RUN_CHUNK(plan, mobilenet, inputs, state, jnp.asarray(t), jnp.asarray(1))
+        return float(jnp.abs(after.theta - state.theta).max())
+
+    assert moved(t=1, relu_steps=0) == 0.0  # dead: no true gradient
+    assert moved(t=1, relu_steps=3) > 1e-4  # redirected during the first 3 steps
+    assert moved(t=5, relu_steps=3) == 0.0  # and the true gradient again after them
 
 
 def test_objective_on_unknown_or_no_layer_is_refused(mobilenet):

@@ -10,7 +10,7 @@ import pytest
 import jaxvis
 from jaxvis.models import ops
 from jaxvis.models.ops import FastPaths
-from conftest import forward, relative_error, torch_reference
+from helpers import forward, relative_error, torch_reference
 
 PLAIN = FastPaths.none()
 ALL = FastPaths(True, True, True)

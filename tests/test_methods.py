@@ -12,11 +12,11 @@ from jaxvis.errors import InvalidImageError
 from jaxvis.imagenet import UnknownClassError
 from jaxvis.io import ImageReadError, center_crop_resize, read_image, read_photo
 from jaxvis.methods import UnknownMethodError, dream, invert, reconstruct, style_losses, transfer_style
-from jaxvis.methods.pii import paste_center, stage_sizes
+from jaxvis.methods.pii import stage_sizes
 from jaxvis.models.statistics import NoBatchNormError, batchnorm_inputs
 from jaxvis.objectives import batchnorm_statistics
 from jaxvis.transforms import tiles
-from tests.conftest import forward
+from helpers import forward
 
 
 def top5(model, images: np.ndarray) -> np.ndarray:
@@ -26,26 +26,12 @@ def top5(model, images: np.ndarray) -> np.ndarray:
 # --- Plug-In Inversion -----------------------------------------------------------------------------
 
 
-def test_pii_stages_follow_the_reference_schedule():
-    assert stage_sizes(224) == [56, 84, 112, 140, 168, 196, 224]
-    assert stage_sizes(384) == [96, 144, 192, 240, 288, 336, 384]
-
-
-def test_pii_canvas_is_noise_with_the_previous_image_resized_into_its_center():
-    previous = jnp.full((2, 56, 56, 3), 0.25)
-    canvas = np.asarray(paste_center(jax.random.key(0), previous, 2, 84, pad=14))
-    assert canvas.shape == (2, 84, 84, 3)
-    np.testing.assert_allclose(canvas[:, 7:77, 7:77], 0.25, atol=1e-6)  # 84 - 14 = 70 px, centered
-    border = np.concatenate([canvas[:, :7].ravel(), canvas[:, 77:].ravel()])
-    assert 0.4 < border.mean() < 0.6 and border.std() > 0.2  # U(0, 1) noise
-
-
 def test_pii_images_are_classified_as_their_targets(mobilenet):
     classes = [1, 130, 207, 309, 980]  # goldfish, flamingo, golden retriever, bee, volcano
     seen = []
-    result = invert(mobilenet, classes, method="pii", size=128, steps_per_stage=100, ensemble=8, progress=False,
-                    on_stage=lambda size, images: seen.append((size, images.shape)))
-    assert seen == [(size, (5, size, size, 3)) for size in stage_sizes(128)]
+    result = invert(mobilenet, classes, method="pii", size=128, steps=100, ensemble=8, progress=False,
+                    on_stage=lambda label, images: seen.append((label, images.shape)))
+    assert seen == [(f"stage_{size}px", (5, 1, size, size, 3)) for size in stage_sizes(128)]
     images = result.images[:, 0]
     assert images.shape == (5, 128, 128, 3) and images.min() >= 0.0 and images.max() <= 1.0
     hits = [c in t for c, t in zip(classes, top5(mobilenet, images))]
@@ -66,7 +52,7 @@ def test_batchnorm_prior_prefers_real_photos_to_noise(mobilenet, photos):
 
 def test_deepinversion_matches_batchnorm_statistics_and_targets(mobilenet):
     classes = [1, 980, 309]
-    budget = dict(size=96, resolutions=((2, 30), (1, 30)), progress=False)
+    budget = dict(size=96, resolutions=((2, 30), (1, 60)), progress=False)
     result = invert(mobilenet, classes, method="deepinversion", **budget)
     without_prior = invert(mobilenet, classes, method="deepinversion", r_feature=0.0, **budget)
     images = result.images[:, 0]
@@ -77,6 +63,38 @@ def test_deepinversion_matches_batchnorm_statistics_and_targets(mobilenet):
     assert result.history[-1, 0] > result.history[0, 0] + 3.0
     log_probs = jax.nn.log_softmax(forward(mobilenet, images), axis=-1)
     assert float(np.mean(np.asarray(log_probs)[np.arange(3), classes])) > np.log(1e-3) + 1.0  # e x chance
+
+
+def test_deepinversion_objective_is_the_references_loss_computed_in_numpy(mobilenet):
+    """−(CE + 0.05 Σ w_l (‖σ²_l − σ̄²_l‖ + ‖μ_l − μ̄_l‖) + 1e-4 TV_l2 + 0 TV_l1 + 1e-5 mean ‖x_b‖), as in
+    NVlabs' `get_images` / `get_image_prior_losses` / `DeepInversionFeatureHook`."""
+    from jaxvis.methods.deepinversion import DEFAULTS, deepinversion_objective
+    from jaxvis.models.model import apply
+    from jaxvis.objectives import INPUT
+
+    targets = np.asarray([1, 980, 309])
+    objective = deepinversion_objective(mobilenet, targets)
+    images = np.random.default_rng(0).random((3, 64, 64, 3)).astype(np.float32)
+    acts = apply(mobilenet, jnp.asarray(images), capture=tuple(sorted(objective.model_layers)))
+    value = float(objective({**acts, INPUT: jnp.asarray(images)}))
+
+    logits = np.asarray(acts["logits"], np.float64)
+    peak = logits.max(1, keepdims=True)
+    log_probs = logits - peak - np.log(np.exp(logits - peak).sum(1, keepdims=True))
+    cross_entropy = -log_probs[np.arange(3), targets].mean()
+    r_feature = 0.0
+    for k, entry in enumerate(batchnorm_inputs(mobilenet)):
+        x = np.asarray(acts[entry.layer], np.float64).reshape(-1, np.shape(acts[entry.layer])[-1])
+        r_feature += (10.0 if k == 0 else 1.0) * (np.linalg.norm(x.var(0) - np.asarray(entry.var))
+                                                 + np.linalg.norm(x.mean(0) - np.asarray(entry.mean)))
+    x = (images.astype(np.float64) - np.asarray(mobilenet.arch.mean)) / np.asarray(mobilenet.arch.std)
+    x = x.transpose(0, 3, 1, 2)  # the reference's NCHW, to index its diffs literally
+    diffs = [x[:, :, :, :-1] - x[:, :, :, 1:], x[:, :, :-1, :] - x[:, :, 1:, :], x[:, :, 1:, :-1] - x[:, :, :-1, 1:],
+             x[:, :, :-1, :-1] - x[:, :, 1:, 1:]]
+    tv_l2 = sum(np.sqrt((d**2).sum()) for d in diffs)
+    l2 = np.sqrt((x.reshape(3, -1) ** 2).sum(1)).mean()
+    loss = cross_entropy + DEFAULTS.r_feature * r_feature + 1e-4 * tv_l2 + 0.0 + 1e-5 * l2
+    assert value == pytest.approx(-loss, rel=1e-4)
 
 
 def test_deepinversion_refuses_a_network_without_batchnorm():
@@ -137,6 +155,25 @@ def test_feature_inversion_reconstructs_several_images_in_parallel(mobilenet):
 
 
 # --- style transfer --------------------------------------------------------------------------------
+
+
+def test_style_transfer_objective_is_gatys_loss_computed_in_numpy():
+    """−(w_c · mean (F_c(x) − F_c(content))² + w_s · Σ_l mean (G_l(x) − G_l(style))²), G = F Fᵀ / (C·H·W)
+    (PyTorch's neural-transfer tutorial: `gram_matrix`, `F.mse_loss`)."""
+    from jaxvis.methods.style import StyleTransfer
+
+    rng = np.random.default_rng(0)
+    acts = {"a": rng.normal(size=(3, 6, 5, 4)).astype(np.float32), "b": rng.normal(size=(3, 3, 2, 8)).astype(np.float32)}
+    spec = StyleTransfer(("a", "b"), "b", content_weight=2.0, style_weight=1e3)
+    value = float(spec.objective()({k: jnp.asarray(v) for k, v in acts.items()}))
+
+    def gram(f):  # one image (H, W, C) -> (C, C)
+        flat = f.reshape(-1, f.shape[-1]).astype(np.float64).T  # (C, H*W), the tutorial's view(b, c*d)
+        return flat @ flat.T / flat.size
+
+    content = np.mean((acts["b"][0].astype(np.float64) - acts["b"][1]) ** 2)
+    style = sum(np.mean((gram(acts[layer][0]) - gram(acts[layer][2])) ** 2) for layer in ("a", "b"))
+    assert value == pytest.approx(-(2.0 * content + 1e3 * style), rel=1e-5)
 
 
 def test_style_transfer_lowers_the_gram_loss_tenfold_with_bounded_content_loss(mobilenet):
@@ -215,6 +252,6 @@ def test_vgg_average_pooling_keeps_names_and_shapes():
 def test_pii_runs_the_same_recipe_on_a_fixed_size_mlp():
     """Fixed-size networks (ViT, Mixer, ResMLP) see every stage resized to S, as in the reference."""
     resmlp = jaxvis.load("resmlp_12_224", weights=None)
-    result = invert(resmlp, [1, 2], method="pii", steps_per_stage=2, ensemble=2, progress=False)
+    result = invert(resmlp, [1, 2], method="pii", steps=2, ensemble=2, progress=False)
     assert result.images.shape == (2, 1, 224, 224, 3) and result.history.shape == (14, 2)
     assert np.isfinite(result.history).all()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxvis
-from conftest import forward
+from helpers import forward
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +128,16 @@ def test_alexnet_min_size_is_where_torch_stops_too():
     import torch
     import torchvision
 
-    model = torchvision.models.alexnet(weights=None).eval()
+    alexnet = jaxvis.load("alexnet", weights=None)
+    assert alexnet.arch.min_size == 63
+    assert np.isfinite(np.asarray(forward(alexnet, np.zeros((1, 63, 63, 3), np.float32)))).all()
+    with pytest.raises(jaxvis.InvalidImageError, match="at least 63x63"):
+        alexnet(np.zeros((1, 62, 62, 3), np.float32))
+    reference = torchvision.models.alexnet(weights=None).eval()  # the same boundary in torch
     with torch.no_grad():
-        model(torch.zeros(1, 3, 63, 63))
+        reference(torch.zeros(1, 3, 63, 63))
         with pytest.raises(RuntimeError):
-            model(torch.zeros(1, 3, 62, 62))
+            reference(torch.zeros(1, 3, 62, 62))
 
 
 def test_redirected_relu_gradient_leaves_the_forward_and_live_gradients_alone(mobilenet, images):

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import jaxvis
-from conftest import forward, nhwc, relative_error, torch_input, torch_reference
+from helpers import forward, nhwc, relative_error, torch_input, torch_reference
 
 TOLERANCE = 1e-4
 CNN_SIZES = (224, 160, 193, 227)

@@ -8,7 +8,7 @@ import torch
 
 import converters
 import jaxvis
-from conftest import forward, relative_error, torch_input
+from helpers import forward, relative_error, torch_input
 
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 ESPRESSO = 967

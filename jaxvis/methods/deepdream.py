@@ -17,43 +17,38 @@ network), as TensorFlow's DeepDream tutorial does for large images.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxvis.errors import InvalidImageError, MethodOptionError
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.objectives import Objective
 from jaxvis.objectives import deepdream as deepdream_objective
-from jaxvis.optimize import Result, optimize, staged_result
+from jaxvis.optimize import Result
+from jaxvis.optimizers import normalized_ascent
 from jaxvis.param import clamped
+from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
 from jaxvis.transforms import compose, roll, tiles
 
-OCTAVES = 4  # deepdream(..., octave_n=4, ...)
-OCTAVE_SCALE = 1.4  # octave_scale=1.4
-STEPS = 10  # iter_n=10
-STEP_SIZE = 1.5 / 255  # make_step(step_size=1.5) on a 0-255 image
-JITTER = 32  # make_step(jitter=32)
-TILE_SIZE = 512  # the TF tutorial's tile_size
+
+@dataclass(frozen=True)
+class Recipe:
+    """DeepDream's defaults, from the notebook's `deepdream(...)` and `make_step(...)` signatures."""
+
+    octaves: int = 4  # octave_n=4
+    octave_scale: float = 1.4  # octave_scale=1.4
+    steps: int = 10  # iter_n=10, per octave
+    step_size: float = 1.5 / 255  # make_step(step_size=1.5) on a 0-255 image
+    jitter: int = 32  # make_step(jitter=32)
+    tile_size: int = 512  # the TF tutorial's tile_size
+    chunk: int = 32  # steps per compiled loop call (an octave's 10 steps run in one)
 
 
-def scale_by_mean_abs(eps: float = 1e-8) -> optax.GradientTransformation:
-    """Divide the gradient by its mean absolute value (`g / np.abs(g).mean()` in `make_step`)."""
-
-    def update(updates, state, params=None):
-        del params
-        return jax.tree_util.tree_map(lambda g: g / (jnp.abs(g).mean() + eps), updates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
-
-
-def normalized_ascent(step_size: float = STEP_SIZE) -> optax.GradientTransformation:
-    """DeepDream's update: a step of `step_size` along the mean-|g|-normalized gradient."""
-    return optax.chain(scale_by_mean_abs(), optax.sgd(step_size))
+DEFAULTS = Recipe()
 
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
@@ -66,19 +61,20 @@ def dream(
     image: np.ndarray,
     layers: str | Sequence[str],
     *,
-    octaves: int = OCTAVES,
-    octave_scale: float = OCTAVE_SCALE,
-    steps: int = STEPS,
-    step_size: float = STEP_SIZE,
-    jitter: int = JITTER,
-    tile_size: int = TILE_SIZE,
+    octaves: int = DEFAULTS.octaves,
+    octave_scale: float = DEFAULTS.octave_scale,
+    steps: int = DEFAULTS.steps,
+    step_size: float = DEFAULTS.step_size,
+    jitter: int = DEFAULTS.jitter,
+    tile_size: int = DEFAULTS.tile_size,
     seed: int = 0,
-    chunk: int | None = None,
     progress: bool = True,
+    on_stage: StageCallback | None = None,
+    recipe: Recipe = DEFAULTS,
 ) -> Result:
     """DeepDream `image` (H, W, 3) in [0, 1] on one or several layers; `result.images` is (1, 1, H, W, 3).
 
-    chunk: steps per compiled loop (default: a whole octave in one).
+    recipe: the defaults above; only its `chunk` is read here (the other fields are the keywords).
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
@@ -94,27 +90,24 @@ def dream(
     if model.arch.fixed_size:
         check_image_shape((1, *image.shape), "float32", model.arch)
     objective: Objective = sum((deepdream_objective(layer) for layer in layers[1:]), deepdream_objective(layers[0]))
-    x, detail, stages, timings = None, None, [], {}
-    for octave, (h, w) in enumerate(sizes):
-        start = time.perf_counter()
-        base = jax.image.resize(jnp.asarray(image), (h, w, 3), "linear", antialias=True)
-        detail = jnp.zeros_like(base) if detail is None else jax.image.resize(detail, (h, w, 3), "linear")
-        result = optimize(
-            model,
-            objective,
-            param=clamped(max(h, w)),  # the start `init` sets the true h × w
-            init=(base + detail)[None, None],
-            step_transform=compose(roll(jitter), tiles(tile_size)),
-            optimizer=normalized_ascent(step_size),
-            steps=steps,
-            seed=seed * 1000 + octave,
-            chunk=chunk or steps,
-            progress=progress,
-        )
-        x = jnp.asarray(result.images[0, 0])
-        detail = x - base
-        stages.append(result)
-        timings[f"octave_{octave}_s"] = time.perf_counter() - start
-        if "step_s" in result.timings:  # steady state (after the compiling first chunk)
-            timings[f"octave_{octave}_step_s"] = result.timings["step_s"]
-    return staged_result(np.asarray(x)[None, None], stages, np.zeros(1, np.int32), timings)
+
+    def octave(index: int, h: int, w: int) -> StageBuilder:
+        def build(key: jax.Array, previous: Result | None) -> Stage:
+            base = octave_base(image, h, w)
+            detail = 0.0 if previous is None else jax.image.resize(
+                jnp.asarray(previous.images[0, 0]) - octave_base(image, *previous.images.shape[2:4]), (h, w, 3), "linear")
+            return Stage(
+                f"octave_{index}", objective, param=clamped(max(h, w)),  # the start `init` sets the true h × w
+                init=(base + detail)[None, None], step_transform=compose(roll(jitter), tiles(tile_size)),
+                optimizer=normalized_ascent(step_size), steps=steps, chunk=recipe.chunk,
+            )
+
+        return build
+
+    builders = [octave(index, h, w) for index, (h, w) in enumerate(sizes)]
+    return run_stages(model, builders, seed=seed, progress=progress, on_stage=on_stage)
+
+
+def octave_base(image: np.ndarray, height: int, width: int) -> jax.Array:
+    """The photo at one octave's size (antialiased when shrinking)."""
+    return jax.image.resize(jnp.asarray(image), (height, width, 3), "linear", antialias=True)

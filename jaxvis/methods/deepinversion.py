@@ -21,64 +21,82 @@ whole batch is one unit of the engine, because the BatchNorm prior couples its i
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxvis.imagenet import class_indices
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.models.statistics import batchnorm_inputs
-from jaxvis.objectives import INPUT, Objective, batchnorm_statistics
-from jaxvis.optimize import Result, optimize, staged_result
+from jaxvis.objectives import INPUT, Acts, Objective, batchnorm_statistics, class_log_probabilities, term
+from jaxvis.optimize import Result
+from jaxvis.optimizers import adam, warmup_cosine
 from jaxvis.param import clamped
+from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
 from jaxvis.transforms import avg_pool, compose, flip, identity, roll
 
-# imagenet_inversion.py argparse defaults; README's command uses --do_flip, which we follow.
-LEARNING_RATE = 0.2
-R_FEATURE = 0.05
-FIRST_BN_MULTIPLIER = 10.0
-TV_L1 = 0.0
-TV_L2 = 1e-4
-L2 = 1e-5
-MAIN_LOSS_MULTIPLIER = 1.0
-JITTER = 30
-BETAS = (0.5, 0.9)  # setting_id 0 and 1
-WARMUP = 100  # lr_cosine_policy(lr, 100, iterations)
-# setting_id 0: 2k iterations at half resolution, then 1k at full resolution.
-MULTI_RESOLUTION = ((2, 2000), (1, 1000))
+
+@dataclass(frozen=True)
+class Recipe:
+    """DeepInversion's defaults: `imagenet_inversion.py`'s argparse defaults; its README's command adds --do_flip."""
+
+    learning_rate: float = 0.2
+    r_feature: float = 0.05  # the published runs use 0.01 (README command, example logs); 0.05 is the default
+    first_bn_multiplier: float = 10.0
+    tv_l1: float = 0.0
+    tv_l2: float = 1e-4
+    l2: float = 1e-5
+    main_loss_multiplier: float = 1.0
+    jitter: int = 30
+    do_flip: bool = True
+    betas: tuple[float, float] = (0.5, 0.9)  # setting_id 0 and 1
+    warmup: int = 100  # lr_cosine_policy(lr, 100, iterations)
+    resolutions: tuple[tuple[int, int], ...] = ((2, 2000), (1, 1000))  # setting_id 0: (downsampling, iterations)
+    chunk: int = 100
+
+    @property
+    def steps(self) -> int:
+        return sum(steps for _, steps in self.resolutions)
 
 
-def warmup_cosine(learning_rate: float, steps: int, warmup: int = WARMUP) -> optax.Schedule:
-    """`lr_cosine_policy`: lr·(t+1)/warmup for t < warmup, then 0.5·(1 + cos(π (t − warmup)/(steps − warmup)))·lr."""
-    warmup = min(warmup, max(steps - 1, 1))
+DEFAULTS = Recipe()
 
-    def schedule(t: jnp.ndarray) -> jnp.ndarray:
-        rising = learning_rate * (t + 1) / warmup
-        falling = 0.5 * (1 + jnp.cos(math.pi * (t - warmup) / max(steps - warmup, 1))) * learning_rate
-        return jnp.where(t < warmup, rising, falling)
 
-    return schedule
+def split_steps(total: int, resolutions: Sequence[tuple[int, int]] = DEFAULTS.resolutions) -> tuple[tuple[int, int], ...]:
+    """`total` steps over the phases of `resolutions`, in the same proportions (3000 -> 2000 + 1000)."""
+    weights = np.asarray([steps for _, steps in resolutions], np.float64)
+    counts = np.maximum(1, np.round(total * np.cumsum(weights) / weights.sum()).astype(int))
+    counts = np.diff(np.concatenate([[0], counts]))
+    return tuple((factor, max(1, int(count))) for (factor, _), count in zip(resolutions, counts))
 
 
 def image_priors(mean: Sequence[float], std: Sequence[float], tv_l1: float, tv_l2: float, l2: float) -> Objective:
     """`get_image_prior_losses` and the l2 term on the normalized images (a penalty: subtract it)."""
-    mean_, std_ = jnp.asarray(mean), jnp.asarray(std)
+    return Objective(term(_image_priors, mean=tuple(mean), std=tuple(std)), (tv_l1, tv_l2, l2), frozenset({INPUT}),
+                     "image_priors")
 
-    def fn(acts) -> jnp.ndarray:
-        x = (acts[INPUT] - mean_) / std_
-        diffs = [x[:, :, :-1] - x[:, :, 1:], x[:, :-1] - x[:, 1:], x[:, 1:, :-1] - x[:, :-1, 1:],
-                 x[:, :-1, :-1] - x[:, 1:, 1:]]
-        total_l2 = sum(jnp.sqrt(jnp.sum(jnp.square(d))) for d in diffs)
-        total_l1 = sum(jnp.mean(jnp.abs(d)) for d in diffs)
-        norm = jnp.sqrt(jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=1)).mean()
-        return tv_l2 * total_l2 + tv_l1 * total_l1 + l2 * norm
 
-    return Objective(fn, frozenset({INPUT}), "image_priors")
+def _image_priors(weights: tuple, acts: Acts, *, mean: tuple, std: tuple) -> jax.Array:
+    tv_l1, tv_l2, l2 = weights
+    x = (acts[INPUT] - jnp.asarray(mean)) / jnp.asarray(std)
+    diffs = [x[:, :, :-1] - x[:, :, 1:], x[:, :-1] - x[:, 1:], x[:, 1:, :-1] - x[:, :-1, 1:], x[:, :-1, :-1] - x[:, 1:, 1:]]
+    total_l2 = sum(jnp.sqrt(jnp.sum(jnp.square(d))) for d in diffs)
+    total_l1 = sum(jnp.mean(jnp.abs(d)) for d in diffs)
+    norm = jnp.sqrt(jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=1)).mean()
+    return tv_l2 * total_l2 + tv_l1 * total_l1 + l2 * norm
+
+
+def deepinversion_objective(model: Model, targets: np.ndarray, recipe: Recipe = DEFAULTS) -> Objective:
+    """−(loss) of the module docstring, for a batch with one image per target."""
+    stats = batchnorm_inputs(model, "DeepInversion")
+    return (
+        recipe.main_loss_multiplier * class_log_probabilities(targets)
+        - recipe.r_feature * batchnorm_statistics(stats, recipe.first_bn_multiplier)
+        - image_priors(model.arch.mean, model.arch.std, recipe.tv_l1, recipe.tv_l2, recipe.l2)
+    ).named("deepinversion")
 
 
 def deep_inversion(
@@ -86,59 +104,44 @@ def deep_inversion(
     classes: Sequence[int | str],
     *,
     size: int | None = None,
-    resolutions: Sequence[tuple[int, int]] = MULTI_RESOLUTION,
-    learning_rate: float = LEARNING_RATE,
-    r_feature: float = R_FEATURE,
-    first_bn_multiplier: float = FIRST_BN_MULTIPLIER,
-    tv_l1: float = TV_L1,
-    tv_l2: float = TV_L2,
-    l2: float = L2,
-    main_loss_multiplier: float = MAIN_LOSS_MULTIPLIER,
-    jitter: int = JITTER,
-    do_flip: bool = True,
+    steps: int | None = None,
+    resolutions: Sequence[tuple[int, int]] | None = None,
     seed: int = 0,
     progress: bool = True,
+    on_stage: StageCallback | None = None,
+    recipe: Recipe = DEFAULTS,
+    **overrides: float,
 ) -> Result:
     """One batch with an image per class in `classes`; `result.images` is (K, 1, S, S, 3).
 
-    resolutions: (downsampling factor, iterations) per phase -- the reference's
-    setting 0 by default; `((1, 2000),)` is its setting 1.
+    steps: the total, split over the phases in the reference's proportions (default 3000:
+    2000 at half resolution, 1000 at full); or `resolutions`, (downsampling factor,
+    iterations) per phase -- `((1, 2000),)` is the reference's setting 1.
+    overrides: any `Recipe` field (r_feature=0.01, tv_l2=..., learning_rate=...).
     """
-    stats = batchnorm_inputs(model, "DeepInversion")
-    targets = jnp.asarray(class_indices(classes, model.arch.num_classes))
+    recipe = replace(recipe, **overrides)
+    targets = class_indices(classes, model.arch.num_classes)
     final = size or model.input_size
     check_image_shape((1, final, final, 3), "float32", model.arch)
-    mean, std = model.arch.mean, model.arch.std
+    if resolutions is None:
+        resolutions = split_steps(steps, recipe.resolutions) if steps else recipe.resolutions
+    objective = deepinversion_objective(model, targets, recipe)
+    param = clamped(final, model.arch.mean, model.arch.std, init="normal")
 
-    def cross_entropy(acts) -> jnp.ndarray:
-        log_probs = jax.nn.log_softmax(acts["logits"], axis=-1)
-        return jnp.take_along_axis(log_probs, targets[:, None], axis=-1).mean()  # −CE
+    def phase(index: int, factor: int, count: int) -> StageBuilder:
+        def build(key: jax.Array, previous: Result | None) -> Stage:
+            theta = None if previous is None else (
+                (jnp.asarray(previous.images) - jnp.asarray(model.arch.mean)) / jnp.asarray(model.arch.std))
+            return Stage(
+                f"phase_{index}_{factor}x", objective, param=param, init=theta, batch=len(targets),
+                step_transform=compose(avg_pool(factor) if factor != 1 else identity(), roll(recipe.jitter // factor),
+                                       flip() if recipe.do_flip else identity()),
+                optimizer=adam(recipe.learning_rate, b1=recipe.betas[0], b2=recipe.betas[1], eps=1e-8,
+                               schedule=warmup_cosine(recipe.warmup, count)),
+                steps=count, chunk=recipe.chunk,
+            )
 
-    objective = (
-        main_loss_multiplier * Objective(cross_entropy, frozenset({"logits"}), "log_prob(targets)")
-        - r_feature * batchnorm_statistics(stats, first_bn_multiplier)
-        - image_priors(mean, std, tv_l1, tv_l2, l2)
-    ).named("deepinversion")
-    param = clamped(final, mean, std, init="normal")
-    theta, stages, timings = None, [], {}
-    for phase, (factor, steps) in enumerate(resolutions):
-        start = time.perf_counter()
-        result = optimize(
-            model,
-            objective,
-            param=param,
-            init=theta,
-            batch=len(targets),
-            step_transform=compose(avg_pool(factor) if factor != 1 else identity(), roll(jitter // factor),
-                                   flip() if do_flip else identity()),
-            optimizer=optax.adam(warmup_cosine(learning_rate, steps), b1=BETAS[0], b2=BETAS[1], eps=1e-8),
-            steps=steps,
-            seed=seed * 1000 + phase,
-            chunk=min(steps, 100),
-            progress=progress,
-        )
-        theta = (jnp.asarray(result.images) - jnp.asarray(mean)) / jnp.asarray(std)  # back to normalized space
-        stages.append(result)
-        timings[f"phase_{phase}_s"] = time.perf_counter() - start
-    images = np.asarray(result.images[0])[:, None]  # the batch's images, one per class
-    return staged_result(images, stages, np.asarray(targets), timings)
+        return build
+
+    result = run_stages(model, [phase(i, f, n) for i, (f, n) in enumerate(resolutions)], seed=seed, progress=progress, on_stage=on_stage)
+    return replace(result, images=result.images[0][:, None], units=targets)  # the batch's images, one per class

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxvis.errors import MethodOptionError
-from jaxvis.models.model import Model, check_images
-from jaxvis.objectives import INPUT, Objective, feature_match
+from jaxvis.models.model import Model, apply, check_images
+from jaxvis.objectives import INPUT, Acts, Objective, feature_match, term
 from jaxvis.optimize import Result, optimize
+from jaxvis.optimizers import adam
 from jaxvis.param import clamped
 
 ALPHA = 6.0  # §3.1, "α = 6 in the experiments"
@@ -42,18 +42,21 @@ def natural_image_prior(mean: Sequence[float], std: Sequence[float], alpha: floa
                         lambda_tv: float) -> Objective:
     """λ_α R_α/(N B^α) + λ_V R_V^β/(N V^β) on the normalized image (a penalty: subtract it)."""
     scale = RANGE_0_255 / 255.0 / float(np.mean(std))  # B in normalized units
+    return Objective(term(_natural_image_prior, mean=tuple(mean), std=tuple(std), scale=scale, alpha=alpha, beta=beta),
+                     (lambda_alpha, lambda_tv), frozenset({INPUT}), "natural_image_prior")
+
+
+def _natural_image_prior(weights: tuple, acts: Acts, *, mean: tuple, std: tuple, scale: float, alpha: float,
+                         beta: float) -> jax.Array:
+    lambda_alpha, lambda_tv = weights
     tv_scale = scale / TV_FRACTION
-
-    def fn(acts) -> jax.Array:
-        x = (acts[INPUT] - jnp.asarray(mean)) / jnp.asarray(std)  # mean-subtracted, in the network's units
-        pixels = x.shape[1] * x.shape[2]
-        r_alpha = jnp.sum(jnp.abs(x) ** alpha) / (pixels * scale**alpha)
-        dy = x[:, 1:, :-1] - x[:, :-1, :-1]
-        dx = x[:, :-1, 1:] - x[:, :-1, :-1]
-        r_tv = jnp.sum((jnp.square(dx) + jnp.square(dy)) ** (beta / 2)) / (pixels * tv_scale**beta)
-        return lambda_alpha * r_alpha + lambda_tv * r_tv
-
-    return Objective(fn, frozenset({INPUT}), "natural_image_prior")
+    x = (acts[INPUT] - jnp.asarray(mean)) / jnp.asarray(std)  # mean-subtracted, in the network's units
+    pixels = x.shape[1] * x.shape[2]
+    r_alpha = jnp.sum(jnp.abs(x) ** alpha) / (pixels * scale**alpha)
+    dy = x[:, 1:, :-1] - x[:, :-1, :-1]
+    dx = x[:, :-1, 1:] - x[:, :-1, :-1]
+    r_tv = jnp.sum((jnp.square(dx) + jnp.square(dy)) ** (beta / 2)) / (pixels * tv_scale**beta)
+    return lambda_alpha * r_alpha + lambda_tv * r_tv
 
 
 def reconstruct(
@@ -74,14 +77,14 @@ def reconstruct(
     images = check_images(np.asarray(images, np.float32), model.arch)
     if images.shape[1] != images.shape[2]:
         raise MethodOptionError(f"reconstruct takes square images; got {images.shape[1]}x{images.shape[2]} (crop them first)")
-    targets = jax.jit(lambda m, x: m(x, capture=layer)[layer])(model, images)
+    targets = apply(model, images, capture=(layer,))[layer]
     prior = natural_image_prior(model.arch.mean, model.arch.std, alpha, beta, lambda_alpha, lambda_tv)
     return optimize(
         model,
         lambda index: (feature_match(layer, jnp.take(targets, index, axis=0)) - prior).named(f"reconstruct {layer}"),
         units=np.arange(len(images)),
         param=clamped(images.shape[1], model.arch.mean, model.arch.std),
-        optimizer=optax.adam(learning_rate),
+        optimizer=adam(learning_rate),
         steps=steps,
         seed=seed,
         progress=progress,

@@ -7,18 +7,27 @@ Fourier image (sd 0.01, sigmoid), its `standard_transforms`, Adam lr 0.05, 512 s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-import optax
+import jax
 
 from jaxvis.imagenet import class_indices
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.objectives import class_logit
-from jaxvis.optimize import Result, optimize
+from jaxvis.optimize import Result
+from jaxvis.optimizers import adam
 from jaxvis.param import fourier
+from jaxvis.stages import Stage, StageCallback, run_stages
 from jaxvis.transforms import lucid_standard
 
-LEARNING_RATE = 0.05  # render_vis: tf.train.AdamOptimizer(0.05)
-STEPS = 512  # render_vis thresholds=(512,)
+
+@dataclass(frozen=True)
+class Recipe:
+    learning_rate: float = 0.05  # render_vis: tf.train.AdamOptimizer(0.05)
+    steps: int = 512  # render_vis thresholds=(512,)
+
+
+DEFAULTS = Recipe()
 
 
 def logit_inversion(
@@ -26,23 +35,20 @@ def logit_inversion(
     classes: Sequence[int | str],
     *,
     size: int | None = None,
-    steps: int = STEPS,
-    learning_rate: float = LEARNING_RATE,
+    steps: int = DEFAULTS.steps,
+    learning_rate: float = DEFAULTS.learning_rate,
     seed: int = 0,
     progress: bool = True,
+    on_stage: StageCallback | None = None,
 ) -> Result:
     """Maximize each class's logit; `result.images` is (K, 1, S, S, 3)."""
     targets = class_indices(classes, model.arch.num_classes)
     final = size or model.input_size
     check_image_shape((1, final, final, 3), "float32", model.arch)
-    return optimize(
-        model,
-        class_logit,
-        units=targets,
-        param=fourier(final),
-        transform=lucid_standard(model.input_size if model.arch.fixed_size else None),
-        optimizer=optax.adam(learning_rate),
-        steps=steps,
-        seed=seed,
-        progress=progress,
-    )
+
+    def build(key: jax.Array, previous: Result | None) -> Stage:
+        return Stage("logit", class_logit, param=fourier(final), units=targets,
+                     transform=lucid_standard(model.input_size if model.arch.fixed_size else None),
+                     optimizer=adam(learning_rate), steps=steps)
+
+    return run_stages(model, [build], seed=seed, progress=progress, on_stage=on_stage, units=targets)

@@ -16,34 +16,44 @@ recipe and no regularizer tuned per network.  Reference code:
     CNNs see the i × i image; fixed-size networks (ViT, Mixer) see it bilinearly resized to S.
 
 Here every class is one unit of a single vmapped run and the B views are vmapped
-too, so a stage is one compiled program for all classes.
+too, so a stage is one compiled program for all classes; stages of the same size
+in another run (other classes, seed or step count) reuse it.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxvis.errors import InvalidImageError, MethodOptionError
 from jaxvis.imagenet import class_indices
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.objectives import class_log_probability
-from jaxvis.optimize import Result, optimize, staged_result
+from jaxvis.optimize import Result
+from jaxvis.optimizers import Adam, adam, cosine
 from jaxvis.param import clamped
-from jaxvis.transforms import center_crop, color_shift, compose, identity, resize, resize_images, roll
+from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
+from jaxvis.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
 
-LEARNING_RATE = 0.01  # ImageNetVisualizer(lr=.01) in pii.py
-BETAS = (0.5, 0.99)  # optim.Adam(..., betas=(0.5, 0.99)) in imagenet_invertor.py
-STEPS_PER_STAGE = 401  # steps=400, loop `range(self.steps + 1)`; cosine annealing over 400
-JITTER = 32  # Jitter(lim=32)
-ENSEMBLE = 48  # RepeatBatch(batch_size): the reference's batch for MobileNetV2 (model/cnns/mobilenet.py)
 
-StageCallback = Callable[[int, np.ndarray], None]  # (stage size, images (K, i, i, 3))
+@dataclass(frozen=True)
+class Recipe:
+    """Plug-In Inversion's defaults, each from the reference code."""
+
+    learning_rate: float = 0.01  # ImageNetVisualizer(lr=.01) in pii.py
+    betas: tuple[float, float] = (0.5, 0.99)  # optim.Adam(..., betas=(0.5, 0.99)) in imagenet_invertor.py
+    steps: int = 401  # per stage: steps=400, loop `range(self.steps + 1)`; cosine annealing over 400
+    jitter: int = 32  # Jitter(lim=32)
+    ensemble: int = 48  # RepeatBatch(batch_size): the reference's batch for MobileNetV2 (model/cnns/mobilenet.py)
+    color_shift: tuple[float, float] = (1.0, 1.0)  # ColorJitterR(1, 1): mu ~ U(-1, 1), log sigma ~ U(-1, 1)
+    chunk: int = 101  # steps per compiled loop call (the reference logs every 100 steps)
+
+
+DEFAULTS = Recipe()
 
 
 def stage_sizes(size: int) -> list[int]:
@@ -52,10 +62,14 @@ def stage_sizes(size: int) -> list[int]:
     return list(range(2 * step, size + 1, step))
 
 
-def pii_optimizer(steps: int = STEPS_PER_STAGE, learning_rate: float = LEARNING_RATE) -> optax.GradientTransformation:
+def paste_pad(size: int, zoom: bool = True, center: bool = True) -> int:
+    """How much noise frames the previous stage's image: S // 16 with zoom and centering, else 0."""
+    return (size // 8) // 2 if (zoom and center) else 0
+
+
+def pii_optimizer(steps: int = DEFAULTS.steps, learning_rate: float = DEFAULTS.learning_rate) -> Adam:
     """Adam with betas (0.5, 0.99) and CosineAnnealingLR to 0 over the stage's steps - 1 scheduler steps."""
-    schedule = optax.cosine_decay_schedule(learning_rate, max(steps - 1, 1))
-    return optax.adam(schedule, b1=BETAS[0], b2=BETAS[1], eps=1e-8)
+    return adam(learning_rate, b1=DEFAULTS.betas[0], b2=DEFAULTS.betas[1], eps=1e-8, schedule=cosine(max(steps - 1, 1)))
 
 
 def paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int) -> jax.Array:
@@ -68,69 +82,68 @@ def paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: i
     return canvas.at[:, offset : offset + inner, offset : offset + inner].set(resize_images(previous, inner))
 
 
+def view_transform(model: Model, final: int, recipe: Recipe = DEFAULTS) -> Transform:
+    """Per view: ColorShift, then (fixed-size networks) the resize to the model's size."""
+    return compose(color_shift(*recipe.color_shift), resize(final) if model.arch.fixed_size else identity())
+
+
+def stages(model: Model, targets: np.ndarray, final: int, *, ensemble: int, steps: int, zoom: bool, center: bool,
+           recipe: Recipe = DEFAULTS) -> list[StageBuilder]:
+    """One builder per stage of the zoom schedule (see the module docstring)."""
+    pad = paste_pad(final, zoom, center)
+
+    def stage(size: int) -> StageBuilder:
+        def build(key: jax.Array, previous: Result | None) -> Stage:
+            before = None if previous is None else jnp.asarray(previous.images[:, 0])
+            if zoom or before is None:
+                canvas = paste_center(key, before, len(targets), size if zoom else final, pad)
+            else:
+                canvas = before  # centering only: the S × S canvas stays
+            view = center_crop(size) if not zoom and size < final else identity()  # optimize the center i × i
+            return Stage(
+                f"stage_{size}px", lambda target: class_log_probability(target).named(f"PII {size}px"), param=clamped(canvas.shape[1]), units=targets,
+                init=canvas[:, None], step_transform=compose(view, roll(recipe.jitter)),
+                transform=view_transform(model, final, recipe), optimizer=pii_optimizer(steps, recipe.learning_rate),
+                steps=steps, ensemble=ensemble, chunk=recipe.chunk,
+            )
+
+        return build
+
+    return [stage(size) for size in stage_sizes(final)]
+
+
 def plug_in_inversion(
     model: Model,
     classes: Sequence[int | str],
     *,
     size: int | None = None,
-    ensemble: int = ENSEMBLE,
-    steps_per_stage: int = STEPS_PER_STAGE,
+    ensemble: int = DEFAULTS.ensemble,
+    steps: int = DEFAULTS.steps,
     zoom: bool = True,
     center: bool = True,
-    jitter: int = JITTER,
-    learning_rate: float = LEARNING_RATE,
     seed: int = 0,
-    chunk: int = 101,
     progress: bool = True,
     on_stage: StageCallback | None = None,
+    recipe: Recipe = DEFAULTS,
 ) -> Result:
     """Invert `classes` (indices or ImageNet names) of `model`; `result.images` is (K, 1, S, S, 3).
 
+    steps: per stage (the reference's 401).
     zoom / center: the reference's `way` option -- both (pad = S // 16, the default),
     zoom only (pad 0: the previous stage fills the new canvas), or center only
     (the canvas stays S × S; stage i optimizes its central i × i crop, so the
-    optimized region grows outward).  `on_stage(i, images)` sees each finished stage.
-    chunk: steps per compiled loop (progress updates between chunks).
+    optimized region grows outward).  `on_stage(label, images)` sees each finished stage.
     """
     if not (zoom or center):
         raise MethodOptionError("Plug-In Inversion needs zoom, centering or both; set zoom=True or center=True")
     targets = class_indices(classes, model.arch.num_classes)
     final = size or model.input_size
     check_image_shape((1, final, final, 3), "float32", model.arch)
-    sizes = stage_sizes(final)
-    if zoom and not model.arch.fixed_size and sizes[0] < model.arch.min_size:
+    first = stage_sizes(final)[0]
+    if zoom and not model.arch.fixed_size and first < model.arch.min_size:
         raise InvalidImageError(
-            f"Plug-In Inversion at size {final} starts at 2·({final}//8) = {sizes[0]} px, below the "
+            f"Plug-In Inversion at size {final} starts at 2·({final}//8) = {first} px, below the "
             f"{model.arch.min_size} px that {model.name} accepts; use size >= {-(-model.arch.min_size // 2) * 8}."
         )
-    pad = (final // 8) // 2 if (zoom and center) else 0
-    keys = jax.random.split(jax.random.key(seed), len(sizes))
-
-    images, stages, timings = None, [], {}
-    for stage, (i, key) in enumerate(zip(sizes, keys)):
-        start = time.perf_counter()
-        canvas = paste_center(key, images, len(targets), i if zoom else final, pad) if zoom or images is None else images
-        view = center_crop(i) if not zoom and i < final else identity()  # centering only: optimize the center i × i
-        result = optimize(
-            model,
-            lambda target, i=i: class_log_probability(target).named(f"PII {i}px"),
-            units=targets,
-            param=clamped(canvas.shape[1]),
-            init=canvas[:, None],
-            step_transform=compose(view, roll(jitter)),
-            transform=compose(color_shift(1.0, 1.0), resize(final) if model.arch.fixed_size else identity()),
-            optimizer=pii_optimizer(steps_per_stage, learning_rate),
-            steps=steps_per_stage,
-            ensemble=ensemble,
-            seed=seed * 1000 + stage,
-            chunk=min(steps_per_stage, chunk),
-            progress=progress,
-        )
-        images = jnp.asarray(result.images[:, 0])
-        stages.append(result)
-        timings[f"stage_{i}px_s"] = time.perf_counter() - start
-        if "step_s" in result.timings:  # steady state (after the compiling first chunk)
-            timings[f"stage_{i}px_step_s"] = result.timings["step_s"]
-        if on_stage is not None:
-            on_stage(i, np.asarray(images))
-    return staged_result(np.asarray(images)[:, None], stages, targets, timings)
+    builders = stages(model, targets, final, ensemble=ensemble, steps=steps, zoom=zoom, center=center, recipe=recipe)
+    return run_stages(model, builders, seed=seed, progress=progress, on_stage=on_stage, units=targets)

@@ -17,21 +17,23 @@ through the network as one batch, so every random transform hits all three alike
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from jaxvis.errors import JaxvisError, MethodOptionError, UnknownLayerError
-from jaxvis.models.model import Model, check_images
 from jaxvis import objectives
-from jaxvis.objectives import Objective
-from jaxvis.optimize import Result, optimize, staged_result
+from jaxvis.errors import JaxvisError, MethodOptionError, UnknownLayerError
+from jaxvis.models.model import Model, apply, check_images
+from jaxvis.objectives import Acts, Objective, term
+from jaxvis.optimize import Result
+from jaxvis.optimizers import adam, lbfgs
 from jaxvis.param import Param, clamped, fourier
+from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
+from jaxvis.structure import piece
 from jaxvis.transforms import Transform, identity, lucid_standard, resize_images
 
 CONTENT_WEIGHT = 1.0  # tutorial: content_weight=1
@@ -76,13 +78,15 @@ class StyleTransfer:
 
     def objective(self) -> Objective:
         """Acts of the batch [x, content, style] -> −(weighted content loss + weighted style loss)."""
+        return Objective(term(_style_transfer, spec=replace(self, content_weight=0.0, style_weight=0.0)),
+                         (self.content_weight, self.style_weight), frozenset(self.layers), "style_transfer")
 
-        def fn(acts) -> jax.Array:
-            pick = lambda k: {layer: acts[layer][k : k + 1] for layer in self.layers}
-            content, style = self.losses(pick(0), pick(1), pick(2))
-            return -(self.content_weight * content + self.style_weight * style)
 
-        return Objective(fn, frozenset(self.layers), "style_transfer")
+def _style_transfer(weights: tuple, acts: Acts, *, spec: StyleTransfer) -> jax.Array:
+    content_weight, style_weight = weights
+    pick = lambda k: {layer: acts[layer][k : k + 1] for layer in spec.layers}  # noqa: E731
+    content, style = spec.losses(pick(0), pick(1), pick(2))
+    return -(content_weight * content + style_weight * style)
 
 
 def gram(x: jax.Array) -> jax.Array:
@@ -108,9 +112,31 @@ def with_average_pooling(model: Model) -> Model:
     return replace(model, arch=average_pooling(model.arch))
 
 
+@piece(data=("base", "content", "style"))
+class Stacked(Param):
+    """`base` whose render is the batch [x, content, style]: transforms then treat all three alike."""
+
+    base: Any
+    content: jax.Array
+    style: jax.Array
+    name = "stacked"
+
+    @property
+    def size(self) -> int:
+        return self.base.size
+
+    def init(self, key: jax.Array, batch: int) -> Any:
+        return self.base.init(key, batch)
+
+    def render(self, theta: Any) -> jax.Array:
+        return jnp.concatenate([self.base.render(theta), self.content, self.style])
+
+    def project(self, theta: Any) -> Any:
+        return self.base.project(theta)
+
+
 def stacked(param: Param, content: jax.Array, style: jax.Array) -> Param:
-    """`param` whose render is the batch [x, content, style]: transforms then treat all three alike."""
-    return replace(param, render=lambda theta: jnp.concatenate([param.render(theta), content, style]))
+    return Stacked(param, jnp.asarray(content), jnp.asarray(style))
 
 
 def transfer_style(
@@ -130,6 +156,7 @@ def transfer_style(
     average_pool: bool = True,
     seed: int = 0,
     progress: bool = True,
+    on_stage: StageCallback | None = None,
 ) -> Result:
     """Paint `content` (H, W, 3) in the style of `style` (resized to H × W); images (1, 1, H, W, 3).
 
@@ -166,32 +193,25 @@ def transfer_style(
     rate = learning_rate or ADAM_LEARNING_RATE[param]
     robust: Transform = lucid_standard(None) if param == "fourier" else identity()
 
-    image, stages, timings = None, [], {}
-    for level in range(pyramid):
-        start = time.perf_counter()
-        size = height // 2 ** (pyramid - 1 - level)
-        level_content, level_style = resize_images(jnp.asarray(content), size), resize_images(style, size)
-        base = fourier(size) if param == "fourier" else clamped(size)
-        if param == "pixel":
-            init = (level_content if image is None else resize_images(image, size))[None]
-        else:
+    def level(index: int) -> StageBuilder:
+        size = height // 2 ** (pyramid - 1 - index)
+
+        def build(key: jax.Array, previous: Result | None) -> Stage:
+            level_content, level_style = resize_images(jnp.asarray(content), size), resize_images(style, size)
+            base = fourier(size) if param == "fourier" else clamped(size)
             init = None
-        result = optimize(
-            model,
-            spec.objective(),
-            param=stacked(base, level_content, level_style),
-            init=init,
-            transform=robust,
-            optimizer=optax.lbfgs() if optimizer == "lbfgs" else optax.adam(rate),
-            steps=steps,
-            seed=seed * 1000 + level,
-            chunk=min(steps, 50),
-            progress=progress,
-        )
-        image = jnp.asarray(result.images[0, :1])
-        stages.append(result)
-        timings[f"level_{size}px_s"] = time.perf_counter() - start
-    return staged_result(np.asarray(image)[None], stages, np.zeros(1, np.int32), timings)
+            if param == "pixel":
+                start = level_content if previous is None else resize_images(jnp.asarray(previous.images[0, :1]), size)
+                init = start[None]
+            return Stage(
+                f"level_{size}px", spec.objective(), param=stacked(base, level_content, level_style), init=init,
+                transform=robust, optimizer=lbfgs() if optimizer == "lbfgs" else adam(rate), steps=steps, chunk=50,
+            )
+
+        return build
+
+    result = run_stages(model, [level(i) for i in range(pyramid)], seed=seed, progress=progress, on_stage=on_stage)
+    return replace(result, images=result.images[:, :1])  # x, without the content and style images
 
 
 def style_losses(model: Model, image: np.ndarray, content: np.ndarray, style: np.ndarray,
@@ -204,6 +224,6 @@ def style_losses(model: Model, image: np.ndarray, content: np.ndarray, style: np
     size = image.shape[0]
     batch = jnp.stack([jnp.asarray(image), resize_images(jnp.asarray(content)[None], size)[0],
                        resize_images(jnp.asarray(style)[None], size)[0]])
-    acts = jax.jit(lambda m, x: m(x, capture=list(spec.layers)))(model, batch)
+    acts = apply(model, batch, capture=spec.layers)
     content_loss, style_loss = spec.losses(*({k: v[i : i + 1] for k, v in acts.items()} for i in range(3)))
     return {"content": float(content_loss), "style": float(style_loss)}

@@ -122,6 +122,17 @@ class Model:
         return {name: probe.captured[name] for name in names}
 
 
+@functools.partial(jax.jit, static_argnames=("capture",))
+def apply(model: Model, images: Array, capture: tuple[str, ...] | None = None) -> Array | dict[str, Array]:
+    """`model(images, capture=...)` compiled, once per model structure, capture and shape (`capture` a tuple)."""
+    return model(images, capture=capture)
+
+
+def logits(model: Model, images: Any) -> np.ndarray:
+    """The model's logits for a batch, as a NumPy array (compiled once per shape)."""
+    return np.asarray(apply(model, jnp.asarray(images)))
+
+
 def forward(arch: Architecture, variables: Any, images: Array, probe: Probe) -> Array | None:
     """Run the network under `probe` (whose names `Model.__call__` has checked); None if it stopped early."""
     x = (images - jnp.asarray(arch.mean, images.dtype)) / jnp.asarray(arch.std, images.dtype)

@@ -1,0 +1,63 @@
+"""The `jaxvis` command line: one module per group of commands.
+
+    jaxvis models | layers | classify | convert        (jaxvis.cli.info)
+    jaxvis visualize                                   (jaxvis.cli.visualize)
+    jaxvis invert | dream | reconstruct | style        (jaxvis.cli.methods)
+
+Every command checks its whole request (model, layers, units, sizes, files,
+output folder) before any weights load or anything compiles, and reports bad
+input as one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import converters
+from jaxvis.cli import info, methods, visualize
+from jaxvis.cli.common import HelpFormatter
+from jaxvis.errors import JaxvisError
+
+DESCRIPTION = "Understand vision networks by optimizing their input: feature visualization, class inversion, " \
+              "DeepDream, feature inversion and style transfer on converted PyTorch networks, in JAX."
+EPILOG = """examples:
+  jaxvis visualize mobilenet_v2                     the main job: features.14 channels 0-15 with Lucid's defaults
+  jaxvis layers mobilenet_v2                        the layer names to visualize
+  jaxvis invert mobilenet_v2 --classes goldfish,volcano
+
+'jaxvis COMMAND --help' shows a command's options and examples."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args) or 0
+    except (JaxvisError, converters.ConversionError) as err:
+        print(f"jaxvis: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxvis: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jaxvis import __version__
+
+    parser = argparse.ArgumentParser(prog="jaxvis", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"jaxvis {__version__}")
+    commands = parser.add_subparsers(metavar="COMMAND")
+    info.add_commands(commands)
+    visualize.add_commands(commands)
+    methods.add_commands(commands)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""What the commands share: help layout, output folders, run records, saving finished stages."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_OUT = Path("jaxvis-out")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and shows each option's default (unless its help already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+        if shown and "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def add_parser(commands: Any, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                               epilog="examples:\n" + examples, formatter_class=HelpFormatter)
+
+
+def add_common(parser: argparse.ArgumentParser, out_hint: str) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same images")
+    parser.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
+    parser.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/{out_hint})")
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+
+
+def run_directory(out: Path) -> Path:
+    """Where an interrupted run in `out` keeps its optimization state: under the cache, keyed on `out`."""
+    from jaxvis.load import cache_dir
+
+    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "runs" / key
+
+
+def load_model(name: str, weights: str | None):
+    import jaxvis
+    from jaxvis.load import PRETRAINED
+
+    return jaxvis.load(name, weights=weights or PRETRAINED)
+
+
+def stage_saver(out: Path, labels: Sequence[str]):
+    """An `on_stage` callback writing each finished stage's images to out/stages/ (nothing finished is lost)."""
+    from jaxvis.io import save_image
+
+    def save(stage: str, images: np.ndarray) -> None:
+        flat = np.asarray(images).reshape(-1, *np.shape(images)[-3:])
+        for image, label in zip(flat, labels):
+            save_image(image, out / "stages" / f"{label}_{stage}.png")
+
+    return save
+
+
+def plain(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if not callable(v)}
+
+
+def record(model: Any, command: str, config: dict[str, Any], result: Any, start: float) -> dict[str, Any]:
+    from jaxvis.gallery import environment
+
+    return {"config": {"command": command, "model": model.name, **plain(config)}, "environment": environment(),
+            "steps": result.steps, "timings": result.timings, "total_s": time.perf_counter() - start,
+            "final_objective": result.objective.tolist()}
+
+
+def finish(out: Path, title: str, images: np.ndarray, labels: list[str], values: list[float],
+           run_record: dict[str, Any], stem: str, value_name: str = "objective",
+           curves: list[Any] | None = None) -> None:
+    from jaxvis.gallery import write_gallery
+
+    paths = write_gallery(out, title, images, labels, values, run_record, stem=stem, value_name=value_name,
+                          curves=curves)
+    print(f"{len(images)} images in {out}  (contact sheet: {paths['sheet']}, gallery: {paths['index']})")
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

@@ -1,0 +1,125 @@
+"""`jaxvis visualize`: feature visualization of a layer's units with Lucid's defaults, in vectorized groups."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model, minutes, run_directory
+from jaxvis.errors import JaxvisError
+
+EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps
+  jaxvis visualize mobilenet_v2 features.10 --channels 0-63 --steps 256 --out runs/f10
+  jaxvis visualize googlenet inception4a --channels 3,7,9 --param maco --images 4 --diversity 100
+  jaxvis visualize mobilenet_v2 logits --objective logit --channels 1,207,980
+An interrupted run keeps its optimization state under $JAXVIS_CACHE/runs/ (default ~/.cache/jaxvis);
+the same command with --resume continues it, and the state is removed once the run is complete."""
+
+
+def add_commands(commands: Any) -> None:
+    from jaxvis.param import PARAMS
+    from jaxvis.visualize import OBJECTIVES
+
+    vis = add_parser(commands, "visualize", "feature visualization of a layer's units (Lucid's defaults)", EXAMPLES)
+    vis.add_argument("name", help="architecture, e.g. mobilenet_v2 (`jaxvis models` lists them)")
+    vis.add_argument("layer", nargs="?", help="layer name (default: a middle layer of the model; "
+                     "`jaxvis layers NAME` lists them)")
+    vis.add_argument("--channels", default="0-15", help="units: 7, 0-63 or 3,7,9")
+    vis.add_argument("--objective", default="channel", choices=list(OBJECTIVES),
+                     help="what to maximize: a channel's mean, the center neuron, a class logit or log-probability, "
+                          "or the layer's DeepDream energy")
+    vis.add_argument("--size", type=int, default=128, help="image size in pixels (smaller images are upsampled "
+                     "to the model's input size before it, as Lucent does)")
+    vis.add_argument("--steps", type=int, default=512, help="optimization steps")
+    vis.add_argument("--param", default="fourier", choices=list(PARAMS),
+                     help="image parameterization: Lucid's decorrelated Fourier, plain pixels, or MaCo (phase only)")
+    vis.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
+    vis.add_argument("--relu-override-steps", type=int, default=16,
+                     help="steps with Lucid's redirected ReLU gradient at the start (0: off)")
+    vis.add_argument("--batch-size", type=int, default=32,
+                     help="units optimized together in one vectorized program (a group)")
+    vis.add_argument("--images", type=int, default=1, help="images per unit")
+    vis.add_argument("--diversity", type=float, default=0.0, help="weight of the diversity term (with --images > 1)")
+    vis.add_argument("--ensemble", type=int, default=1, help="transformed views per image and step (averaged)")
+    vis.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same images")
+    vis.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
+    vis.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/NAME-LAYER)")
+    vis.add_argument("--resume", action="store_true", help="continue an interrupted run with the same --out")
+    vis.add_argument("--checkpoint-every", type=int, default=64, help="steps between saved optimization states")
+    vis.set_defaults(run=run_visualize)
+
+
+def run_visualize(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from jaxvis.gallery import check_output, environment, prepare_output, write_gallery
+    from jaxvis.load import architecture
+    from jaxvis.optimize import OptimizationDiverged
+    from jaxvis.visualize import check_request, run_visualization
+
+    # The whole request is checked before anything loads or compiles.
+    arch = architecture(args.name)
+    layer = args.layer or arch.default_layer
+    for name in ("steps", "images", "ensemble", "batch_size", "checkpoint_every"):
+        if getattr(args, name) < 1:
+            raise JaxvisError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    unit_spec, _ = check_request(arch, f"{layer}:{args.channels}", objective=args.objective, param=args.param,
+                                 size=args.size)
+    units = unit_spec.units
+    out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"{arch.name}-{layer}")
+    state_dir = run_directory(out)
+    if not args.resume and state_dir.exists():
+        shutil.rmtree(state_dir)  # an older interrupted run in this folder: starting afresh, as asked
+
+    options = dict(objective=args.objective, size=args.size, steps=args.steps, seed=args.seed, param=args.param,
+                   lr=args.lr, batch=args.images, ensemble=args.ensemble, diversity=args.diversity,
+                   relu_override_steps=args.relu_override_steps)
+    groups = [units[i : i + args.batch_size] for i in range(0, len(units), args.batch_size)]
+    print(f"jaxvis: {arch.name} {layer}: {len(units)} units x {args.steps} steps in {len(groups)} group"
+          f"{'s' if len(groups) > 1 else ''} of up to {args.batch_size}; optimization state in {state_dir}",
+          file=sys.stderr)
+    model = load_model(args.name, args.weights)
+    out = prepare_output(out)
+    record = {"config": {"model": arch.name, "layer": layer, "units": units.tolist(), **options},
+              "environment": environment(), "units": {}, "timings": []}
+    images, labels, values, curves = [], [], [], []
+    start = time.perf_counter()
+    try:
+        for number, group in enumerate(groups, 1):
+            spec = f"{layer}:{','.join(str(u) for u in group)}"
+            print(f"[{number}/{len(groups)}] {arch.name} {spec}", file=sys.stderr)
+            began = time.perf_counter()
+            try:
+                _, result = run_visualization(model, spec, checkpoint_dir=state_dir / f"group_{number}",
+                                              checkpoint_every=args.checkpoint_every, resume=args.resume, **options)
+            except OptimizationDiverged as err:
+                result = err.result
+                print(f"jaxvis: {err}", file=sys.stderr)
+            for k, (unit, unit_images, value) in enumerate(zip(result.units, result.images, result.objective)):
+                for j, image in enumerate(unit_images):
+                    images.append(image)
+                    labels.append(f"{int(unit):04d}" + (f"-{j}" if len(unit_images) > 1 else ""))
+                    values.append(float(value))
+                    curves.append(result.history[:, k])
+                record["units"][str(int(unit))] = {"objective": float(value), "history": result.history[:, k]}
+            record["timings"].append({"units": len(group), **result.timings})
+            record["total_s"] = time.perf_counter() - start
+            paths = write_gallery(out, f"{arch.name} {layer} ({args.objective})", np.stack(images), labels, values,
+                                  record, curves=curves)
+            if result.steps < args.steps:
+                raise JaxvisError(f"stopped at step {result.steps}; finished images are in {out}")
+            if number == 1 and len(groups) > 1:
+                took = time.perf_counter() - began
+                print(f"jaxvis: group 1 took {minutes(took)}; about {minutes(took * (len(groups) - 1))} more for the "
+                      f"other {len(groups) - 1}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"jaxvis: interrupted; finished groups are in {out}; continue with the same command and --resume",
+              file=sys.stderr)
+        raise
+    shutil.rmtree(state_dir, ignore_errors=True)  # complete: nothing to resume
+    print(f"{len(images)} images in {out} after {minutes(time.perf_counter() - start)}  "
+          f"(contact sheet: {paths['sheet']}, gallery: {paths['index']})")

@@ -1,0 +1,140 @@
+"""The pure optimization: one step, a chunk of steps, and the starting state -- the programs the engine compiles.
+
+One step, for every unit at once (vmapped):
+
+    images ← param.render(θ)                            (batch images per unit)
+    shared ← step_transform(k_step, images)             (one draw per step and unit)
+    for each of `ensemble` views:  v ← transform(k_view, shared)
+        value_v ← objective({captured layers of model(v)}, input: images)
+    loss ← −mean_v value_v;   θ ← param.project(optax_update(∇θ loss))
+
+Structure (`Plan`: the pieces' static configuration, layer names, batch,
+ensemble, chunk length) decides the compiled program; everything else is an
+argument: the objectives' numbers (unit indices, weights, targets), the seed,
+the ReLU-redirection step count, the optimizer's hyperparameters, the first
+step and the number of steps of a chunk.  So runs that differ only in those
+share one program.
+
+Keys: unit k at step t draws from fold_in(fold_in(step_key(seed), t), k), so
+the same seed gives the same images however a run is chunked, resumed or sharded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxvis.models.model import Model
+from jaxvis.objectives import INPUT, Objective
+from jaxvis.optimizers import Optimizer
+from jaxvis.param import Param
+from jaxvis.programs import Program
+from jaxvis.structure import piece
+from jaxvis.transforms import Transform
+
+Array = jax.Array
+
+
+@piece(data=("param", "optimizer"))
+class Plan:
+    """What one compiled program is made of (besides the model and the shapes)."""
+
+    param: Param
+    optimizer: Optimizer
+    transform: Transform
+    step_transform: Transform
+    layers: tuple[str, ...]
+    batch: int = 1  # images per unit
+    ensemble: int = 1  # transformed views per image and step
+    chunk: int = 32  # steps per call of the compiled loop (the objective history buffer's length)
+    redirect_relu: bool = False  # compile Lucid's redirected ReLU gradient in (used while t < relu_steps)
+
+
+class Inputs(NamedTuple):
+    """The runtime values of a run."""
+
+    objectives: Objective  # every leaf has a leading unit axis
+    seed: Array  # int32 scalar
+    relu_steps: Array  # int32 scalar: redirect the ReLU gradient while step < relu_steps
+
+
+class State(NamedTuple):
+    theta: Any  # leading unit axis
+    opt_state: Any
+
+
+def init_state(plan: Plan, seed: Array, positions: Array) -> State:
+    """Fresh parameters for the units at `positions` (0, 1, ...: each its own key) and their optimizer state."""
+    init_key = jax.random.split(jax.random.key(seed))[0]
+    keys = jax.vmap(lambda k: jax.random.fold_in(init_key, k))(positions)
+    return start_from(plan, jax.vmap(lambda k: plan.param.init(k, plan.batch))(keys))
+
+
+def start_from(plan: Plan, theta: Any) -> State:
+    """The optimizer state for given parameters (one per unit)."""
+    return State(theta, jax.vmap(plan.optimizer.transformation().init)(theta))
+
+
+def unit_objective(plan: Plan, model: Model, theta: Any, objective: Objective, key: Array,
+                   redirect: Array | None) -> Array:
+    """One unit's objective, averaged over `ensemble` transformed views of its image batch."""
+    images = plan.param.render(theta)
+    step_key, views_key = jax.random.split(key)
+    shared = plan.step_transform(step_key, images)
+
+    def view(view_key: Array) -> Array:
+        acts = model(plan.transform(view_key, shared), capture=list(plan.layers), redirect_relu=redirect)
+        return objective({**acts, INPUT: images})
+
+    if plan.ensemble == 1:
+        return view(jax.random.split(views_key, 1)[0])
+    return jax.vmap(view)(jax.random.split(views_key, plan.ensemble)).mean()
+
+
+def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tuple[State, Array]:
+    """Step t of every unit: the new state and each unit's objective before the update."""
+    count = jax.tree_util.tree_leaves(state.theta)[0].shape[0]
+    step_key = jax.random.fold_in(jax.random.split(jax.random.key(inputs.seed))[1], t)
+    keys = jax.vmap(lambda k: jax.random.fold_in(step_key, k))(jnp.arange(count))
+    redirect = t < inputs.relu_steps if plan.redirect_relu else None
+    tx = plan.optimizer.transformation()
+
+    def unit_step(theta: Any, opt_state: Any, objective: Objective, key: Array) -> tuple[Any, Any, Array]:
+        loss_fn = lambda th: -unit_objective(plan, model, th, objective, key, redirect)  # noqa: E731
+        loss, grads = jax.value_and_grad(loss_fn)(theta)
+        if isinstance(tx, optax.GradientTransformationExtraArgs):
+            updates, opt_state = tx.update(grads, opt_state, theta, value=loss, grad=grads, value_fn=loss_fn)
+        else:
+            updates, opt_state = tx.update(grads, opt_state, theta)
+        return plan.param.project(optax.apply_updates(theta, updates)), opt_state, loss
+
+    theta, opt_state, losses = jax.vmap(unit_step)(state.theta, state.opt_state, inputs.objectives, keys)
+    return State(theta, opt_state), -losses
+
+
+def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Array,
+              count: Array) -> tuple[State, Array, Array]:
+    """Steps first .. first + count − 1 (count ≤ plan.chunk, a runtime value).
+
+    Returns the new state, the objectives (plan.chunk, units; rows ≥ count unused) and the
+    images rendered from the new state (units, batch, H, W, 3).  The model is an argument:
+    closing over it would make XLA constant-fold the weights.
+    """
+
+    def body(i: Array, carry: tuple[State, Array]) -> tuple[State, Array]:
+        state, values = carry
+        state, value = step(plan, model, inputs, state, first + i)
+        return state, values.at[i].set(value)
+
+    units = jax.tree_util.tree_leaves(state.theta)[0].shape[0]
+    values = jnp.zeros((plan.chunk, units), jnp.float32)
+    state, values = jax.lax.fori_loop(0, count, body, (state, values))
+    return state, values, jax.vmap(plan.param.render)(state.theta)
+
+
+RUN_CHUNK = Program(run_chunk, "optimization step")
+INIT_STATE = Program(init_state, "initialization", capacity=16)
+START_FROM = Program(start_from, "initialization", capacity=16)

@@ -1,0 +1,89 @@
+"""The gallery page in a real headless browser (Debian's Chromium driven by Playwright).
+
+Skipped, saying why, where no Chromium is installed; `.ci/run` installs it.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxvis.gallery import write_gallery
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="no Chromium here: apt-get install chromium (the CI script does)")
+
+
+@pytest.fixture()
+def page_url(tmp_path):
+    """A gallery of three 64 px images with objective curves, served over HTTP on localhost."""
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 64, 64, 3)).astype(np.float32)
+    values = [0.5, 2.5, -1.0]
+    curves = [np.linspace(0, v, 50) for v in values]
+    write_gallery(tmp_path, "test gallery", images, ["0003", "0007", "0011"], values,
+                  {"config": {"model": "test"}}, curves=curves)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    server.shutdown()
+
+
+@pytest.fixture()
+def browser_page(page_url):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.goto(page_url)
+        page.wait_for_load_state("networkidle")
+        yield page
+        browser.close()
+
+
+def card_labels(page) -> list[str]:
+    return page.eval_on_selector_all("#cards figure img", "els => els.map(e => e.alt)")
+
+
+def test_images_load_smoothly_scaled_with_their_objective_curves(browser_page):
+    page = browser_page
+    widths = page.eval_on_selector_all("#cards img", "els => els.map(e => e.naturalWidth)")
+    assert widths == [64, 64, 64]  # every PNG was found and decoded
+    rendering = page.eval_on_selector("#cards img", "e => getComputedStyle(e).imageRendering")
+    assert rendering == "auto"  # shown at 160 px without pixelated upscaling
+    assert page.eval_on_selector("#cards img", "e => e.getBoundingClientRect().width") == 160
+    points = page.eval_on_selector_all("svg.curve polyline", "els => els.map(e => e.points.numberOfItems)")
+    assert points == [50, 50, 50]
+
+
+def test_sorting_by_final_value_and_back(browser_page):
+    page = browser_page
+    assert card_labels(page) == ["0003", "0007", "0011"]
+    page.click("text=objective, highest first")
+    assert card_labels(page) == ["0007", "0003", "0011"]
+    page.click("text=objective, lowest first")
+    assert card_labels(page) == ["0011", "0003", "0007"]
+    page.click("text=as run")
+    assert card_labels(page) == ["0003", "0007", "0011"]
+
+
+def test_clicking_an_image_shows_it_full_size_and_escape_closes_it(browser_page):
+    page = browser_page
+    assert not page.is_visible("#viewer")
+    page.click("#cards img[alt='0007']")
+    assert page.is_visible("#viewer")
+    shown = page.eval_on_selector("#viewer img", "e => [e.src.split('/').pop(), e.getBoundingClientRect().width]")
+    assert shown[0] == "unit_0007.png" and shown[1] >= 512  # large, not the 160 px thumbnail
+    page.keyboard.press("Escape")
+    assert not page.is_visible("#viewer")
