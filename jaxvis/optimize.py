@@ -120,8 +120,8 @@ def optimize(
                 batch, ensemble, chunk, relu_override_steps > 0)
     devices = jax.local_devices()
     positions = _pad_to_multiple(np.arange(len(units)), len(devices))
-    inputs = Inputs(_shard(_take(objectives, positions), devices), jnp.asarray(seed, jnp.int32),
-                    jnp.asarray(relu_override_steps, jnp.int32))
+    inputs = Inputs(_shard(_on_device(_take(objectives, positions)), devices), np.int32(seed),
+                    np.int32(relu_override_steps))
     store = None
     if checkpoint_dir is not None:
         store = Checkpoints(checkpoint_dir, run_fingerprint(model, objectives, plan, units, steps, seed,
@@ -149,12 +149,24 @@ def optimize(
 
 
 def stack_objectives(objective: Objective | ObjectiveFor, units: np.ndarray) -> Objective:
-    """One objective whose every leaf has a leading unit axis (`objective_for` vmapped over `units`)."""
+    """One objective whose every leaf has a leading unit axis: `objective_for(u)` for each unit, stacked.
+
+    Built on the host (NumPy), one call per unit with the index as a NumPy integer, so
+    that nothing is compiled for it; every unit's objective must have the same structure.
+    """
     objective_for = objective if callable(objective) and not isinstance(objective, Objective) else (lambda _u: objective)
-    stacked = jax.vmap(objective_for)(jnp.asarray(units))
-    if not isinstance(stacked, Objective):
-        raise TypeError(f"the objective function must return an Objective, got {type(stacked).__name__}")
-    return stacked
+    built = [objective_for(np.int32(unit)) for unit in units]
+    if not all(isinstance(b, Objective) for b in built):
+        wrong = next(b for b in built if not isinstance(b, Objective))
+        raise TypeError(f"the objective function must return an Objective, got {type(wrong).__name__}")
+    structures = [jax.tree_util.tree_structure(b) for b in built]
+    if any(structure != structures[0] for structure in structures[1:]):
+        odd = next(u for u, structure in zip(units, structures) if structure != structures[0])
+        raise ValueError(f"the objective of unit {int(odd)} is built differently from that of unit {int(units[0])}; "
+                         "an objective function must build the same terms for every unit (only numbers may differ)")
+    leaves = [jax.tree_util.tree_leaves(b) for b in built]
+    stacked = [np.stack([np.asarray(unit_leaves[k]) for unit_leaves in leaves]) for k in range(len(leaves[0]))]
+    return jax.tree_util.tree_unflatten(structures[0], stacked)
 
 
 def run_fingerprint(model: Model, objectives: Objective, plan: Plan, units: np.ndarray, steps: int, seed: int,
@@ -195,8 +207,7 @@ def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str,
 
     def advance(progress: Progress, length: int) -> Progress:
         start = time.perf_counter()
-        args = (plan, model, inputs, progress.state, jnp.asarray(progress.done, jnp.int32),
-                jnp.asarray(length, jnp.int32))
+        args = (plan, model, inputs, progress.state, np.int32(progress.done), np.int32(length))
         executable, compile_times = RUN_CHUNK.executable(*args)
         if compile_times is not None:
             timings.update(compile_times.as_dict())
@@ -259,7 +270,7 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
            resume_from: Checkpoints | None, timings: dict[str, float]) -> Progress:
     history = np.zeros((steps, len(positions)), np.float32)
     if resume_from is not None:
-        abstract = jax.eval_shape(init_state, plan, inputs.seed, jnp.asarray(positions))
+        abstract = jax.eval_shape(init_state, plan, inputs.seed, positions.astype(np.int32))
         restored = resume_from.latest(abstract, history.shape)
         if restored is not None:
             state, saved_history, done = restored
@@ -267,9 +278,9 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
             return Progress(state, jax.vmap(plan.param.render)(state.theta), saved_history, done)
     start = time.perf_counter()
     if init is None:
-        state = INIT_STATE(plan, inputs.seed, jnp.asarray(positions))
+        state = INIT_STATE(plan, inputs.seed, positions.astype(np.int32))
     else:
-        state = START_FROM(plan, _take(_check_init(init, int(positions.max()) + 1), positions))  # one per unit
+        state = START_FROM(plan, _on_device(_take(_check_init(init, int(positions.max()) + 1), positions)))  # per unit
     timings["init_s"] = time.perf_counter() - start
     return Progress(_shard(state, devices), None, history, 0)
 
@@ -311,13 +322,17 @@ def _check_init(init: Any, count: int) -> Any:
     leading = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree_util.tree_leaves(init)}
     if leading != {count}:
         raise ValueError(f"init must hold one entry per unit (leading axis {count}), got leading axes {leading}")
-    return jax.tree_util.tree_map(jnp.asarray, init)
+    return init
 
 
 def _take(tree: Any, positions: np.ndarray) -> Any:
-    """Entries `positions` of every leaf's leading (unit) axis."""
-    index = jnp.asarray(positions)
-    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[index], tree)
+    """Entries `positions` of every leaf's leading (unit) axis (on the host)."""
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[positions], tree)
+
+
+def _on_device(tree: Any) -> Any:
+    """Host arrays as device arrays of jax's default dtypes (float64 -> float32, int64 -> int32)."""
+    return jax.tree_util.tree_map(jnp.asarray, tree)
 
 
 def _pad_to_multiple(positions: np.ndarray, devices: int) -> np.ndarray:

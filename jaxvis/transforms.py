@@ -247,10 +247,17 @@ def resize_images(images: Array, size: int) -> Array:
 
 @lru_cache(maxsize=64)
 def _resize_matrix(source: int, target: int) -> np.ndarray:
-    """The (target, source) matrix of jax.image.resize's linear kernel, read off by resizing the identity."""
-    with jax.ensure_compile_time_eval():
-        eye = jnp.eye(source, dtype=jnp.float32)
-        return np.asarray(jax.image.resize(eye, (target, source), "linear", antialias=False))
+    """The (target, source) weights of jax.image.resize's linear kernel without antialiasing, in NumPy.
+
+    As `jax._src.image.scale._compute_weight_mat`: sample at (p + 0.5) · source/target − 0.5,
+    triangle weights, normalized over the input, zero for samples outside [−0.5, source − 0.5].
+    """
+    sample = (np.arange(target, dtype=np.float64) + 0.5) * (source / target) - 0.5
+    weights = np.maximum(0.0, 1.0 - np.abs(sample[:, None] - np.arange(source)[None, :]))
+    total = weights.sum(axis=1, keepdims=True)
+    weights = np.where(np.abs(total) > 1000 * np.finfo(np.float32).eps, weights / np.where(total == 0, 1, total), 0.0)
+    inside = (sample >= -0.5) & (sample <= source - 0.5)
+    return np.where(inside[:, None], weights, 0.0).astype(np.float32)
 
 
 def lucid_standard(model_size: int | None = 224) -> Transform:
@@ -383,16 +390,23 @@ def _affine_adjoint(residuals, grad: Array):
 _affine_with_adjoint.defvjp(_affine_fwd, _affine_adjoint)
 
 
+def _patches(image: Array, starts: Array, size: int) -> Array:
+    """The size x size patches of an (H, W, C) image whose top-left corners are `starts` (..., 2): one gather."""
+    dims = jax.lax.GatherDimensionNumbers(offset_dims=(starts.ndim - 1, starts.ndim, starts.ndim + 1),
+                                          collapsed_slice_dims=(), start_index_map=(0, 1))
+    return jax.lax.gather(image, starts, dims, (size, size, image.shape[-1]),
+                          mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+
+
 def _bilinear(image: Array, y: Array, x: Array) -> Array:
-    """Sample an (H, W, C) image at fractional coordinates, zero outside."""
+    """Sample an (H, W, C) image at fractional coordinates, zero outside: one gather of 2 x 2 patches."""
     height, width = image.shape[:2]
     y0, x0 = jnp.floor(y), jnp.floor(x)
-    out = 0.0
-    for dy in (0, 1):
-        for dx in (0, 1):
-            yy, xx = y0 + dy, x0 + dx
-            weight = (1 - jnp.abs(y - yy)) * (1 - jnp.abs(x - xx))
-            inside = (yy >= 0) & (yy <= height - 1) & (xx >= 0) & (xx <= width - 1)
-            pixels = image[jnp.clip(yy, 0, height - 1).astype(jnp.int32), jnp.clip(xx, 0, width - 1).astype(jnp.int32)]
-            out = out + jnp.where(inside, weight, 0.0)[..., None] * pixels
-    return out
+    fy, fx = (y - y0)[..., None], (x - x0)[..., None]
+    overlaps = (y0 >= -1) & (y0 <= height - 1) & (x0 >= -1) & (x0 <= width - 1)  # the 2 x 2 patch touches the image
+    padded = jnp.pad(image, ((1, 1), (1, 1), (0, 0)))
+    starts = jnp.stack([jnp.clip(y0 + 1, 0, height), jnp.clip(x0 + 1, 0, width)], axis=-1).astype(jnp.int32)
+    patch = _patches(padded, starts, 2)  # (..., 2, 2, C)
+    top = patch[..., 0, 0, :] * (1 - fx) + patch[..., 0, 1, :] * fx
+    bottom = patch[..., 1, 0, :] * (1 - fx) + patch[..., 1, 1, :] * fx
+    return jnp.where(overlaps[..., None], top * (1 - fy) + bottom * fy, 0.0)

@@ -170,12 +170,12 @@ def test_sharded_over_eight_devices_gives_the_same_images(mobilenet, tmp_path):
 
 
 def test_nan_stops_with_the_step_and_keeps_finished_images(mobilenet):
-    def exploding(unit):
-        def fn(index, acts):
-            value = acts[LAYER][..., index].mean()
-            return jnp.where(value > 0.6, jnp.nan, value)
+    def explode(index, acts):  # one function for every unit: only its number differs
+        value = acts[LAYER][..., index].mean()
+        return jnp.where(value > 0.6, jnp.nan, value)
 
-        return O.custom(fn, [LAYER], "exploding", params=unit)
+    def exploding(unit):
+        return O.custom(explode, [LAYER], "exploding", params=unit)
 
     with pytest.raises(OptimizationDiverged, match=r"NaN/Inf at step (\d+)") as error:
         optimize(mobilenet, exploding, units=jnp.arange(2), param=P.fourier(32), steps=64, chunk=1,

@@ -85,3 +85,11 @@ def test_default_fast_paths_follow_the_backend():
     assert FastPaths.for_backend("cpu").depthwise_as_shifts
     assert not FastPaths.for_backend("gpu").depthwise_as_shifts
     assert FastPaths.for_backend("tpu").fold_batchnorm
+
+
+@pytest.mark.parametrize("kernel,stride,size", [(3, 1, 14), (3, 2, 15), (5, 2, 16), (3, 2, 7)])
+def test_depthwise_kernel_gradient_matches_lax(kernel, stride, size):
+    x, w = random((2, size, size + 3, 8)), random((kernel, kernel, 1, 8), 1)
+    conv = lambda fast: lambda w: ops.conv2d(x, w, None, stride=(stride, stride), padding=(kernel // 2,) * 2, groups=8, fast=fast)
+    grad = lambda f: jax.grad(lambda w: jnp.sum(jnp.sin(f(w))))(w)
+    assert relative_error(grad(conv(FastPaths(False, False, True))), grad(conv(PLAIN))) < 1e-5

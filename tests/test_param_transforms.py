@@ -112,3 +112,11 @@ def test_affine_gather_adjoint_equals_autodiff(scale, degrees):
     _, adjoint = jax.vjp(lambda x: T._affine(x, scale, angle, reach=1.9), images)
     np.testing.assert_allclose(adjoint(cotangent)[0], autodiff(cotangent)[0], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(T._affine(images, scale, angle, reach=1.9), T._affine_sample(images, scale, angle))
+
+
+@pytest.mark.parametrize("source,target", [(152, 224), (224, 152), (56, 70), (97, 64), (8, 8)])
+def test_resize_is_jax_image_resize(source, target):
+    images = jax.random.uniform(KEY, (2, source, source + 5, 3))
+    square = images[:, :, :source]
+    expected = jax.image.resize(square, (2, target, target, 3), "linear", antialias=False)
+    np.testing.assert_allclose(T.resize_images(square, target), expected, rtol=1e-5, atol=3e-5)  # weights in float64

@@ -87,22 +87,83 @@ def depthwise_as_shifts(x: Array, kernel: Array, stride: Pair, padding: Pair) ->
 
     Strides use a polyphase split (a reshape, not strided slices): tap (i, j) of a
     stride-s conv reads phase (i % s, j % s) at offset (i // s, j // s) with unit
-    stride, so the backward pass is made of plain pads rather than interior pads.
+    stride.  The input gradient is written the same way (`_depthwise_input_grad`):
+    slices of one padded gradient, summed per phase, rather than the k*k separate
+    pads autodiff would make, which XLA:CPU compiles into k*k kernels.
     """
-    kh, kw = kernel.shape[:2]
+    return materialize(_depthwise(x, kernel, tuple(stride), tuple(padding)), kernel)
+
+
+def _phases(x: Array, kh: int, kw: int, stride: Pair, padding: Pair) -> tuple[Array, int, int]:
+    """The padded input split into its stride phases (n, R, sh, C, sw, c), and the output size."""
     (sh, sw), (ph, pw) = stride, padding
     n, h, w, c = x.shape
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     # Pad to whole phases: rows/cols beyond what any output reads are zeros that are never used.
     rows, cols = sh * (ho + (kh - 1) // sh), sw * (wo + (kw - 1) // sw)
     xp = jnp.pad(x, ((0, 0), (ph, max(0, rows - h - ph)), (pw, max(0, cols - w - pw)), (0, 0)))[:, :rows, :cols]
-    phases = xp.reshape(n, rows // sh, sh, cols // sw, sw, c)
+    return xp.reshape(n, rows // sh, sh, cols // sw, sw, c), ho, wo
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise(x: Array, kernel: Array, stride: Pair, padding: Pair) -> Array:
+    kh, kw = kernel.shape[:2]
+    (sh, sw) = stride
+    phases, ho, wo = _phases(x, kh, kw, stride, padding)
     out = None
     for i in range(kh):
         for j in range(kw):
             term = phases[:, i // sh : i // sh + ho, i % sh, j // sw : j // sw + wo, j % sw, :] * kernel[i, j, 0]
             out = term if out is None else out + term
-    return materialize(out, kernel)
+    return out
+
+
+def _depthwise_fwd(x, kernel, stride, padding):
+    return _depthwise(x, kernel, stride, padding), (x, kernel)
+
+
+def _depthwise_bwd(stride, padding, residuals, grad):
+    x, kernel = residuals
+    return _depthwise_input_grad(grad, kernel, x.shape, stride, padding), _depthwise_kernel_grad(
+        x, grad, kernel.shape, stride, padding)
+
+
+def _depthwise_input_grad(grad: Array, kernel: Array, shape: tuple[int, ...], stride: Pair, padding: Pair) -> Array:
+    """d(loss)/dx: per phase, the sum over its taps of slices of the once-padded gradient times the tap."""
+    kh, kw = kernel.shape[:2]
+    (sh, sw), (ph, pw) = stride, padding
+    n, h, w, c = shape
+    ho, wo = grad.shape[1:3]
+    my, mx = (kh - 1) // sh, (kw - 1) // sw  # the largest tap offsets in phase units
+    rows_p, cols_p = ho + my, wo + mx  # phase lengths (R, C of `_phases`)
+    padded = jnp.pad(grad, ((0, 0), (my, my), (mx, mx), (0, 0)))
+    phase_rows = []
+    for pi in range(sh):
+        phase_cols = []
+        for pj in range(sw):
+            total = jnp.zeros((n, rows_p, cols_p, c), grad.dtype)
+            for i in range(pi, kh, sh):
+                for j in range(pj, kw, sw):
+                    oy, ox = my - i // sh, mx - j // sw
+                    total = total + padded[:, oy : oy + rows_p, ox : ox + cols_p] * kernel[i, j, 0]
+            phase_cols.append(total)
+        phase_rows.append(jnp.stack(phase_cols, axis=3))  # (n, R, C, sw, c)
+    phases = jnp.stack(phase_rows, axis=2)  # (n, R, sh, C, sw, c)
+    full = phases.reshape(n, rows_p * sh, cols_p * sw, c)  # the padded input's gradient
+    full = jnp.pad(full, ((0, 0), (0, max(0, ph + h - full.shape[1])), (0, max(0, pw + w - full.shape[2])), (0, 0)))
+    return full[:, ph : ph + h, pw : pw + w]
+
+
+def _depthwise_kernel_grad(x: Array, grad: Array, shape: tuple[int, ...], stride: Pair, padding: Pair) -> Array:
+    kh, kw = shape[:2]
+    (sh, sw) = stride
+    phases, ho, wo = _phases(x, kh, kw, stride, padding)
+    taps = [[jnp.sum(phases[:, i // sh : i // sh + ho, i % sh, j // sw : j // sw + wo, j % sw, :] * grad, axis=(0, 1, 2))
+             for j in range(kw)] for i in range(kh)]
+    return jnp.stack([jnp.stack(row) for row in taps])[:, :, None, :]
+
+
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 def materialize(x: Array, key: Array) -> Array:
@@ -242,21 +303,20 @@ def _redirected(low: float, high: float, x: Array, on: Array) -> Array:
 
 
 def _redirected_fwd(low, high, x, on):
-    return jnp.clip(x, low, high), (x, on)
+    y = jnp.clip(x, low, high)
+    return y, (y, on)  # the output, which the next layer keeps anyway (as relu6's own derivative does)
 
 
 def _redirected_bwd(low, high, residuals, grad):
     """Where a unit is clipped, let the gradient through unless it pushes further out of range;
     used per image only when the true gradient is zero everywhere in that image (Lucid)."""
-    x, on = residuals
-    outside = (x < low) | (x > high)
-    true_grad = jnp.where(outside, 0.0, grad)
+    y, on = residuals
+    below, above = y <= low, y >= high
+    inside = ~(below | above)
     # `grad` is d(loss)/d(output) of a minimized loss: descent moves the output by -grad.
-    pushing_out = ((x < low) & (grad > 0)) | ((x > high) & (grad < 0))
-    redirected = jnp.where(pushing_out, 0.0, grad)
-    passes = jnp.any(true_grad != 0, axis=tuple(range(1, x.ndim)), keepdims=True)
-    chosen = jnp.where(passes, true_grad, redirected)
-    return jnp.where(on, chosen, true_grad), jnp.zeros_like(on)
+    toward_range = (below & (grad <= 0)) | (above & (grad >= 0))
+    dead = ~jnp.any(inside & (grad != 0), axis=tuple(range(1, y.ndim)), keepdims=True)  # no true gradient
+    return jnp.where(inside | (on & dead & toward_range), grad, 0.0), jnp.zeros_like(on)
 
 
 _redirected.defvjp(_redirected_fwd, _redirected_bwd)
