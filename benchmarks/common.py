@@ -83,39 +83,77 @@ def torch_mobilenet_v2(model):
     return reference.eval().requires_grad_(False)
 
 
-Timed = Callable[[], tuple[float, float]]  # one run -> (steady-state seconds, total seconds)
+def in_fresh_process(script: str, *args: object, env: dict | None = None, timeout: float = 7200) -> dict:
+    """Run `script --worker ARGS` in a new Python process; the JSON object it prints last."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, script, "--worker", *map(str, args)], capture_output=True, text=True,
+                         env=env, timeout=timeout)
+    if run.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{run.stderr[-3000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def alternate(runs: dict[str, Timed], steady_work: float, total_work: float, repeats: int) -> dict[str, tuple[float, float]]:
-    """Run each of `runs` in turn, `repeats` times; median (steady, end-to-end) work per second of each."""
-    rates: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in runs}
-    for repeat in range(repeats):
-        for name, run in runs.items():
-            steady, total = run()
-            rates[name][0].append(steady_work / steady)
-            rates[name][1].append(total_work / total)
-        print(f"repeat {repeat}: " + ", ".join(f"{n} {v[0][-1]:.2f} (end to end {v[1][-1]:.2f})/s"
-                                              for n, v in rates.items()), flush=True)
-    return {name: (median(steady), median(total)) for name, (steady, total) in rates.items()}
+def compare_in_fresh_processes(script: str, peer: str, job: tuple, repeats: int) -> dict[str, float]:
+    """Medians over `repeats` of each side's seconds per call, every call in a fresh process.
 
-
-def warm_cache_seconds(run: Timed) -> float:
-    """End-to-end seconds of `run` with jax's persistent compilation cache filled by an identical run before."""
+    jaxvis: "cold" (first call, empty compilation cache), "warm" (second call there), "cached"
+    (first call of a new process with the cache the cold one filled); the peer: "peer_cold"
+    and "peer_warm" (its first and second call).  Other numbers the workers report
+    (steady-state seconds, flops, compile phases) come back as medians under their names
+    (the peer's prefixed "peer_").  The processes alternate between the sides.
+    """
     import tempfile
 
+    values: dict[str, list[float]] = {}
+
+    def add(prefix: str, result: dict) -> None:
+        for name, value in result.items():
+            if isinstance(value, (int, float)) and value is not None:
+                values.setdefault(prefix + name, []).append(float(value))
+
+    for repeat in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="jaxvis-bench-xla-") as cache:
+            env = {**os.environ, "JAXVIS_COMPILATION_CACHE": cache}
+            cold = in_fresh_process(script, "jaxvis", *job, env=env)
+            cached = in_fresh_process(script, "jaxvis", *job, env=env)
+        theirs = in_fresh_process(script, peer, *job)
+        add("", {**cold, "cold": cold["first"], "warm": cold["second"], "cached": cached["first"]})
+        add("peer_", {**theirs, "cold": theirs["first"], "warm": theirs["second"]})
+        print(f"  {peer} {job}, repeat {repeat}: jaxvis cold {cold['first']:.1f}s warm {cold['second']:.1f}s "
+              f"cached {cached['first']:.1f}s | {peer} {theirs['first']:.1f}s / {theirs['second']:.1f}s", flush=True)
+    return {name: median(v) for name, v in values.items()}
+
+
+def speedup_cells(m: dict[str, float]) -> list[str]:
+    """Seconds of both sides and the peer-over-jaxvis ratios for cold, warm and cached calls."""
+    return [f"{m['cold']:.1f}", f"{m['warm']:.1f}", f"{m['cached']:.1f}", f"{m['peer_cold']:.1f}",
+            f"{m['peer_warm']:.1f}", f"**{m['peer_cold'] / m['cold']:.2f}x**", f"**{m['peer_warm'] / m['warm']:.2f}x**",
+            f"{m['peer_cold'] / m['cached']:.2f}x"]
+
+
+SPEEDUP_HEADER = ["jaxvis cold s", "jaxvis warm s", "jaxvis cached s", "peer first s", "peer second s",
+                  "speed-up cold", "speed-up warm", "speed-up cached"]
+
+END_TO_END = (
+    "Seconds of the call alone, each in a fresh process: *cold* = jaxvis's first call with an empty compilation "
+    "cache; *warm* = its second call in that process; *cached* = the first call of a new process whose "
+    "compilation cache the cold run filled. Speed-ups are the peer's seconds over jaxvis's (cold and cached: "
+    "against the peer's first call; warm: its second). Medians over alternating repeats."
+)
+
+
+def matmul_gflops(size: int = 2048, runs: int = 5) -> float:
+    """This machine's float32 matmul rate through XLA (median of `runs`), the peak the hot steps are held to."""
     import jax
-    from jax.experimental.compilation_cache import compilation_cache
+    import jax.numpy as jnp
 
-    from jaxvis.compilation_cache import enable_compilation_cache
-
-    with tempfile.TemporaryDirectory(prefix="jaxvis-bench-xla-") as directory:
-        enable_compilation_cache(directory)
-        try:
-            run()  # fills the cache
-            return run()[1]
-        finally:
-            jax.config.update("jax_compilation_cache_dir", None)
-            compilation_cache.reset_cache()
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    product = jax.jit(jnp.matmul)
+    product(a, a).block_until_ready()
+    return 2 * size**3 / median(seconds(lambda: product(a, a).block_until_ready(), runs)) / 1e9
 
 
 def keep_row(name: str, job: str, row: list[str]) -> list[list[str]]:
@@ -127,20 +165,3 @@ def keep_row(name: str, job: str, row: list[str]) -> list[list[str]]:
     rows[job] = row
     record.write_text(json.dumps(rows, indent=1))
     return list(rows.values())
-
-
-def versus_torch_table(name: str, job: str, rates: dict[str, tuple[float, float]], warm: float | None, repeats: int,
-                       unit: str, write: bool) -> str:
-    """The jaxvis-vs-torch table of benchmark `name`: this `job`'s row added to the kept ones (when `write`).
-
-    rates: median (steady, end-to-end) `unit`/s of "jaxvis" and "torch"; warm: jaxvis end to end with a
-    filled compilation cache (None: not measured).
-    """
-    (jax_steady, jax_total), (torch_steady, torch_total) = rates["jaxvis"], rates["torch"]
-    row = [job, f"{jax_steady:.2f}", f"{torch_steady:.2f}", f"**{jax_steady / torch_steady:.2f}x**",
-           f"{jax_total:.2f}", f"{torch_total:.2f}", f"**{jax_total / torch_total:.2f}x**",
-           "-" if warm is None else f"{warm:.2f}", "-" if warm is None else f"{warm / torch_total:.2f}x", str(repeats)]
-    rows = keep_row(name, job, row) if write else [row]
-    return markdown_table(
-        ["job", f"jaxvis {unit}/s", f"torch {unit}/s", "jaxvis / torch", "end to end jaxvis", "end to end torch",
-         "end to end ratio", "jaxvis, warm compilation cache", "ratio, warm cache", "repeats"], rows)

@@ -1,4 +1,4 @@
-"""DeepDream, jaxvis vs a PyTorch implementation of the same algorithm, alternately in one run.
+"""DeepDream, jaxvis vs a PyTorch implementation of the same algorithm, in alternating fresh processes.
 
 Both: MobileNetV2 (identical real weights), scikit-image's `astronaut` photo, the
 original notebook's recipe -- octaves (scale 1.4), steps per octave, random roll
@@ -8,13 +8,15 @@ octave to octave.  The torch side captures the layer with a forward hook.
 
     python benchmarks/deepdream_vs_torch.py [--size 384] [--octaves 4] [--steps 10] [--repeats 3]
 
-Reports image-steps/s (octave steps over wall time): steady state (each octave's
-first step left out on both sides; jaxvis compiles there) and end to end.
+Reports steps/s in steady state (each octave's first step left out on both
+sides) and the seconds a user waits for a call, cold, warm and with the
+compilation cache filled, each in a fresh process (`common.compare_in_fresh_processes`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -27,7 +29,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import alternate, machine, torch_mobilenet_v2, versus_torch_table, warm_cache_seconds, write_section  # noqa: E402
+from common import (END_TO_END, SPEEDUP_HEADER, compare_in_fresh_processes, keep_row, machine,  # noqa: E402
+                    markdown_table, speedup_cells, torch_mobilenet_v2, write_section)
 from jaxvis.io import read_image, resize  # noqa: E402
 from jaxvis.methods.deepdream import DEFAULTS, octave_sizes  # noqa: E402
 
@@ -75,36 +78,56 @@ def jax_dream(model: jaxvis.Model, image: np.ndarray, layer: str, octaves: int, 
     return result.images[0, 0], steady, total
 
 
+def photo(size: int) -> np.ndarray:
+    image = read_image("sample:astronaut")
+    scale = size / max(image.shape[:2])
+    return resize(image, round(image.shape[0] * scale), round(image.shape[1] * scale))
+
+
+def jaxvis_worker(size: int, layer: str, octaves: int, steps: int) -> dict:
+    model = jaxvis.load("mobilenet_v2")
+    calls = [jax_dream(model, photo(size), layer, octaves, steps) for _ in range(2)]
+    return {"first": calls[0][2], "second": calls[1][2], "steady": calls[1][1]}
+
+
+def torch_worker(size: int, layer: str, octaves: int, steps: int) -> dict:
+    reference = torch_mobilenet_v2(jaxvis.load("mobilenet_v2"))
+    calls = [torch_dream(reference, photo(size), layer, octaves, steps) for _ in range(2)]
+    return {"first": calls[0][2], "second": calls[1][2], "steady": calls[1][1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=384, help="longer side of the photo in pixels")
     parser.add_argument("--layer", default="features.10")
-    parser.add_argument("--octaves", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--octaves", type=int, default=DEFAULTS.octaves)
+    parser.add_argument("--steps", type=int, default=DEFAULTS.steps)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.worker:
+        who, size, layer, octaves, steps = args.worker
+        worker = {"jaxvis": jaxvis_worker, "torch": torch_worker}[who]
+        print(json.dumps(worker(int(size), layer, int(octaves), int(steps))))
+        return
 
-    photo = read_image("sample:astronaut")
-    scale = args.size / max(photo.shape[:2])
-    photo = resize(photo, round(photo.shape[0] * scale), round(photo.shape[1] * scale))
-    model = jaxvis.load("mobilenet_v2")
-    reference = torch_mobilenet_v2(model)
-    runs = {"jaxvis": lambda: jax_dream(model, photo, args.layer, args.octaves, args.steps)[1:],
-            "torch": lambda: torch_dream(reference, photo, args.layer, args.octaves, args.steps)[1:]}
-    all_steps = args.octaves * args.steps
-    rates = alternate(runs, args.octaves * (args.steps - 1), all_steps, args.repeats)
-    warm = all_steps / warm_cache_seconds(runs["jaxvis"])
-    job = f"{photo.shape[0]}x{photo.shape[1]} photo, {args.layer}, {args.octaves} octaves x {args.steps} steps"
-    table = versus_torch_table("deepdream_vs_torch", job, rates, warm, args.repeats, "steps", not args.no_write)
+    m = compare_in_fresh_processes(__file__, "torch", (args.size, args.layer, args.octaves, args.steps),
+                                   args.repeats)
+    shape = photo(args.size).shape
+    steady_work = args.octaves * (args.steps - 1)
+    job = f"{shape[0]}x{shape[1]} photo, {args.layer}, {args.octaves} octaves x {args.steps} steps"
+    row = [job, f"{steady_work / m['steady']:.2f}", f"{steady_work / m['peer_steady']:.2f}",
+           f"**{m['peer_steady'] / m['steady']:.2f}x**", *speedup_cells(m), str(args.repeats)]
+    rows = keep_row("deepdream_vs_torch", job, row) if not args.no_write else [row]
+    table = markdown_table(["job", "jaxvis steps/s", "torch steps/s", "steady speed-up", *SPEEDUP_HEADER, "repeats"],
+                           rows)
     text = (
         "## DeepDream vs PyTorch (`benchmarks/deepdream_vs_torch.py`)\n\n"
         f"Machine: {machine()}. MobileNetV2 (identical real weights), the original notebook's recipe on both "
-        "sides. Steady state leaves out each octave's first step on both sides (jaxvis compiles there); end to "
-        "end includes everything, with jaxvis compiling one program per octave (cold); the warm-cache column "
-        "repeats the jaxvis run with XLA's persistent compilation cache filled by an identical run. Medians of "
-        "alternating repeats (the last column).\n\n" + table
+        "sides. Steady state leaves out each octave's first step on both sides, measured in the second call. "
+        f"{END_TO_END} jaxvis compiles one program per octave size.\n\n" + table
     )
     if not args.no_write:
         write_section("deepdream_vs_torch", text)

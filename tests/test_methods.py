@@ -142,16 +142,17 @@ def test_dream_refuses_octaves_smaller_than_the_model_accepts(mobilenet):
 
 def test_feature_inversion_reconstructs_several_images_in_parallel(mobilenet):
     originals = np.stack([center_crop_resize(read_image(f"sample:{n}"), 96) for n in ("chelsea", "coffee")])
-    result = reconstruct(mobilenet, originals, "features.6", steps=150, progress=False)
+    result = reconstruct(mobilenet, originals, "features.6", steps=400, progress=False)
     assert result.images.shape == (2, 1, 96, 96, 3)
     assert np.all(result.history[-1] > result.history[0])
-    noise = np.random.default_rng(0).random(originals.shape[1:]).astype(np.float32)
 
-    def correlation(a, b):
-        return np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    def coarse_correlation(a, b):  # on 12 x 12 blocks: the layout, not the pixel noise
+        blocks = lambda x: x.reshape(12, 8, 12, 8, 3).mean(axis=(1, 3)).ravel()  # noqa: E731
+        return np.corrcoef(blocks(a), blocks(b))[0, 1]
 
-    for original, rebuilt in zip(originals, result.images[:, 0]):
-        assert correlation(rebuilt, original) > correlation(noise, original) + 0.15
+    for k, rebuilt in enumerate(result.images[:, 0]):  # each from its own photo's activations, not the other's
+        own, other = coarse_correlation(rebuilt, originals[k]), coarse_correlation(rebuilt, originals[1 - k])
+        assert own > 0.3 and own > other + 0.1, (k, own, other)
 
 
 # --- style transfer --------------------------------------------------------------------------------

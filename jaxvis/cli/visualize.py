@@ -40,7 +40,7 @@ def add_commands(commands: Any) -> None:
     vis.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
     vis.add_argument("--relu-override-steps", type=int, default=16,
                      help="steps with Lucid's redirected ReLU gradient at the start (0: off)")
-    vis.add_argument("--batch-size", type=int, default=32,
+    vis.add_argument("--group-size", type=int, default=32,
                      help="units optimized together in one vectorized program (a group)")
     vis.add_argument("--images", type=int, default=1, help="images per unit")
     vis.add_argument("--diversity", type=float, default=0.0, help="weight of the diversity term (with --images > 1)")
@@ -64,7 +64,7 @@ def run_visualize(args: argparse.Namespace) -> None:
     # The whole request is checked before anything loads or compiles.
     arch = architecture(args.name)
     layer = args.layer or arch.default_layer
-    for name in ("steps", "images", "ensemble", "batch_size", "checkpoint_every"):
+    for name in ("steps", "images", "ensemble", "group_size", "checkpoint_every"):
         if getattr(args, name) < 1:
             raise JaxvisError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     unit_spec, _ = check_request(arch, f"{layer}:{args.channels}", objective=args.objective, param=args.param,
@@ -78,9 +78,9 @@ def run_visualize(args: argparse.Namespace) -> None:
     options = dict(objective=args.objective, size=args.size, steps=args.steps, seed=args.seed, param=args.param,
                    lr=args.lr, batch=args.images, ensemble=args.ensemble, diversity=args.diversity,
                    relu_override_steps=args.relu_override_steps)
-    groups = [units[i : i + args.batch_size] for i in range(0, len(units), args.batch_size)]
+    groups = [units[i : i + args.group_size] for i in range(0, len(units), args.group_size)]
     print(f"jaxvis: {arch.name} {layer}: {len(units)} units x {args.steps} steps in {len(groups)} group"
-          f"{'s' if len(groups) > 1 else ''} of up to {args.batch_size}; optimization state in {state_dir}",
+          f"{'s' if len(groups) > 1 else ''} of up to {args.group_size}; optimization state in {state_dir}",
           file=sys.stderr)
     model = load_model(args.name, args.weights)
     out = prepare_output(out)

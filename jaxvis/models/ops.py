@@ -22,12 +22,12 @@ Pair = tuple[int, int]
 
 @dataclass(frozen=True)
 class FastPaths:
-    """Numerically equivalent rewrites that are faster for a frozen network (DESIGN.md §4).
+    """Numerically equivalent rewrites that are faster for a frozen network (`benchmarks/forward_grad.py`).
 
     fold_batchnorm: BatchNorm folded into the preceding conv's kernel and bias.
     pointwise_as_matmul: 1x1 convolutions computed as one matrix product.
     depthwise_as_shifts: depthwise kxk convolutions as a sum of k*k shifted
-        elementwise products (XLA's CPU depthwise conv is 6-10x slower).
+        elementwise products (XLA's CPU depthwise convolution is slow).
     Captured and edited activations are always those of the torch layer: a conv
     whose own output is requested is computed unfused.
     """
@@ -171,7 +171,7 @@ def materialize(x: Array, key: Array) -> Array:
 
     XLA:CPU otherwise fuses a depthwise conv's k*k-term sum into its backward pass, where
     every input-gradient element re-evaluates it for each of the k*k output positions it
-    feeds (MobileNetV2 forward+backward went from 0.4-0.8x torch's speed to 1.1-1.6x).  A conditional
+    feeds, which made MobileNetV2's forward + backward slower than torch's.  A conditional
     is a fusion boundary XLA keeps (its optimization_barrier is dropped on CPU); the predicate
     reads the unbatched weights, so it stays a real branch under vmap over images.
     """

@@ -1,0 +1,110 @@
+"""Where compile time goes: tracing, lowering and XLA for the programs of the default visualization, PII and DeepDream.
+
+    python benchmarks/compile_phases.py [--repeats 3]
+
+Each program is compiled in a fresh process with the compilation caches off
+(what a first run ever pays), `repeats` times; medians.  Rows:
+
+- the default `jaxvis visualize mobilenet_v2` step program (16 units, 128 px upsampled to
+  224, Lucid's transforms, ReLU redirection compiled in) and the same without the redirection;
+- its initialization program (Fourier parameters and Adam state), with jax's partitionable
+  threefry (jax's default) and with the non-partitionable form jaxvis traces its programs in;
+- one Plug-In Inversion stage (4 classes, ensemble 8, 128 px: the 64 px stage) and one DeepDream
+  octave (features.10, 274 x 274).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from common import in_fresh_process, machine, markdown_table, median, write_section  # noqa: E402
+
+JOBS = {
+    "visualize step (default)": "visualize",
+    "visualize step, no ReLU redirection": "visualize-plain",
+    "visualize init, non-partitionable threefry (jaxvis)": "init",
+    "visualize init, partitionable threefry (jax default)": "init-partitionable",
+    "PII stage, 64 px": "pii",
+    "DeepDream octave, 274 px": "dream",
+}
+
+
+def worker(job: str) -> dict:
+    import numpy as np
+
+    import jaxvis
+    from jaxvis import programs
+    from jaxvis.plan import INIT_STATE, RUN_CHUNK
+
+    model = jaxvis.load("mobilenet_v2")
+    model.layers  # the layer-name table, traced once per process, is not part of any program
+    if job.startswith("visualize"):
+        from jaxvis.visualize import run_visualization
+
+        run_visualization(model, "features.14:0-15", steps=1, progress=False,
+                          relu_override_steps=0 if job.endswith("plain") else 16)
+    elif job.startswith("init"):
+        from jaxvis import param, transforms
+        from jaxvis.optimizers import adam
+        from jaxvis.plan import Plan
+
+        plan = Plan(param.fourier(128), adam(0.05), transforms.lucid_standard(224), transforms.identity(),
+                    ("features.14",))
+        if job == "init-partitionable":  # trace as jax would by default
+            programs.PARTITIONABLE_THREEFRY = True
+        _, times = INIT_STATE.executable(plan, np.int32(0), np.arange(16, dtype=np.int32))
+        return times.as_dict()
+    elif job == "pii":
+        from dataclasses import replace
+
+        from jaxvis.methods.pii import DEFAULTS, plug_in_inversion
+
+        plug_in_inversion(model, [1, 130, 207, 309], size=128, ensemble=8, steps=1, progress=False,
+                          recipe=replace(DEFAULTS, chunk=1))
+    elif job == "dream":
+        from jaxvis.io import read_image, resize
+        from jaxvis.methods import dream
+
+        photo = read_image("sample:astronaut")
+        dream(model, resize(photo, 384, 384), "features.10", octaves=2, steps=1, progress=False)
+    _, times = RUN_CHUNK.last_compile
+    return times.as_dict()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--worker", nargs=1, help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    if args.worker:
+        print(json.dumps(worker(args.worker[0])))
+        return
+    env = {**os.environ, "JAXVIS_COMPILATION_CACHE": "off"}
+    rows = []
+    for label, job in JOBS.items():
+        runs = [in_fresh_process(__file__, job, env=env) for _ in range(args.repeats)]
+        phases = {k: median([r[k] for r in runs]) for k in ("trace_s", "lower_s", "compile_s")}
+        total = sum(phases.values())
+        rows.append([label, f"{phases['trace_s']:.2f}", f"{phases['lower_s']:.2f}", f"{phases['compile_s']:.2f}",
+                     f"**{total:.2f}**", str(args.repeats)])
+        print(rows[-1], flush=True)
+    table = markdown_table(["program", "tracing s", "lowering s", "XLA compile s", "total s", "repeats"], rows)
+    text = ("## Compile time by phase (`benchmarks/compile_phases.py`)\n\n"
+            f"Machine: {machine()}. Each program compiled in a fresh process with the compilation caches off; "
+            "medians. Tracing = Python building the jaxpr (Flax modules, vmap, autodiff); lowering = StableHLO; "
+            "XLA compile = optimization and LLVM code generation.\n\n" + table)
+    if not args.no_write:
+        write_section("compile_phases", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
