@@ -120,10 +120,77 @@ def test_visualize_refuses_an_unwritable_output_directory(capsys, tmp_path):
     assert code == 2 and "cannot write to output directory" in err
 
 
-def test_visualize_out_of_range_channel(capsys, tmp_path):
-    code, _, err = run(capsys, "visualize", "mobilenet_v2", "features.14", "--channels", "158-161",
-                       "--out", str(tmp_path), "--steps", "1")
-    assert code == 2 and "valid units are 0-159" in err
+@pytest.fixture()
+def no_model_loading(monkeypatch):
+    """Loading the weights fails the test: these requests must be refused before that."""
+    import jaxvis.cli.visualize as command
+
+    def refuse(*_):
+        raise AssertionError("the model was loaded before the request was checked")
+
+    monkeypatch.setattr(command, "load_model", refuse)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("features.14", "--channels", "0-5000"), "it has 160 channels, so valid units are 0-159"),
+        (("features.14", "--channels", "158-161"), "valid units are 0-159"),
+        (("feature.14",), "nearest: features.14"),
+        (("features.14", "--size", "4"), "too small"),
+        (("features.14", "--steps", "0"), "--steps must be at least 1"),
+    ],
+)
+def test_visualize_checks_the_whole_request_before_loading_or_creating_anything(capsys, tmp_path,
+                                                                                  no_model_loading, args, message):
+    out = tmp_path / "not-yet"
+    code, _, err = run(capsys, "visualize", "mobilenet_v2", *args, "--out", str(out))
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_an_interrupted_run_keeps_its_state_under_the_cache_and_resumes(capsys, tmp_path, monkeypatch):
+    import importlib
+
+    command = importlib.import_module("jaxvis.visualize")  # the CLI imports run_visualization from here as it runs
+    from jaxvis.cli.common import run_directory
+
+    out = tmp_path / "vis"
+    args = ("visualize", "mobilenet_v2", "features.10", "--channels", "2,5", "--group-size", "1", "--size", "32",
+            "--steps", "4", "--checkpoint-every", "2", "--out", str(out))
+    real = command.run_visualization
+    calls = []
+
+    def interrupted_in_the_second_group(*a, **k):
+        calls.append(a[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(command, "run_visualization", interrupted_in_the_second_group)
+    code, _, err = run(capsys, *args)
+    assert code == 130 and "--resume" in err
+    state = run_directory(out)
+    assert (state / "group_1").is_dir() and not (out / "checkpoints").exists()  # state in the cache, not in --out
+    assert sorted(p.name for p in out.glob("unit_*.png")) == ["unit_0002.png"]  # the finished group is kept
+    monkeypatch.setattr(command, "run_visualization", real)
+    code, _, err = run(capsys, *args, "--resume")
+    assert code == 0, err
+    assert "resuming from" in err  # group 1 came from its checkpoint
+    assert sorted(p.name for p in out.glob("unit_*.png")) == ["unit_0002.png", "unit_0005.png"]
+    assert not state.exists()  # complete: nothing left to resume
+
+
+def test_version_and_help_with_examples(capsys):
+    from jaxvis import __version__
+
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"jaxvis {__version__}"
+    for command in ("visualize", "invert", "dream", "reconstruct", "style", "layers", "classify"):
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0 and "examples:" in out and f"jaxvis {command} " in out, command
+    code, out, _ = run(capsys, "visualize", "--help")
+    assert "--seed" in out and "{fourier,pixel,maco}" in out and "(default: 512)" in out
 
 
 def test_invert_writes_class_images_gallery_and_record_with_names(capsys, tmp_path):
