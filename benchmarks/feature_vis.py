@@ -39,8 +39,8 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import (END_TO_END, SPEEDUP_HEADER, compare_in_fresh_processes, machine, markdown_table,  # noqa: E402
-                    matmul_gflops, speedup_cells, torch_mobilenet_v2, write_section)
+from common import (END_TO_END, SPEEDUP_HEADER, compare_in_fresh_processes, keep_row, machine,  # noqa: E402
+                    markdown_table, matmul_gflops, speedup_cells, torch_mobilenet_v2, write_section)
 
 LAYER, SIZE, LR = "features.14", 128, 0.05
 
@@ -130,31 +130,34 @@ def main() -> None:
 
     peak = matmul_gflops()
     print(f"matmul peak here: {peak:.0f} GFLOP/s", flush=True)
-    rows = []
-    for peer in args.peers:
-        for neurons in (args.neurons if peer == "lucent" else args.dreams_neurons):
-            for steps in args.steps:
-                repeats = 1 if neurons in args.once else args.repeats
-                m = compare_in_fresh_processes(__file__, peer, (neurons, steps), repeats)
-                gflops = m["step_flops"] / m["step_s"] / 1e9
-                compile_s = m["trace_s"] + m["lower_s"] + m["compile_s"] + m["init_s"]
-                rows.append([peer, str(neurons), str(steps), *speedup_cells(m), f"{neurons / m['step_s']:.1f}",
-                             f"{compile_s:.1f}", f"{gflops:.0f} ({gflops / peak:.0%})", str(repeats)])
-    table = markdown_table(
-        ["peer", "neurons", "steps", *SPEEDUP_HEADER, "jaxvis neuron-steps/s (hot)", "jaxvis compile s (cold)",
-         "hot step GFLOP/s (of matmul peak)", "repeats"], rows)
-    text = (
-        "## Feature visualization vs Lucent and torch-dreams (`benchmarks/feature_vis.py`)\n\n"
-        f"Machine: {machine()}; float32 matmul peak measured {peak:.0f} GFLOP/s. MobileNetV2 `{LAYER}` channels, "
-        f"Lucid's defaults on both sides ({SIZE} px upsampled to 224, Fourier + decorrelated param, standard "
-        f"transforms, Adam {LR}); torch-lucent 0.1.8 with kornia 0.4.1; torch-dreams 4.0.0 rendering K 224 px "
-        f"images one by one. {END_TO_END} jaxvis's second call uses another seed. The hot step: neuron-steps/s "
-        "of the warm call's steady state; its flops are XLA's cost analysis of the loop body; compile s = "
-        "tracing + lowering + XLA + the initialization program, cold.\n\n" + table
-    )
-    if not args.no_write:
-        write_section("feature_vis", text)
-    print(text)
+    jobs = [(peer, neurons, steps) for peer in args.peers
+            for neurons in (args.neurons if peer == "lucent" else args.dreams_neurons) for steps in args.steps]
+    for peer, neurons, steps in jobs:  # each finished job is kept and written at once: a stopped run loses none
+        repeats = 1 if neurons in args.once else args.repeats
+        m = compare_in_fresh_processes(__file__, peer, (neurons, steps), repeats)
+        gflops = m["step_flops"] / m["step_s"] / 1e9
+        compile_s = m["trace_s"] + m["lower_s"] + m["compile_s"] + m["init_s"]
+        row = [peer, str(neurons), str(steps), *speedup_cells(m), f"{neurons / m['step_s']:.1f}",
+               f"{compile_s:.1f}", f"{gflops:.0f} ({gflops / peak:.0%})", str(repeats)]
+        rows = keep_row("feature_vis", f"{peer} {neurons} {steps}", row) if not args.no_write else [row]
+        rows = sorted(rows, key=lambda r: (r[0] != "lucent", r[0], int(r[1]), int(r[2])))
+        table = markdown_table(
+            ["peer", "neurons", "steps", *SPEEDUP_HEADER, "jaxvis neuron-steps/s (hot)", "jaxvis compile s (cold)",
+             "hot step GFLOP/s (of matmul peak)", "repeats"], rows)
+        text = (
+            "## Feature visualization vs Lucent and torch-dreams (`benchmarks/feature_vis.py`)\n\n"
+            f"Machine: {machine()}; float32 matmul peak measured {peak:.0f} GFLOP/s in the latest run (each row's "
+            f"share is of the peak measured in its own run). MobileNetV2 `{LAYER}` channels, "
+            f"Lucid's defaults on both sides ({SIZE} px upsampled to 224, Fourier + decorrelated param, standard "
+            f"transforms, Adam {LR}); torch-lucent 0.1.8 with kornia 0.4.1; torch-dreams 4.0.0 rendering K 224 px "
+            f"images one by one. {END_TO_END} jaxvis's second call uses another seed. The hot step: neuron-steps/s "
+            "of the warm call's steady state; its flops are XLA's cost analysis of the loop body; compile s = "
+            "tracing + lowering + XLA + the initialization program, cold. Each row is kept in "
+            "`benchmarks/feature_vis.json` as it finishes; a job not in the table was not measured.\n\n" + table
+        )
+        if not args.no_write:
+            write_section("feature_vis", text)
+        print(text, flush=True)
 
 
 if __name__ == "__main__":

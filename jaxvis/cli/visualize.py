@@ -12,7 +12,7 @@ from typing import Any
 from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model, minutes, run_directory
 from jaxvis.errors import JaxvisError
 
-EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps
+EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps (~4 min, 2 CPU cores)
   jaxvis visualize mobilenet_v2 features.10 --channels 0-63 --steps 256 --out runs/f10
   jaxvis visualize googlenet inception4a --channels 3,7,9 --param maco --images 4 --diversity 100
   jaxvis visualize mobilenet_v2 logits --objective logit --channels 1,207,980
