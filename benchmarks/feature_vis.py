@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", type=int, default=[64, 512])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--once", nargs="*", type=int, default=[32],
-                        help="neuron counts measured with one repeat only (their 512-step Lucent run takes ~15 min)")
+                        help="neuron counts measured with one repeat only (their Lucent runs are the longest)")
     parser.add_argument("--peers", nargs="+", default=["lucent", "torch-dreams"], choices=["lucent", "torch-dreams"])
     parser.add_argument("--dreams-neurons", nargs="+", type=int, default=[1, 8],
                         help="torch-dreams renders one image at a time: compared at these neuron counts")
