@@ -11,8 +11,8 @@ cache (`jaxvis.compilation_cache`) is switched on before the first one, so a
 new process with the same shapes loads the program from disk.  Programs made
 only of jaxvis's own pieces are also kept whole, as serialized executables under
 that cache's `executables/` folder, keyed on jaxvis's source code, the jax
-version, the device and the arguments' structure and shapes: a new process then
-skips tracing and lowering too.
+version, the device, the host processor and the arguments' structure and shapes:
+a new process then skips tracing and lowering too.
 
 A compilation that takes longer than a few seconds is announced once per
 process on stderr, with where its result is cached.
@@ -161,8 +161,10 @@ def _stored_path(location: Path, name: str, args: tuple) -> Path | None:
     structure = re.sub(r" at 0x[0-9a-f]+", "", str(treedef))
     shapes = [(tuple(np.shape(leaf)), str(getattr(leaf, "dtype", np.asarray(leaf).dtype)), _weak(leaf),
                str(getattr(leaf, "sharding", None))) for leaf in leaves]
+    from jaxvis.compilation_cache import host_processor
+
     device = jax.devices()[0]
-    key = hashlib.sha256(repr((_source_digest(), jax.__version__, jax.lib.__version__,
+    key = hashlib.sha256(repr((_source_digest(), jax.__version__, jax.lib.__version__, host_processor(),
                                 device.platform, device.device_kind, jax.device_count(),
                                 os.environ.get("XLA_FLAGS", ""), PARTITIONABLE_THREEFRY, structure,
                                 shapes)).encode()).hexdigest()[:32]

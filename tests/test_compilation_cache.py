@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxvis.compilation_cache import ENV, enable_compilation_cache
+from jaxvis.compilation_cache import ENV, enable_compilation_cache, host_processor
 
 
 @pytest.fixture
@@ -30,8 +30,22 @@ def test_off_leaves_jax_without_a_cache(unconfigured, monkeypatch):
 def test_default_is_under_the_jaxvis_cache(unconfigured, monkeypatch, tmp_path):
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.setenv("JAXVIS_CACHE", str(tmp_path))
-    assert enable_compilation_cache() == tmp_path / "xla"
-    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
+    assert enable_compilation_cache() == tmp_path / "xla" / host_processor()
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla" / host_processor())
+
+
+def test_each_processor_has_its_own_folder(unconfigured, monkeypatch, tmp_path):
+    """XLA's host code is for the processor that compiled it: another processor must not load it."""
+    here = enable_compilation_cache(tmp_path)
+    jax.config.update("jax_compilation_cache_dir", None)
+    monkeypatch.setattr("platform.machine", lambda: "another-architecture")
+    host_processor.cache_clear()
+    try:
+        elsewhere = enable_compilation_cache(tmp_path)
+    finally:
+        host_processor.cache_clear()
+    assert here.parent == elsewhere.parent == tmp_path
+    assert here != elsewhere and here.name.startswith("cpu-") and elsewhere.name.startswith("cpu-")
 
 
 def test_a_directory_the_user_configured_is_kept(unconfigured, tmp_path):
