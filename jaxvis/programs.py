@@ -51,6 +51,7 @@ class CompileTimes:
     lower_s: float
     compile_s: float
     loaded: bool = False  # read from the executable store instead (compile_s: the seconds it took)
+    from_xla_cache: bool = False  # XLA's step was a hit in its persistent cache
 
     @property
     def total_s(self) -> float:
@@ -102,7 +103,9 @@ class Program:
             if executable is not None:
                 return executable, CompileTimes(0.0, 0.0, time.perf_counter() - start, loaded=True)
         executable, times = self._compile(args, location)
-        if path is not None:
+        # What XLA's persistent cache hands back serializes without all of its kernels (a later load
+        # fails with "Function ... not found"), so only freshly compiled executables are stored.
+        if path is not None and not times.from_xla_cache:
             _write_executable(path, executable)
         return executable, times
 
@@ -119,12 +122,30 @@ class Program:
                 traced_at = time.perf_counter()
                 lowered = traced.lower()
             lowered_at = time.perf_counter()
+            hits_before = _xla_cache_hits()
             executable = lowered.compile()
             done = time.perf_counter()
         finally:
             timer.cancel()
         self.compilations += 1
-        return executable, CompileTimes(traced_at - start, lowered_at - traced_at, done - lowered_at)
+        return executable, CompileTimes(traced_at - start, lowered_at - traced_at, done - lowered_at,
+                                        from_xla_cache=_xla_cache_hits() > hits_before)
+
+
+_hits = threading.local()  # this thread's count of XLA persistent-cache hits
+XLA_CACHE_HIT = "/jax/compilation_cache/cache_hits"
+
+
+def _count_hit(event: str, **_: Any) -> None:
+    if event == XLA_CACHE_HIT:
+        _hits.count = getattr(_hits, "count", 0) + 1
+
+
+jax.monitoring.register_event_listener(_count_hit)
+
+
+def _xla_cache_hits() -> int:
+    return getattr(_hits, "count", 0)
 
 
 def signature(args: Any) -> tuple:
