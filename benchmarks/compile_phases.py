@@ -45,7 +45,7 @@ def worker(job: str) -> dict:
     model = jaxvis.load("mobilenet_v2")
     model.layers  # the layer-name table, traced once per process, is not part of any program
     if job.startswith("visualize"):
-        from jaxvis.visualize import run_visualization
+        from jaxvis.methods.feature_visualization import run_visualization
 
         run_visualization(model, "features.14:0-15", steps=1, progress=False,
                           relu_override_steps=0 if job.endswith("plain") else 16)

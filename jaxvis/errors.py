@@ -49,5 +49,9 @@ class InvalidImageError(JaxvisError, ValueError):
     """Images must be float NHWC with 3 channels, at least the model's minimum size."""
 
 
+class UnitRangeError(JaxvisError, ValueError):
+    """Units that a layer does not have, or a unit list that cannot be read."""
+
+
 class MethodOptionError(JaxvisError, ValueError):
     """An option of a method (DeepDream, style transfer, ...) that cannot work as given."""

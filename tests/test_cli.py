@@ -152,7 +152,7 @@ def test_visualize_checks_the_whole_request_before_loading_or_creating_anything(
 def test_an_interrupted_run_keeps_its_state_under_the_cache_and_resumes(capsys, tmp_path, monkeypatch):
     import importlib
 
-    command = importlib.import_module("jaxvis.visualize")  # the CLI imports run_visualization from here as it runs
+    command = importlib.import_module("jaxvis.methods.feature_visualization")  # the CLI imports run_visualization from here as it runs
     from jaxvis.cli.common import run_directory
 
     out = tmp_path / "vis"

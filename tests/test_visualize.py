@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis.visualize import UnitRangeError, parse_units, run_visualization
+from jaxvis.errors import UnitRangeError
+from jaxvis.methods.feature_visualization import run_visualization
+from jaxvis.request import parse_units
 
 LAYER = "features.10"
 

@@ -31,7 +31,8 @@ EPILOG = """examples:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(invoked(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
@@ -46,16 +47,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+GROUPS = (info, visualize, methods)  # each module's COMMANDS, in the order `jaxvis --help` lists them
+
+
+def invoked(argv: Sequence[str]) -> str | None:
+    """The command named in `argv`, if it is one (the first word that is not an option)."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return first if any(first in group.COMMANDS for group in GROUPS) else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or only for `command` (its options can need a method's defaults,
+    which import jax: building only the one asked for keeps a bad request's answer immediate)."""
     from jaxvis import __version__
 
     parser = argparse.ArgumentParser(prog="jaxvis", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"jaxvis {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
-    info.add_commands(commands)
-    visualize.add_commands(commands)
-    methods.add_commands(commands)
+    for group in GROUPS:
+        if command is None or command in group.COMMANDS:
+            group.add_commands(commands)
     return parser
 
 

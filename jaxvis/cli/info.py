@@ -11,6 +11,9 @@ from jaxvis.cli.common import add_parser, load_model, print_table
 from jaxvis.errors import JaxvisError
 
 
+COMMANDS = ("models", "layers", "classify", "convert")
+
+
 def add_commands(commands: Any) -> None:
     models = add_parser(commands, "models", "list the architectures and whether their weights are on this machine",
                         "  jaxvis models")

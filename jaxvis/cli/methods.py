@@ -22,6 +22,9 @@ from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, finish, load
 from jaxvis.errors import JaxvisError, UnknownLayerError
 
 
+COMMANDS = ("invert", "dream", "reconstruct", "style")
+
+
 def add_commands(commands: Any) -> None:
     from jaxvis.methods import INVERSIONS
     from jaxvis.methods.deepdream import DEFAULTS as DREAM

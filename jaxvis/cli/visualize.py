@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import converters
 from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model, minutes, run_directory
 from jaxvis.errors import JaxvisError
 
@@ -20,22 +21,24 @@ An interrupted run keeps its optimization state under $JAXVIS_CACHE/runs/ (defau
 the same command with --resume continues it, and the state is removed once the run is complete."""
 
 
+COMMANDS = ("visualize",)
+
+
 def add_commands(commands: Any) -> None:
-    from jaxvis.param import PARAMS
-    from jaxvis.visualize import OBJECTIVES
+    from jaxvis.request import OBJECTIVE_NAMES, PARAM_NAMES
 
     vis = add_parser(commands, "visualize", "feature visualization of a layer's units (Lucid's defaults)", EXAMPLES)
     vis.add_argument("name", help="architecture, e.g. mobilenet_v2 (`jaxvis models` lists them)")
     vis.add_argument("layer", nargs="?", help="layer name (default: a middle layer of the model; "
                      "`jaxvis layers NAME` lists them)")
     vis.add_argument("--channels", default="0-15", help="units: 7, 0-63 or 3,7,9")
-    vis.add_argument("--objective", default="channel", choices=list(OBJECTIVES),
+    vis.add_argument("--objective", default="channel", choices=OBJECTIVE_NAMES,
                      help="what to maximize: a channel's mean, the center neuron, a class logit or log-probability, "
                           "or the layer's DeepDream energy")
     vis.add_argument("--size", type=int, default=128, help="image size in pixels (smaller images are upsampled "
                      "to the model's input size before it, as Lucent does)")
     vis.add_argument("--steps", type=int, default=512, help="optimization steps")
-    vis.add_argument("--param", default="fourier", choices=list(PARAMS),
+    vis.add_argument("--param", default="fourier", choices=PARAM_NAMES,
                      help="image parameterization: Lucid's decorrelated Fourier, plain pixels, or MaCo (phase only)")
     vis.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
     vis.add_argument("--relu-override-steps", type=int, default=16,
@@ -56,13 +59,12 @@ def add_commands(commands: Any) -> None:
 def run_visualize(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from jaxvis.catalog import card
     from jaxvis.gallery import check_output, environment, prepare_output, write_gallery
-    from jaxvis.load import architecture
-    from jaxvis.optimize import OptimizationDiverged
-    from jaxvis.visualize import check_request, run_visualization
+    from jaxvis.request import check_request
 
-    # The whole request is checked before anything loads or compiles.
-    arch = architecture(args.name)
+    # The whole request is checked from the catalog, before jax, the weights or a compile.
+    arch = card(args.name)
     layer = args.layer or arch.default_layer
     for name in ("steps", "images", "ensemble", "group_size", "checkpoint_every"):
         if getattr(args, name) < 1:
@@ -71,6 +73,12 @@ def run_visualize(args: argparse.Namespace) -> None:
                                  size=args.size)
     units = unit_spec.units
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"{arch.name}-{layer}")
+    if args.weights and not Path(args.weights).expanduser().is_file():
+        raise converters.WeightFileError(f"weight file {args.weights} does not exist (or is not a file).")
+
+    from jaxvis.methods.feature_visualization import run_visualization
+    from jaxvis.optimize import OptimizationDiverged
+
     state_dir = run_directory(out)
     if not args.resume and state_dir.exists():
         shutil.rmtree(state_dir)  # an older interrupted run in this folder: starting afresh, as asked

@@ -28,6 +28,7 @@ from converters.resolve import WeightSource
 from jaxvis.errors import InvalidImageError, UnknownLayerError
 from jaxvis.models.ops import FastPaths
 from jaxvis.models.probe import Edit, Probe, StopForward
+from jaxvis.request import check_image_size
 
 Array = jax.Array
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -191,17 +192,7 @@ def check_image_shape(shape: tuple[int, ...], dtype: Any, arch: Architecture) ->
             f"{arch.name} takes float images in [0, 1]; got dtype {dtype}. "
             "Convert with images.astype(np.float32) / 255 for 8-bit images."
         )
-    height, width = shape[1:3]
-    if arch.fixed_size and (height, width) != (arch.input_size, arch.input_size):
-        raise InvalidImageError(
-            f"{arch.name} takes exactly {arch.input_size}x{arch.input_size} images (its token count is fixed); "
-            f"got {height}x{width}. Resize first, e.g. jax.image.resize(images, "
-            f"(n, {arch.input_size}, {arch.input_size}, 3), 'bilinear')."
-        )
-    if min(height, width) < arch.min_size:
-        raise InvalidImageError(
-            f"{arch.name} needs images of at least {arch.min_size}x{arch.min_size}; got {height}x{width}."
-        )
+    check_image_size(arch, *shape[1:3])
 
 
 jax.tree_util.register_dataclass(Model, data_fields=["variables"], meta_fields=["arch", "fast"])

@@ -1,0 +1,90 @@
+"""Feature visualization in one line, with Lucid/Lucent's defaults.
+
+    images = jaxvis.visualize(model, "features.14:0-15", size=128, steps=512, seed=0)   # (16, 128, 128, 3)
+
+Defaults (Lucid `render_vis`, Lucent `render_vis`): Fourier parameterization in
+decorrelated color space with sd 0.01 (Lucid's `param.image(128)`), the standard
+transforms, Adam with learning rate 0.05, 512 steps; images smaller than the
+model's input size are upsampled to it before the model (Lucent); the ReLU
+gradient is redirected for the first 16 steps (Lucid, lucid#68).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis import objectives
+from jaxvis.catalog import card_of
+from jaxvis.models.model import Model
+from jaxvis.optimize import Result, optimize
+from jaxvis.optimizers import adam
+from jaxvis.param import PARAMS
+from jaxvis.request import UnitSpec, check_request
+from jaxvis.transforms import Transform, lucid_standard
+
+OBJECTIVES: dict[str, Callable] = {
+    "channel": objectives.channel,
+    "neuron": objectives.neuron,
+    "logit": lambda layer, unit: objectives.class_logit(unit, layer),
+    "log_prob": lambda layer, unit: objectives.class_log_probability(unit, layer),
+    "deepdream": lambda layer, unit: objectives.deepdream(layer),
+}
+
+
+def run_visualization(
+    model: Model,
+    spec: str,
+    *,
+    objective: str = "channel",
+    size: int = 128,
+    steps: int = 512,
+    seed: int = 0,
+    param: str = "fourier",
+    lr: float = 0.05,
+    transform: Transform | None = None,
+    batch: int = 1,
+    ensemble: int = 1,
+    diversity: float = 0.0,
+    relu_override_steps: int = 16,
+    model_size: int | None = None,
+    **engine,
+) -> tuple[UnitSpec, Result]:
+    """Check the request, build the objective and run the engine; returns the units and the full `Result`."""
+    unit_spec, model_size = check_request(card_of(model.arch), spec, objective=objective, param=param, size=size,
+                                          model_size=model_size)
+    make = OBJECTIVES[objective]
+
+    def objective_for(unit):
+        term = make(unit_spec.layer, unit)
+        return term + diversity * objectives.diversity(unit_spec.layer) if diversity else term
+
+    result = optimize(
+        model,
+        objective_for,
+        units=jnp.asarray(unit_spec.units),
+        param=PARAMS[param](size),
+        transform=transform if transform is not None else lucid_standard(model_size if model_size != size else None),
+        optimizer=adam(lr),
+        steps=steps,
+        batch=batch,
+        ensemble=ensemble,
+        seed=seed,
+        relu_override_steps=relu_override_steps,
+        **engine,
+    )
+    return unit_spec, result
+
+
+def visualize(model: Model, spec: str, **options) -> np.ndarray:
+    """Images maximizing each unit of `spec`: float32 (units, size, size, 3) in [0, 1] ((units, batch, ...) if batch > 1).
+
+    Options are those of `run_visualization` (objective, size, steps, seed, param, lr,
+    transform, batch, ensemble, diversity, relu_override_steps, model_size) and of
+    `jaxvis.optimize.optimize` (checkpoint_dir, checkpoint_every, resume, progress ...).
+    """
+    _, result = run_visualization(model, spec, **options)
+    images = result.images.astype(np.float32)
+    return images[:, 0] if images.shape[1] == 1 else images

@@ -1,0 +1,65 @@
+"""The request check without jax: the catalog agrees with the models, and the command line answers a bad
+request before jax is imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jaxvis.catalog import card, card_of
+from jaxvis.errors import InvalidImageError, UnitRangeError, UnknownArchitectureError, UnknownLayerError
+from jaxvis.request import OBJECTIVE_NAMES, PARAM_NAMES, check_request
+
+
+def test_the_catalog_matches_every_model():
+    """Fails when an architecture changes (a layer renamed, a width changed) and the catalog is not rewritten."""
+    from jaxvis.models import ARCHITECTURES
+
+    for name, arch in ARCHITECTURES.items():
+        assert card(name) == card_of(arch), f"{name}: run `python -m jaxvis.catalog` to write the catalog again"
+
+
+def test_the_request_names_are_what_the_library_implements():
+    from jaxvis.methods.feature_visualization import OBJECTIVES
+    from jaxvis.param import PARAMS
+
+    assert OBJECTIVE_NAMES == tuple(OBJECTIVES) and PARAM_NAMES == tuple(PARAMS)
+
+
+def test_the_catalog_check_gives_the_library_check_answers():
+    mobilenet, vit = card("mobilenet_v2"), card("vit_b_16")
+    units, seen = check_request(mobilenet, "features.14:3,7", size=128)
+    assert units.layer == "features.14" and units.units.tolist() == [3, 7] and seen == 224
+    with pytest.raises(UnitRangeError, match="valid units are 0-159"):
+        check_request(mobilenet, "features.14:0-5000")
+    with pytest.raises(UnknownLayerError, match="features.14"):
+        check_request(mobilenet, "features.140:0")
+    with pytest.raises(InvalidImageError, match="at least 32x32"):
+        check_request(mobilenet, "features.14:0", size=24, model_size=24)
+    assert check_request(vit, f"{vit.default_layer}:0", size=256)[1] == 224  # resized to its token grid
+    with pytest.raises(InvalidImageError, match="exactly 224x224"):
+        check_request(vit, f"{vit.default_layer}:0", size=256, model_size=256)
+    with pytest.raises(UnknownArchitectureError, match="mobilenet_v2"):
+        card("mobilenet_v3")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["mobilenet_v2", "--channels", "0-5000"], "valid units are 0-159"),
+    (["mobilenet_v2", "features.99"], "nearest: features.9"),
+    (["mobilenet_v3"], "mobilenet_v2"),
+    (["mobilenet_v2", "--size", "4"], "at least 8 pixels"),
+])
+def test_a_bad_visualize_request_is_answered_before_jax_is_imported(tmp_path, args, message):
+    code = f"""
+import json, sys
+from jaxvis.cli import main
+status = main(["visualize", *{args!r}, "--out", {str(tmp_path / "out")!r}])
+print(json.dumps({{"status": status, "jax": "jax" in sys.modules}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer == {"status": 2, "jax": False} and message in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
