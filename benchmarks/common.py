@@ -48,6 +48,10 @@ def machine() -> str:
     return "; ".join(parts)
 
 
+MACHINE_HEADER = "machine"
+ROWS_NAME_THEIR_MACHINE = "Each row names the CPU it was measured on"
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     """A markdown table; the first column left-aligned, the others right-aligned (numbers)."""
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
@@ -156,12 +160,18 @@ def matmul_gflops(size: int = 2048, runs: int = 5) -> float:
     return 2 * size**3 / median(seconds(lambda: product(a, a).block_until_ready(), runs)) / 1e9
 
 
+def processor() -> str:
+    """This machine's CPU model and core count: the first cell of each kept row."""
+    return machine().split(";")[0]
+
+
 def keep_row(name: str, job: str, row: list[str]) -> list[list[str]]:
-    """Store `row` as the result of `job` in benchmarks/NAME.json; all stored rows, oldest job first."""
+    """Store `row` as the result of `job` on this machine in benchmarks/NAME.json; all stored rows (each
+    opening with its machine's `processor()`, under `MACHINE_HEADER`), oldest first."""
     import json
 
     record = RESULTS.with_name(f"{name}.json")
     rows = json.loads(record.read_text()) if record.exists() else {}
-    rows[job] = row
+    rows[f"{processor()} | {job}"] = [processor(), *row]
     record.write_text(json.dumps(rows, indent=1))
     return list(rows.values())

@@ -23,7 +23,8 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import in_fresh_process, machine, markdown_table, median, write_section  # noqa: E402
+from common import (MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, in_fresh_process, keep_row,  # noqa: E402
+                    machine, markdown_table, median, processor, write_section)
 
 JOBS = {
     "visualize step (default)": "visualize",
@@ -93,12 +94,14 @@ def main() -> None:
         runs = [in_fresh_process(__file__, job, env=env) for _ in range(args.repeats)]
         phases = {k: median([r[k] for r in runs]) for k in ("trace_s", "lower_s", "compile_s")}
         total = sum(phases.values())
-        rows.append([label, f"{phases['trace_s']:.2f}", f"{phases['lower_s']:.2f}", f"{phases['compile_s']:.2f}",
-                     f"**{total:.2f}**", str(args.repeats)])
-        print(rows[-1], flush=True)
-    table = markdown_table(["program", "tracing s", "lowering s", "XLA compile s", "total s", "repeats"], rows)
+        row = [label, f"{phases['trace_s']:.2f}", f"{phases['lower_s']:.2f}", f"{phases['compile_s']:.2f}",
+               f"**{total:.2f}**", str(args.repeats)]
+        rows = keep_row("compile_phases", label, row) if not args.no_write else [*rows, [processor(), *row]]
+        print(row, flush=True)
+    table = markdown_table([MACHINE_HEADER, "program", "tracing s", "lowering s", "XLA compile s", "total s",
+                            "repeats"], rows)
     text = ("## Compile time by phase (`benchmarks/compile_phases.py`)\n\n"
-            f"Machine: {machine()}. Each program compiled in a fresh process with the compilation caches off; "
+            f"{ROWS_NAME_THEIR_MACHINE}; the latest: {machine()}. Each program compiled in a fresh process with the compilation caches off; "
             "medians. Tracing = Python building the jaxpr (Flax modules, vmap, autodiff); lowering = StableHLO; "
             "XLA compile = optimization and LLVM code generation.\n\n" + table)
     if not args.no_write:

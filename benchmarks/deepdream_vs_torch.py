@@ -29,7 +29,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import (END_TO_END, SPEEDUP_HEADER, compare_in_fresh_processes, keep_row, machine,  # noqa: E402
+from common import (END_TO_END, MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, SPEEDUP_HEADER,  # noqa: E402
+                    compare_in_fresh_processes, keep_row, machine, processor,
                     markdown_table, speedup_cells, torch_mobilenet_v2, write_section)
 from jaxvis.io import read_image, resize  # noqa: E402
 from jaxvis.methods.deepdream import DEFAULTS, octave_sizes  # noqa: E402
@@ -120,12 +121,12 @@ def main() -> None:
     job = f"{shape[0]}x{shape[1]} photo, {args.layer}, {args.octaves} octaves x {args.steps} steps"
     row = [job, f"{steady_work / m['steady']:.2f}", f"{steady_work / m['peer_steady']:.2f}",
            f"**{m['peer_steady'] / m['steady']:.2f}x**", *speedup_cells(m), str(args.repeats)]
-    rows = keep_row("deepdream_vs_torch", job, row) if not args.no_write else [row]
-    table = markdown_table(["job", "jaxvis steps/s", "torch steps/s", "steady speed-up", *SPEEDUP_HEADER, "repeats"],
+    rows = keep_row("deepdream_vs_torch", job, row) if not args.no_write else [[processor(), *row]]
+    table = markdown_table([MACHINE_HEADER, "job", "jaxvis steps/s", "torch steps/s", "steady speed-up", *SPEEDUP_HEADER, "repeats"],
                            rows)
     text = (
         "## DeepDream vs PyTorch (`benchmarks/deepdream_vs_torch.py`)\n\n"
-        f"Machine: {machine()}. MobileNetV2 (identical real weights), the original notebook's recipe on both "
+        f"{ROWS_NAME_THEIR_MACHINE}; the latest: {machine()}. MobileNetV2 (identical real weights), the original notebook's recipe on both "
         "sides. Steady state leaves out each octave's first step on both sides, measured in the second call. "
         f"{END_TO_END} jaxvis compiles one program per octave size.\n\n" + table
     )

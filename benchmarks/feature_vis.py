@@ -39,7 +39,8 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import (END_TO_END, SPEEDUP_HEADER, compare_in_fresh_processes, keep_row, machine,  # noqa: E402
+from common import (END_TO_END, MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, SPEEDUP_HEADER,  # noqa: E402
+                    compare_in_fresh_processes, keep_row, machine, processor,
                     markdown_table, matmul_gflops, speedup_cells, torch_mobilenet_v2, write_section)
 
 LAYER, SIZE, LR = "features.14", 128, 0.05
@@ -139,14 +140,16 @@ def main() -> None:
         compile_s = m["trace_s"] + m["lower_s"] + m["compile_s"] + m["init_s"]
         row = [peer, str(neurons), str(steps), *speedup_cells(m), f"{neurons / m['step_s']:.1f}",
                f"{compile_s:.1f}", f"{gflops:.0f} ({gflops / peak:.0%})", str(repeats)]
-        rows = keep_row("feature_vis", f"{peer} {neurons} {steps}", row) if not args.no_write else [row]
-        rows = sorted(rows, key=lambda r: (r[0] != "lucent", r[0], int(r[1]), int(r[2])))
+        rows = keep_row("feature_vis", f"{peer} {neurons} {steps}", row) if not args.no_write else []
+        if args.no_write:
+            rows = [[processor(), *row]]
+        rows = sorted(rows, key=lambda r: (r[0], r[1] != "lucent", r[1], int(r[2]), int(r[3])))
         table = markdown_table(
-            ["peer", "neurons", "steps", *SPEEDUP_HEADER, "jaxvis neuron-steps/s (hot)", "jaxvis compile s (cold)",
+            [MACHINE_HEADER, "peer", "neurons", "steps", *SPEEDUP_HEADER, "jaxvis neuron-steps/s (hot)", "jaxvis compile s (cold)",
              "hot step GFLOP/s (of matmul peak)", "repeats"], rows)
         text = (
             "## Feature visualization vs Lucent and torch-dreams (`benchmarks/feature_vis.py`)\n\n"
-            f"Machine: {machine()}; float32 matmul peak measured {peak:.0f} GFLOP/s in the latest run (each row's "
+            f"{ROWS_NAME_THEIR_MACHINE}; the latest: {machine()}, float32 matmul peak {peak:.0f} GFLOP/s (each row's "
             f"share is of the peak measured in its own run). MobileNetV2 `{LAYER}` channels, "
             f"Lucid's defaults on both sides ({SIZE} px upsampled to 224, Fourier + decorrelated param, standard "
             f"transforms, Adam {LR}); torch-lucent 0.1.8 with kornia 0.4.1; torch-dreams 4.0.0 rendering K 224 px "

@@ -33,7 +33,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import jaxvis  # noqa: E402
-from common import (END_TO_END, SPEEDUP_HEADER, compare_in_fresh_processes, keep_row, machine,  # noqa: E402
+from common import (END_TO_END, MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, SPEEDUP_HEADER,  # noqa: E402
+                    compare_in_fresh_processes, keep_row, machine, processor,
                     markdown_table, speedup_cells, torch_mobilenet_v2, write_section)
 from jaxvis.methods.pii import stage_sizes  # noqa: E402
 
@@ -130,12 +131,12 @@ def main() -> None:
     job_name = f"{args.classes} classes, ensemble {args.ensemble}, {args.size} px, {stages} stages x {args.steps} steps"
     row = [job_name, f"{steady_work / m['steady']:.2f}", f"{steady_work / m['peer_steady']:.2f}",
            f"**{m['peer_steady'] / m['steady']:.2f}x**", *speedup_cells(m), str(args.repeats)]
-    rows = keep_row("pii_vs_torch", job_name, row) if not args.no_write else [row]
-    table = markdown_table(["job", "jaxvis class-steps/s", "torch class-steps/s", "steady speed-up", *SPEEDUP_HEADER,
+    rows = keep_row("pii_vs_torch", job_name, row) if not args.no_write else [[processor(), *row]]
+    table = markdown_table([MACHINE_HEADER, "job", "jaxvis class-steps/s", "torch class-steps/s", "steady speed-up", *SPEEDUP_HEADER,
                             "repeats"], rows)
     text = (
         "## Plug-In Inversion vs PyTorch (`benchmarks/pii_vs_torch.py`)\n\n"
-        f"Machine: {machine()}. MobileNetV2 (identical real weights) in both; the torch implementation batches "
+        f"{ROWS_NAME_THEIR_MACHINE}; the latest: {machine()}. MobileNetV2 (identical real weights) in both; the torch implementation batches "
         "all classes x views in one forward. Steady state leaves out the first "
         f"{args.warmup} steps of every stage on both sides (jaxvis's first chunk), measured in the second call. "
         f"{END_TO_END} jaxvis compiles one program per stage size. The reference budget (ensemble 48, 224 px) is "
