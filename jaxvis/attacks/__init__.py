@@ -1,0 +1,17 @@
+"""Adversarial examples as pure, compiled functions over batches of images.
+
+    from jaxvis.attacks import pgd, fgsm
+    result = pgd(model, images, labels, eps=2 / 255, step_size=0.5 / 255, steps=10)
+    result.images, result.success, result.norm, result.steps        # per image
+
+Every attack takes float NHWC images in [0, 1] and their true labels (and, for
+a targeted attack, `targets`: one class per image), runs the whole batch and
+every step in one compiled program (another eps or step count reuses it), and
+returns an `AttackResult`. An image that already fools the model stops changing.
+"""
+
+from jaxvis.attacks.common import NORMS, AttackResult
+from jaxvis.attacks.fgsm import fgsm
+from jaxvis.attacks.pgd import pgd
+
+__all__ = ["NORMS", "AttackResult", "fgsm", "pgd"]
