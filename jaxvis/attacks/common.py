@@ -42,7 +42,7 @@ class AttackResult:
         return float(self.success.mean()) if self.success.size else 0.0
 
 
-def check_request(model: Model, images: Any, labels: Any, targets: Any, eps: float, norm: str,
+def check_attack_request(model: Model, images: Any, labels: Any, targets: Any, eps: float, norm: str,
                   steps: int = 1, step_size: float | None = None) -> tuple[Array, Array, Array | None]:
     """The images, labels and targets as arrays, or a clear error about what is wrong with them."""
     if norm not in NORMS:

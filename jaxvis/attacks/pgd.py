@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxvis.attacks.common import (AttackResult, adversarial_loss, check_request, per_image_norm, result,
+from jaxvis.attacks.common import (AttackResult, adversarial_loss, check_attack_request, per_image_norm, result,
                                    succeeded)
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model
@@ -115,7 +115,7 @@ def pgd(model: Model, images: Any, labels: Any, *, targets: Any = None, norm: st
     step_size = DEFAULTS[norm]["step_size"] if norm in DEFAULTS and step_size is None else step_size
     if restarts < 1:
         raise MethodOptionError(f"restarts must be at least 1, got {restarts}")
-    images, labels, targets = check_request(model, images, labels, targets, eps, norm, steps, step_size)
+    images, labels, targets = check_attack_request(model, images, labels, targets, eps, norm, steps, step_size)
     settings = Settings(jnp.float32(eps), jnp.float32(step_size), jnp.int32(steps), jnp.int32(seed),
                         jnp.bool_(random_start), jnp.bool_(early_stop), norm)
     best = None
