@@ -43,7 +43,7 @@ class AttackResult:
 
 
 def check_attack_request(model: Model, images: Any, labels: Any, targets: Any, eps: float, norm: str,
-                  steps: int = 1, step_size: float | None = None) -> tuple[Array, Array, Array | None]:
+                         steps: int = 1, step_size: float | None = None) -> tuple[Array, Array, Array | None]:
     """The images, labels and targets as arrays, or a clear error about what is wrong with them."""
     if norm not in NORMS:
         raise MethodOptionError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
