@@ -18,7 +18,6 @@ import numpy as np
 
 from jaxvis.errors import InvalidImageError, MethodOptionError
 from jaxvis.models.model import Model, check_image_shape
-from jaxvis.programs import Program
 
 Array = jax.Array
 NORMS = ("linf", "l2")
@@ -105,10 +104,9 @@ def per_image_norm(delta: Array, norm: str) -> Array:
     return jnp.abs(flat).max(axis=1) if norm == "linf" else jnp.sqrt((flat * flat).sum(axis=1))
 
 
-def result(model: Model, clean: Array, adversarial: Array, labels: Array, targets: Array | None, steps: Array,
+def result(clean: Array, adversarial: Array, logits: Array, labels: Array, targets: Array | None, steps: Array,
            norm: str) -> AttackResult:
-    """The per-image record of a finished attack (one more forward for the final predictions)."""
-    logits = LOGITS(model, adversarial)
+    """The per-image record of a finished attack, from the adversarial images and their logits."""
     return AttackResult(
         images=np.asarray(adversarial, np.float32),
         success=np.asarray(succeeded(logits, labels, targets)),
@@ -119,10 +117,3 @@ def result(model: Model, clean: Array, adversarial: Array, labels: Array, target
         prediction=np.asarray(jnp.argmax(logits, axis=-1)),
         norm_name=norm,
     )
-
-
-def _logits(model: Model, images: Array) -> Array:
-    return model(images)
-
-
-LOGITS = Program(_logits, "logits")

@@ -121,11 +121,17 @@ def pgd(model: Model, images: Any, labels: Any, *, targets: Any = None, norm: st
     best = None
     for restart in range(restarts):
         adversarial, used, logits = RUN(settings, model, images, labels, targets, jnp.int32(restart))
-        score = (succeeded(logits, labels, targets), adversarial_loss(logits, labels, targets))
         if best is None:
-            best = (adversarial, used, score)
+            best = (adversarial, used, logits)
             continue
-        better = (score[0] & ~best[2][0]) | ((score[0] == best[2][0]) & (score[1] > best[2][1]))
-        pick = lambda new, old: jnp.where(better.reshape(-1, *[1] * (new.ndim - 1)), new, old)  # noqa: E731
-        best = (pick(adversarial, best[0]), pick(used, best[1]), tuple(map(pick, score, best[2])))
-    return result(model, images, best[0], labels, targets, best[1], norm)
+        better = _better(logits, best[2], labels, targets)
+        best = tuple(jnp.where(better.reshape(-1, *[1] * (new.ndim - 1)), new, old)
+                     for new, old in zip((adversarial, used, logits), best))
+    return result(images, best[0], best[2], labels, targets, best[1], norm)
+
+
+def _better(logits: Array, best_logits: Array, labels: Array, targets: Array | None) -> Array:
+    """Per image: does this restart beat the best so far (success first, then a higher loss)?"""
+    won, had = succeeded(logits, labels, targets), succeeded(best_logits, labels, targets)
+    higher = adversarial_loss(logits, labels, targets) > adversarial_loss(best_logits, labels, targets)
+    return (won & ~had) | ((won == had) & higher)
