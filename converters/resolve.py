@@ -52,14 +52,20 @@ class ResolvedWeights:
     source: WeightSource | None = None
 
 
+def user_weight_file(user_path: str | os.PathLike) -> Path:
+    """The path a user named for their weights, or `WeightFileError` if it is not a file."""
+    path = Path(user_path).expanduser()
+    if not path.is_file():
+        raise WeightFileError(f"weight file {path} does not exist (or is not a file).")
+    return path
+
+
 def find_weights(
     sources: Sequence[WeightSource], user_path: str | os.PathLike | None = None, download: bool | None = None
 ) -> ResolvedWeights:
     """The first available file for `sources`, checksum-verified; `WeightsNotFoundError` lists where we looked."""
     if user_path is not None:
-        path = Path(user_path).expanduser()
-        if not path.is_file():
-            raise WeightFileError(f"weight file {path} does not exist (or is not a file).")
+        path = user_weight_file(user_path)
         source = next((s for s in sources if s.filename == path.name), None)
         return ResolvedWeights(path, "user path", verify_checksum(path, source), source)
     looked: list[str] = []

@@ -51,6 +51,7 @@ def test_the_catalog_check_gives_the_library_check_answers():
     (["mobilenet_v2", "features.99"], "nearest: features.9"),
     (["mobilenet_v3"], "mobilenet_v2"),
     (["mobilenet_v2", "--size", "4"], "at least 8 pixels"),
+    (["mobilenet_v2", "--weights", "no-such-file.pth"], "does not exist"),
 ])
 def test_a_bad_visualize_request_is_answered_before_jax_is_imported(tmp_path, args, message):
     code = f"""

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import converters
+from converters.resolve import user_weight_file
 from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model, minutes, run_directory
 from jaxvis.errors import JaxvisError
 
@@ -73,8 +73,8 @@ def run_visualize(args: argparse.Namespace) -> None:
                                  size=args.size)
     units = unit_spec.units
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"{arch.name}-{layer}")
-    if args.weights and not Path(args.weights).expanduser().is_file():
-        raise converters.WeightFileError(f"weight file {args.weights} does not exist (or is not a file).")
+    if args.weights:
+        user_weight_file(args.weights)
 
     from jaxvis.methods.feature_visualization import run_visualization
     from jaxvis.optimize import OptimizationDiverged
