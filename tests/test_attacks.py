@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import forward
-from jaxvis.attacks import fgsm, pgd
+from jaxvis.attacks import apgd, cw, fgsm, lbfgs, pgd
 from jaxvis.attacks.pgd import RUN as PGD_PROGRAM
 from jaxvis.attacks.common import cross_entropy
 from jaxvis.errors import InvalidImageError, MethodOptionError
@@ -55,7 +55,7 @@ def reference(mobilenet):
 
 def torchattacks_run(attack, images, labels):
     adversarial = attack(torch.tensor(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.long))
-    return adversarial.permute(0, 2, 3, 1).numpy()
+    return adversarial.detach().permute(0, 2, 3, 1).numpy()
 
 
 def torch_predict(reference, images):
@@ -207,3 +207,215 @@ def test_images_outside_the_unit_range_are_refused(mobilenet, batch):
     images, labels = batch
     with pytest.raises(InvalidImageError, match=r"in \[0, 1\].*255"):
         fgsm(mobilenet, images * 255, labels)
+
+
+# --- Carlini–Wagner L2 ---------------------------------------------------------------------------
+
+
+def foolbox_model(reference):
+    foolbox = pytest.importorskip("foolbox")
+    return foolbox, foolbox.PyTorchModel(reference, bounds=(0, 1))
+
+
+def test_cw_perturbations_are_no_larger_than_foolboxs(mobilenet, reference, batch):
+    """The same search (4 rounds of 100 Adam steps from c = 0.01) on the same weights and photos: per image
+    the same success and an L2 norm no larger than foolbox 3's `L2CarliniWagnerAttack` (torch backend) finds."""
+    foolbox, fmodel = foolbox_model(reference)
+    images, labels = batch
+    options = dict(binary_search_steps=4, steps=100, initial_const=1e-2)
+    ours = cw(mobilenet, images, labels, **options)
+    attack = foolbox.attacks.L2CarliniWagnerAttack(**options)
+    x, y = torch.tensor(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.long)
+    _, clipped, success = attack(fmodel, x, foolbox.criteria.Misclassification(y), epsilons=None)
+    theirs = clipped.detach().permute(0, 2, 3, 1).numpy()
+    their_norm = np.sqrt(((theirs - images) ** 2).reshape(len(images), -1).sum(1))
+    np.testing.assert_array_equal(ours.success, success.numpy())
+    assert ours.success.all()
+    assert (ours.norm <= their_norm * 1.01 + 1e-3).all(), (ours.norm, their_norm)
+    np.testing.assert_allclose(ours.norm, np.sqrt(((ours.images - images) ** 2).reshape(4, -1).sum(1)), rtol=1e-5)
+    assert (torch_predict(reference, ours.images) != labels).all()  # fooled in torch too
+
+
+def test_targeted_cw_reaches_its_targets_in_the_box(mobilenet, reference, batch):
+    images, labels = batch
+    targets = np.asarray([1, 207, 980, 309])
+    result = cw(mobilenet, images, labels, targets=targets, binary_search_steps=2, steps=60, initial_const=1.0)
+    assert result.success.all() and result.images.min() >= 0.0 and result.images.max() <= 1.0
+    np.testing.assert_array_equal(torch_predict(reference, result.images), targets)
+
+
+def test_cw_returns_an_image_it_never_fooled_unchanged(mobilenet, batch):
+    """A margin κ no logit gap can reach in 3 steps: nothing is fooled with it, and nothing is returned changed."""
+    images, labels = batch
+    result = cw(mobilenet, images, labels, binary_search_steps=1, steps=3, kappa=1e4)
+    assert not result.success.any()
+    np.testing.assert_array_equal(result.images, images)
+    assert (result.norm == 0).all()
+
+
+def test_cw_abort_early_stops_a_stalled_image(mobilenet, batch):
+    images, labels = batch
+    patient = cw(mobilenet, images, labels, binary_search_steps=1, steps=40, initial_const=1e-6, abort_early=False)
+    hasty = cw(mobilenet, images, labels, binary_search_steps=1, steps=40, initial_const=1e-6)
+    assert (patient.steps == 40).all() and (hasty.steps < 40).all()
+
+
+# --- Szegedy's L-BFGS ----------------------------------------------------------------------------
+
+
+def test_lbfgs_finds_perturbations_smaller_than_one_fgsm_level(mobilenet, reference, batch):
+    """Untargeted L-BFGS fools every photo with an L2 norm below what one intensity level of FGSM spends
+    (1/255 on every pixel: L2 ≈ 1.5 at 224 px), checked in torch."""
+    images, labels = batch
+    result = lbfgs(mobilenet, images, labels, search_steps=3, steps=10)
+    assert result.success.all()
+    assert result.images.min() >= 0.0 and result.images.max() <= 1.0
+    assert (torch_predict(reference, result.images) != labels).all()
+    level = fgsm(mobilenet, images, labels, eps=1 / 255, early_stop=False).images - images
+    assert (result.norm < np.sqrt((level**2).reshape(len(images), -1).sum(1)) / 3).all(), result.norm
+
+
+def test_targeted_lbfgs_reaches_its_targets(mobilenet, reference, batch):
+    images, labels = batch
+    targets = np.asarray([1, 207, 980, 309])
+    result = lbfgs(mobilenet, images, labels, targets=targets, search_steps=3, steps=10)
+    assert result.success.all()
+    np.testing.assert_array_equal(torch_predict(reference, result.images), targets)
+
+
+# --- APGD-CE -------------------------------------------------------------------------------------
+
+
+def torchattacks_apgd_start(x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """torchattacks' random start for APGD (NCHW), drawn from torch's generator seeded as its `perturb` seeds it."""
+    torch.manual_seed(0)
+    if norm == "linf":
+        t = 2 * torch.rand(x.shape, dtype=x.dtype) - 1
+        start = x + eps * t / t.reshape(len(x), -1).abs().max(1)[0].reshape(-1, 1, 1, 1)
+    else:
+        t = torch.randn(x.shape, dtype=x.dtype)
+        start = x + eps * t / ((t**2).sum(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-12)
+    return start.clamp(0, 1)
+
+
+def test_apgd_first_step_matches_torchattacks_up_to_sign_ties(mobilenet, reference, batch):
+    """float32, from torchattacks' own random start: the first step gives its images up to sign ties.
+    torchattacks returns an image it did not fool unchanged; the images it fooled must agree."""
+    import torchattacks
+
+    from jaxvis.attacks.apgd import RUN as APGD_PROGRAM, Settings
+
+    images, labels = batch
+    eps = 2 / 255
+    start = torchattacks_apgd_start(torch.tensor(images).permute(0, 3, 1, 2), eps, "linf").permute(0, 2, 3, 1)
+    settings = Settings(jnp.float32(eps), jnp.int32(1), jnp.bool_(False), "linf")
+    ours, _, logits = APGD_PROGRAM(settings, mobilenet, jnp.asarray(images), jnp.asarray(labels), None,
+                                   jnp.asarray(start.numpy()))
+    theirs = torchattacks_run(torchattacks.APGD(reference, norm="Linf", eps=eps, steps=1, seed=0), images, labels)
+    fooled = torch_predict(reference, theirs) != labels
+    np.testing.assert_array_equal(np.asarray(logits).argmax(-1) != labels, fooled)
+    assert fooled.any()
+    np.testing.assert_array_equal(theirs[~fooled], images[~fooled])
+    assert (np.abs(np.asarray(ours)[fooled] - theirs[fooled]) > 1e-5).mean() < 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm, eps, steps", [("linf", 1 / 255, 5), ("l2", 0.1, 12)])
+def test_apgd_follows_torchattacks_step_for_step_in_float64(mobilenet, reference, batch, norm, eps, steps):
+    """In float64, where jax's and torch's gradients agree to ~1e-12, whole runs with a checkpoint after
+    nearly every step (step-size halving, returns to the best point, momentum) give torchattacks' images
+    to 1e-8 -- so any departure from its arithmetic shows. (L-infinity is kept to 5 steps: at the 6th
+    one sign tie survives even float64 on chelsea, and the runs part from there.)"""
+    import dataclasses
+
+    import torchattacks
+
+    from jaxvis.attacks.apgd import RUN as APGD_PROGRAM, Settings
+
+    images, labels = batch
+    images = images.astype(np.float64)
+    x = torch.tensor(images).permute(0, 3, 1, 2).contiguous()
+    net = reference.double()
+    try:
+        start = torchattacks_apgd_start(x, eps, norm).permute(0, 2, 3, 1).numpy()
+        torch.set_default_dtype(torch.float64)  # torchattacks' internal buffers
+        attack = torchattacks.APGD(net, norm="Linf" if norm == "linf" else "L2", eps=eps, steps=steps, seed=0)
+        theirs = attack(x, torch.tensor(labels, dtype=torch.long)).detach().permute(0, 2, 3, 1).numpy()
+        fooled = torch_predict(net, theirs) != labels
+    finally:
+        torch.set_default_dtype(torch.float32)
+        reference.float()
+    with jax.enable_x64(True):
+        model = dataclasses.replace(mobilenet, variables=jax.tree.map(lambda v: jnp.asarray(v, jnp.float64),
+                                                                      mobilenet.variables))
+        settings = Settings(jnp.float64(eps), jnp.int32(steps), jnp.bool_(False), norm)
+        ours, _, logits = APGD_PROGRAM(settings, model, jnp.asarray(images), jnp.asarray(labels), None,
+                                       jnp.asarray(start))
+        ours, ours_fooled = np.asarray(ours), np.asarray(logits).argmax(-1) != labels
+    np.testing.assert_array_equal(ours_fooled, fooled)
+    assert fooled.any()
+    np.testing.assert_array_equal(theirs[~fooled], images[~fooled])
+    assert np.abs(ours[fooled] - theirs[fooled]).max() < 1e-8
+
+
+def test_apgd_checkpoint_halves_where_either_condition_of_algorithm_1_holds():
+    """Four images at a checkpoint of an 8-step window (ρ·8 = 6 rises): (a) 6 rises, oscillating;
+    (b) 7 rises, not halved last time, best loss not risen since: stuck; (c) as (b) but the best loss rose;
+    (d) as (b) but halved last time. (a) and (b) halve and return to their best point; (c), (d) go on."""
+    from jaxvis.attacks.apgd import checkpoint
+
+    x, best = jnp.zeros((4, 2, 2, 3)), jnp.ones((4, 2, 2, 3))
+    s = dict(x=x, grad=x + 2.0, best=best, best_grad=best + 2.0, step_size=jnp.full(4, 0.4),
+             rises=jnp.asarray([6.0, 7.0, 7.0, 7.0]), window=jnp.int32(8), since_check=jnp.int32(8),
+             halved_last=jnp.asarray([False, False, False, True]),
+             best_loss_at_check=jnp.asarray([1.0, 2.0, 2.0, 2.0]), best_loss=jnp.asarray([1.5, 2.0, 2.5, 2.0]))
+    after = checkpoint(s, jnp.int32(3), jnp.int32(6))
+    halved = np.asarray([True, True, False, False])
+    np.testing.assert_allclose(after["step_size"], np.where(halved, 0.2, 0.4))
+    np.testing.assert_array_equal(np.asarray(after["x"])[:, 0, 0, 0], halved.astype(float))
+    np.testing.assert_array_equal(np.asarray(after["grad"])[:, 0, 0, 0], np.where(halved, 3.0, 2.0))
+    np.testing.assert_array_equal(after["halved_last"], halved)
+    np.testing.assert_array_equal(after["best_loss_at_check"], s["best_loss"])
+    assert int(after["window"]) == 6 and int(after["since_check"]) == 0 and not np.asarray(after["rises"]).any()
+    assert int(checkpoint(dict(after, window=jnp.int32(10)), jnp.int32(3), jnp.int32(6))["window"]) == 7
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 4 / 255), ("l2", 0.5)])
+def test_apgd_stays_in_the_eps_ball_and_fools_the_model(mobilenet, reference, batch, norm, eps):
+    images, labels = batch
+    result = apgd(mobilenet, images, labels, norm=norm, eps=eps, steps=10)
+    assert result.success.all()
+    assert (result.norm <= eps * (1 + 1e-5)).all()
+    assert result.images.min() >= 0.0 and result.images.max() <= 1.0
+    assert (result.steps < 10).all()  # fooled early, then frozen (early stopping)
+    assert (torch_predict(reference, result.images) != labels).all()
+
+
+def test_targeted_apgd_and_another_budget_reuse_the_program(mobilenet, reference, batch):
+    from jaxvis.attacks.apgd import RUN as APGD_PROGRAM
+
+    images, labels = batch
+    targets = np.asarray([1, 207, 980, 309])
+    apgd(mobilenet, images, labels, targets=targets, eps=4 / 255, steps=5)
+    before = APGD_PROGRAM.compilations
+    result = apgd(mobilenet, images, labels, targets=targets, eps=8 / 255, steps=30, seed=2)
+    assert APGD_PROGRAM.compilations == before
+    assert result.success.all()
+    np.testing.assert_array_equal(torch_predict(reference, result.images), targets)
+
+
+@pytest.mark.parametrize("attack, change, message", [
+    ("cw", dict(kappa=-1.0), "kappa"),
+    ("cw", dict(binary_search_steps=0), "binary_search_steps must be at least 1"),
+    ("cw", dict(learning_rate=0.0), "learning_rate must be positive"),
+    ("cw", dict(steps=0), "steps must be at least 1"),
+    ("lbfgs", dict(search_steps=0), "search_steps must be at least 1"),
+    ("lbfgs", dict(initial_const=-1.0), "initial_const must be positive"),
+    ("apgd", dict(eps=8.0), "write 8/255"),
+    ("apgd", dict(norm="l1"), "unknown norm 'l1'"),
+    ("apgd", dict(restarts=0), "restarts must be at least 1"),
+])
+def test_a_bad_request_to_the_other_attacks_says_what_is_wrong(mobilenet, batch, attack, change, message):
+    images, labels = batch
+    with pytest.raises(MethodOptionError, match=message):
+        {"cw": cw, "lbfgs": lbfgs, "apgd": apgd}[attack](mobilenet, images, labels, **change)

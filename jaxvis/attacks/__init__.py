@@ -1,6 +1,6 @@
 """Adversarial examples as pure, compiled functions over batches of images.
 
-    from jaxvis.attacks import pgd, fgsm
+    from jaxvis.attacks import pgd, fgsm, lbfgs, cw, apgd
     result = pgd(model, images, labels, eps=2 / 255, step_size=0.5 / 255, steps=10)
     result.images, result.success, result.norm, result.steps        # per image
 
@@ -10,8 +10,11 @@ every step in one compiled program (another eps or step count reuses it), and
 returns an `AttackResult`. An image that already fools the model stops changing.
 """
 
+from jaxvis.attacks.apgd import apgd
 from jaxvis.attacks.common import NORMS, AttackResult
+from jaxvis.attacks.cw import cw
 from jaxvis.attacks.fgsm import fgsm
+from jaxvis.attacks.lbfgs import lbfgs
 from jaxvis.attacks.pgd import pgd
 
-__all__ = ["NORMS", "AttackResult", "fgsm", "pgd"]
+__all__ = ["NORMS", "AttackResult", "apgd", "cw", "fgsm", "lbfgs", "pgd"]

@@ -10,6 +10,7 @@ it, so another eps or step count runs the program already compiled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -41,9 +42,11 @@ class AttackResult:
         return float(self.success.mean()) if self.success.size else 0.0
 
 
-def check_attack_request(model: Model, images: Any, labels: Any, targets: Any, eps: float, norm: str,
-                         steps: int = 1, step_size: float | None = None) -> tuple[Array, Array, Array | None]:
-    """The images, labels and targets as arrays, or a clear error about what is wrong with them."""
+def check_attack_request(model: Model, images: Any, labels: Any, targets: Any, eps: float | None = None,
+                         norm: str = "l2", steps: int = 1, step_size: float | None = None
+                         ) -> tuple[Array, Array, Array | None]:
+    """The images, labels and targets as arrays, or a clear error about what is wrong with them (eps None:
+    an attack that minimizes the perturbation instead of bounding it)."""
     if norm not in NORMS:
         raise MethodOptionError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
     images = np.asarray(images)
@@ -53,7 +56,7 @@ def check_attack_request(model: Model, images: Any, labels: Any, targets: Any, e
         raise InvalidImageError(f"attacks take images in [0, 1]; these range over [{low:.3g}, {high:.3g}]. "
                                 "Divide 8-bit images by 255 (the model normalizes them itself).")
     largest = 1.0 if norm == "linf" else float(np.sqrt(np.prod(images.shape[1:])))
-    if not 0.0 < eps <= largest:
+    if eps is not None and not 0.0 < eps <= largest:
         raise MethodOptionError(f"eps must be in (0, {largest:.4g}] for the {norm} norm on these images; got {eps}"
                                 + (" (write 8/255 for 8 intensity levels)" if norm == "linf" and eps > 1 else ""))
     if steps < 1:
@@ -94,9 +97,82 @@ def adversarial_loss(logits: Array, labels: Array, targets: Array | None) -> Arr
     return -cross_entropy(logits, targets) if targets is not None else cross_entropy(logits, labels)
 
 
+def margin(logits: Array, classes: Array) -> Array:
+    """Per image: the logit of `classes` minus the largest other logit (positive while it is the top class)."""
+    own = jnp.take_along_axis(logits, classes[:, None], axis=1)[:, 0]
+    others = jnp.where(jax.nn.one_hot(classes, logits.shape[-1], dtype=bool), -jnp.inf, logits)
+    return own - others.max(axis=-1)
+
+
+def select(mask: Array, new: Array, old: Array) -> Array:
+    """Per image (the leading axis): `new` where `mask`, else `old` -- how a finished image stops changing."""
+    return jnp.where(mask.reshape(-1, *[1] * (new.ndim - 1)), new, old)
+
+
+NO_BOUND = 1e10  # no successful c found yet (Carlini & Wagner's reference: 1e10, tested as < 1e9)
+
+
+def unbounded_const(count: int) -> Array:
+    return jnp.full(count, NO_BOUND)
+
+
+def search_const(const: Array, lower: Array, upper: Array, success: Array) -> tuple[Array, Array, Array]:
+    """One step of the per-image search for the smallest c that succeeds (Carlini & Wagner's reference
+    update): after a success c falls to the middle of its bracket; after a failure it rises to the middle,
+    or ten-fold while no success bounds it from above."""
+    upper = jnp.where(success, jnp.minimum(upper, const), upper)
+    lower = jnp.where(success, lower, jnp.maximum(lower, const))
+    const = jnp.where(upper < NO_BOUND / 10, (lower + upper) / 2.0, const * 10.0)
+    return const, lower, upper
+
+
+def keep_smallest(found: Array, candidate: Array, distance: Array, best_distance: Array, best_images: Array
+                  ) -> tuple[Array, Array]:
+    """Per image: `candidate` becomes the best where it succeeded at a smaller (squared L2) distance."""
+    improved = found & (distance < best_distance)
+    return jnp.where(improved, distance, best_distance), select(improved, candidate, best_images)
+
+
+def search_over_const(solve: Callable[..., tuple[Array, Array, Array, Array]], rounds: Array,
+                      initial_const: Array, images: Array) -> tuple[Array, Array]:
+    """The per-image search for the smallest c that succeeds: `rounds` calls of
+    `solve(const, best_distance, best_images, used) -> (success, best_distance, best_images, used)`,
+    c moved by `search_const` after each. Returns the smallest successful images (the clean image
+    where no round succeeded) and the steps each took."""
+    count = len(images)
+
+    def one_round(_: Array, carry: tuple) -> tuple:
+        const, lower, upper, *best = carry
+        success, *best = solve(const, *best)
+        return (*search_const(const, lower, upper, success), *best)
+
+    carry = (jnp.full(count, initial_const), jnp.zeros(count), unbounded_const(count), jnp.full(count, jnp.inf),
+             images, jnp.zeros(count, jnp.int32))
+    *_, best_images, used = jax.lax.fori_loop(0, rounds, one_round, carry)
+    return best_images, used
+
+
 def succeeded(logits: Array, labels: Array, targets: Array | None) -> Array:
     prediction = jnp.argmax(logits, axis=-1)
     return prediction == targets if targets is not None else prediction != labels
+
+
+def better(logits: Array, best_logits: Array, labels: Array, targets: Array | None) -> Array:
+    """Per image: does this restart beat the best so far (success first, then a higher loss)?"""
+    won, had = succeeded(logits, labels, targets), succeeded(best_logits, labels, targets)
+    higher = adversarial_loss(logits, labels, targets) > adversarial_loss(best_logits, labels, targets)
+    return (won & ~had) | ((won == had) & higher)
+
+
+def best_of_restarts(run_one: Callable[[int], tuple[Array, Array, Array]], restarts: int, labels: Array,
+                     targets: Array | None) -> tuple[Array, Array, Array]:
+    """Run `run_one(restart) -> (images, steps, logits)` for each restart and keep, per image, the best."""
+    best = run_one(0)
+    for restart in range(1, restarts):
+        new = run_one(restart)
+        wins = better(new[2], best[2], labels, targets)
+        best = tuple(select(wins, n, b) for n, b in zip(new, best))
+    return best
 
 
 def per_image_norm(delta: Array, norm: str) -> Array:

@@ -23,8 +23,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxvis.attacks.common import (AttackResult, adversarial_loss, check_attack_request, per_image_norm, result,
-                                   succeeded)
+from jaxvis.attacks.common import (AttackResult, adversarial_loss, best_of_restarts, check_attack_request,
+                                   per_image_norm, result, select, succeeded)
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model
 from jaxvis.programs import Program
@@ -94,7 +94,7 @@ def run(settings: Settings, model: Model, images: Array, labels: Array, targets:
         moving = ~(succeeded(logits, labels, targets) & settings.early_stop)
         stepped = adversarial + settings.step_size * gradient_step(grad, settings.norm)
         stepped = project(stepped, images, settings.eps, settings.norm)
-        return jnp.where(moving[:, None, None, None], stepped, adversarial), used + moving
+        return select(moving, stepped, adversarial), used + moving
 
     adversarial, used = jax.lax.fori_loop(0, settings.steps, body, (start, jnp.zeros(len(images), jnp.int32)))
     return adversarial, used, model(adversarial)
@@ -118,20 +118,6 @@ def pgd(model: Model, images: Any, labels: Any, *, targets: Any = None, norm: st
     images, labels, targets = check_attack_request(model, images, labels, targets, eps, norm, steps, step_size)
     settings = Settings(jnp.float32(eps), jnp.float32(step_size), jnp.int32(steps), jnp.int32(seed),
                         jnp.bool_(random_start), jnp.bool_(early_stop), norm)
-    best = None
-    for restart in range(restarts):
-        adversarial, used, logits = RUN(settings, model, images, labels, targets, jnp.int32(restart))
-        if best is None:
-            best = (adversarial, used, logits)
-            continue
-        better = _better(logits, best[2], labels, targets)
-        best = tuple(jnp.where(better.reshape(-1, *[1] * (new.ndim - 1)), new, old)
-                     for new, old in zip((adversarial, used, logits), best))
-    return result(images, best[0], best[2], labels, targets, best[1], norm)
-
-
-def _better(logits: Array, best_logits: Array, labels: Array, targets: Array | None) -> Array:
-    """Per image: does this restart beat the best so far (success first, then a higher loss)?"""
-    won, had = succeeded(logits, labels, targets), succeeded(best_logits, labels, targets)
-    higher = adversarial_loss(logits, labels, targets) > adversarial_loss(best_logits, labels, targets)
-    return (won & ~had) | ((won == had) & higher)
+    one = lambda restart: RUN(settings, model, images, labels, targets, jnp.int32(restart))  # noqa: E731
+    adversarial, used, logits = best_of_restarts(one, restarts, labels, targets)
+    return result(images, adversarial, logits, labels, targets, used, norm)

@@ -145,10 +145,15 @@ def forward(arch: Architecture, variables: Any, images: Array, probe: Probe) -> 
     return logits
 
 
+def default_float() -> np.dtype:
+    """float32, or float64 where `jax_enable_x64` is on (parameters are initialised in it)."""
+    return jax.dtypes.canonicalize_dtype(np.float64)
+
+
 @functools.lru_cache(maxsize=64)
 def layer_shapes(arch: Architecture, size: int) -> dict[str, tuple[int, ...]]:
     """Names and shapes of every tapped activation for one image, traced without computing anything."""
-    images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    images = jax.ShapeDtypeStruct((1, size, size, 3), default_float())
     probe = Probe(record_shapes=True)
     jax.eval_shape(lambda variables, x: forward(arch, variables, x, probe), variable_shapes(arch), images)
     return dict(probe.shapes)
@@ -158,7 +163,7 @@ def layer_shapes(arch: Architecture, size: int) -> dict[str, tuple[int, ...]]:
 def variable_shapes(arch: Architecture) -> Any:
     """The variable tree of `arch` as shape structs (what a state_dict must fill)."""
     size = arch.input_size
-    dummy = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    dummy = jax.ShapeDtypeStruct((1, size, size, 3), default_float())
     return jax.eval_shape(lambda x: arch.module.init(jax.random.key(0), x, Probe()), dummy)
 
 
