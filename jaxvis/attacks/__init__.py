@@ -13,8 +13,9 @@ returns an `AttackResult`. An image that already fools the model stops changing.
 from jaxvis.attacks.apgd import apgd
 from jaxvis.attacks.common import NORMS, AttackResult
 from jaxvis.attacks.cw import cw
+from jaxvis.attacks.evaluate import Evaluation, evaluate
 from jaxvis.attacks.fgsm import fgsm
 from jaxvis.attacks.lbfgs import lbfgs
 from jaxvis.attacks.pgd import pgd
 
-__all__ = ["NORMS", "AttackResult", "apgd", "cw", "fgsm", "lbfgs", "pgd"]
+__all__ = ["NORMS", "AttackResult", "Evaluation", "apgd", "cw", "evaluate", "fgsm", "lbfgs", "pgd"]

@@ -1,0 +1,113 @@
+"""Robust accuracy over a labelled folder: foolbox's 20 ImageNet photos (labels in their file names),
+checked against the attacks run directly and against torch-free recounts; transfer to EfficientNet-Lite0."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxvis
+from jaxvis.attacks import cw, evaluate, fgsm, pgd
+from jaxvis.datasets import labelled_images, stream
+from jaxvis.errors import MethodOptionError
+from jaxvis.models.model import logits
+
+EPS = (1 / 255, 4 / 255)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """A folder of foolbox's 20 ImageNet photos (its data folder also holds CIFAR and MNIST samples)."""
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None:
+        pytest.skip("foolbox (its labelled photos) is not installed: pip install --no-deps foolbox==3.3.4")
+    folder = tmp_path_factory.mktemp("imagenet")
+    for photo in sorted((Path(spec.submodule_search_locations[0]) / "data").glob("imagenet_*.jpg")):
+        shutil.copy(photo, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def all_photos(photos):
+    """The 20 photos and labels in one array, read as evaluate reads them."""
+    (batch,) = list(stream(photos, 224, 20))
+    return batch
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return jaxvis.load("efficientnet_lite0")
+
+
+def test_robust_accuracy_is_what_the_attack_does_to_each_image(mobilenet, photos, all_photos, capsys):
+    """Batches of 8 (the last of 4, padded): per eps the images the model gets right clean and FGSM at that
+    eps does not fool, counted on one batch of all 20 run directly."""
+    report = evaluate(mobilenet, photos, fgsm, eps=EPS, batch_size=8)
+    right = logits(mobilenet, all_photos.images).argmax(-1) == all_photos.labels
+    assert report.total == 20 and report.clean_correct == int(right.sum()) and report.skipped == []
+    assert 0.5 < report.clean_accuracy <= 1.0
+    for eps in EPS:
+        robust = right & ~fgsm(mobilenet, all_photos.images, all_photos.labels, eps=eps).success
+        assert report.robust[eps] == int(robust.sum())
+        assert report.failed[eps] == [p for p, r in zip(all_photos.paths, robust) if r]
+    assert report.robust_accuracy(EPS[1]) <= report.robust_accuracy(EPS[0]) < report.clean_accuracy
+    assert "fgsm on mobilenet_v2" in capsys.readouterr().err  # the progress bar
+    table = report.table().splitlines()
+    assert table[0].startswith("| eps | mobilenet_v2 robust acc.") and table[3].startswith("| 1/255 |")
+
+
+def test_a_minimal_attack_runs_once_and_is_thresholded_at_each_eps(mobilenet, photos, all_photos):
+    """C&W's L2 norms read at each eps: robust where it found nothing smaller."""
+    options = dict(binary_search_steps=1, steps=30, initial_const=1.0, abort_early=False)
+    radii = (0.9, 1.5)
+    report = evaluate(mobilenet, photos, cw, eps=radii, batch_size=10, progress=False, **options)
+    right = logits(mobilenet, all_photos.images).argmax(-1) == all_photos.labels
+    direct = [cw(mobilenet, all_photos.images[i:i + 10], all_photos.labels[i:i + 10], **options) for i in (0, 10)]
+    success = np.concatenate([d.success for d in direct])
+    size = np.concatenate([d.norm for d in direct])
+    for radius in radii:
+        assert report.robust[radius] == int((right & ~(success & (size <= radius))).sum())
+    assert report.robust[1.5] < report.robust[0.9] < report.clean_correct, (size, success)
+
+
+def test_transfer_to_another_network(mobilenet, lite0, photos, all_photos):
+    """PGD on MobileNetV2, judged by EfficientNet-Lite0: its accuracy on the adversarial images, and the share
+    of MobileNetV2's successes (on images both get right) that also fool it -- recounted here."""
+    report = evaluate(mobilenet, photos, pgd, eps=(8 / 255,), batch_size=20, transfer_to=[lite0], progress=False,
+                      steps=10, random_start=False)
+    attacked = pgd(mobilenet, all_photos.images, all_photos.labels, eps=8 / 255, steps=10, random_start=False)
+    labels = all_photos.labels
+    source_right = logits(mobilenet, all_photos.images).argmax(-1) == labels
+    other_right = logits(lite0, all_photos.images).argmax(-1) == labels
+    other_after = logits(lite0, attacked.images).argmax(-1) == labels
+    counts = report.transfer["efficientnet_lite0"][8 / 255]
+    assert report.transfer_clean_correct["efficientnet_lite0"] == int(other_right.sum())
+    assert counts.correct == int(other_after.sum())
+    eligible = source_right & attacked.success & other_right
+    assert counts.fooled_by_source == int(eligible.sum()) > 10
+    assert counts.transferred == int((eligible & ~other_after).sum())
+    assert 0.0 <= report.transfer_rate("efficientnet_lite0", 8 / 255) <= 1.0
+    assert "transfer to efficientnet_lite0" in report.table()
+
+
+def test_unreadable_files_are_counted_and_left_out(mobilenet, photos, tmp_path):
+    for item in labelled_images(photos)[:3]:
+        (tmp_path / item.path.name).write_bytes(item.path.read_bytes())
+    (tmp_path / "broken_7.jpg").write_bytes(b"not a jpeg")
+    report = evaluate(mobilenet, tmp_path, fgsm, eps=[1 / 255], progress=False)
+    assert report.total == 3 and [p.name for p, _ in report.skipped] == ["broken_7.jpg"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(eps=[]), "at least one perturbation budget"),
+    (dict(eps=[1 / 255], targets=[1]), "untargeted"),
+    (dict(eps=[0.5], attack=cw, norm="linf"), "minimizes the L2 norm"),
+])
+def test_bad_evaluation_requests(mobilenet, photos, options, message):
+    attack = options.pop("attack", fgsm)
+    with pytest.raises(MethodOptionError, match=message):
+        evaluate(mobilenet, photos, attack, progress=False, **options)
