@@ -166,17 +166,18 @@ def gallery_page(title: str, files: Sequence[str], labels: Sequence[str], values
 
 def write_gallery(directory: Path, title: str, images: np.ndarray, labels: Sequence[str],
                   values: Sequence[float], record: dict[str, Any], stem: str = "unit",
-                  value_name: str = "objective", curves: Sequence[Sequence[float] | None] | None = None
-                  ) -> dict[str, Path]:
+                  value_name: str = "objective", curves: Sequence[Sequence[float] | None] | None = None,
+                  columns: int | None = None) -> dict[str, Path]:
     """One PNG per image, a contact sheet, an index.html and run.json under `directory`.
 
-    curves: per image, its objective at every step (drawn under it), or None.
+    curves: per image, its objective at every step (drawn under it), or None; columns: of the contact
+    sheet (default: about square).
     """
     files = [f"{stem}_{label}.png" for label in labels]
     for image, name in zip(images, files):
         save_image(image, directory / name)
     sheet = directory / "contact_sheet.png"
-    Image.fromarray(contact_sheet(images, list(labels))).save(sheet)
+    Image.fromarray(contact_sheet(images, list(labels), columns)).save(sheet)
     curves = list(curves) if curves is not None else [None] * len(files)
     page = gallery_page(title, files, labels, values, curves, value_name, record.get("config", {}))
     (directory / "index.html").write_text(page, encoding="utf-8")

@@ -244,3 +244,87 @@ def test_dream_reconstruct_and_style_write_their_galleries(capsys, tmp_path):
 def test_method_command_errors_are_one_clear_line(capsys, tmp_path, args, message):
     code, _, err = run(capsys, *args, "--out", str(tmp_path / "out"))
     assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_attack_writes_adversarial_images_maps_sheet_gallery_and_record(capsys, tmp_path, mobilenet):
+    """FGSM at 1/255 from the command line: the exact float images in adversarial.npy are the library's,
+    within the eps ball, and run.json's verdicts are the model's own on them."""
+    import json
+
+    import numpy as np
+
+    from jaxvis.attacks import fgsm
+    from jaxvis.io import read_photo
+    from jaxvis.models.model import logits
+
+    photos = np.stack([read_photo(f"sample:{name}", 224, 32) for name in ("chelsea", "coffee")])
+    out = tmp_path / "attack"
+    code, stdout, err = run(capsys, "attack", "mobilenet_v2", "sample:chelsea", "sample:coffee", "--method", "fgsm",
+                            "--eps", "1/255", "--out", str(out))
+    assert code == 0, err
+    adversarial = np.load(out / "adversarial.npy")
+    labels = logits(mobilenet, photos).argmax(-1)
+    expected = fgsm(mobilenet, photos, labels, eps=1 / 255)
+    np.testing.assert_array_equal(adversarial, expected.images)
+    assert np.abs(adversarial - photos).max() <= 1 / 255 + 1e-6
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["eps"] == 1 / 255 and record["config"]["method"] == "fgsm"
+    fooled = logits(mobilenet, adversarial).argmax(-1) != labels
+    assert [item["success"] for item in record["images"]] == fooled.tolist()
+    assert record["images"][0]["clean"] == "Egyptian cat" and "->" in stdout
+    names = sorted(path.name for path in out.glob("image_*.png"))
+    assert len(names) == 6 and sum("perturbation" in n for n in names) == 2
+    assert (out / "contact_sheet.png").exists() and (out / "index.html").exists()
+    assert names[0].startswith("image_00-chelsea-adversarial-")
+    shown = read_image(out / [n for n in names if n.startswith("image_00") and "perturbation" in n][0])
+    assert abs(float(shown.mean()) - 0.5) < 0.1 and shown.min() < 0.05 and shown.max() > 0.95  # ±eps to 0/1
+
+
+def test_attack_explain_shows_the_units_the_attack_raised_most(capsys, tmp_path, mobilenet):
+    """--explain: run.json lists the units of the layer whose mean activation rose most (recomputed here from
+    the captured activations), and the gallery holds one feature visualization per unit shown."""
+    import json
+
+    import numpy as np
+
+    from jaxvis.io import read_photo
+
+    out = tmp_path / "explained"
+    code, _, err = run(capsys, "attack", "mobilenet_v2", "sample:chelsea", "--method", "fgsm", "--eps", "2/255",
+                       "--explain", "features.14", "--explain-units", "2", "--explain-steps", "4", "--out", str(out))
+    assert code == 0, err
+    clean = read_photo("sample:chelsea", 224, 32)[None]
+    adversarial = np.load(out / "adversarial.npy")
+    change = (np.asarray(mobilenet(adversarial, capture="features.14")["features.14"]).mean(axis=(1, 2))
+              - np.asarray(mobilenet(clean, capture="features.14")["features.14"]).mean(axis=(1, 2)))[0]
+    units = json.loads((out / "run.json").read_text())["images"][0]["units"]
+    assert units["layer"] == "features.14"
+    assert [entry["unit"] for entry in units["rose"]] == np.argsort(-change)[:2].tolist()
+    assert len(list(out.glob("image_00-chelsea-unit*-rose*.png"))) == 2
+
+
+def test_attack_explain_refuses_an_unknown_layer_before_loading(capsys, tmp_path):
+    code, _, err = run(capsys, "attack", "mobilenet_v2", "sample:chelsea", "--explain", "feature.14",
+                       "--out", str(tmp_path / "x"))
+    assert code == 2 and "nearest: features.14" in err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--eps", "2/0"), "not a number or a fraction"),
+        (("--eps", "0/255"), "--eps must be positive"),
+        (("--method", "cw", "--eps", "0.5"), "smallest L2 perturbation itself"),
+        (("--method", "fgsm", "--steps", "5"), "one L-inf step"),
+        (("--target", "golden retreiver"), "golden retriever"),
+        (("--method", "lbfgs", "--norm", "l2"), "--norm does not apply"),
+    ],
+)
+def test_attack_checks_the_request_before_loading(capsys, tmp_path, monkeypatch, args, message):
+    import jaxvis.cli.attack as command
+
+    monkeypatch.setattr(command, "load_model", lambda *_: pytest.fail("the model was loaded before the check"))
+    out = tmp_path / "not-yet"
+    code, _, err = run(capsys, "attack", "mobilenet_v2", "sample:chelsea", *args, "--out", str(out))
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not out.exists()

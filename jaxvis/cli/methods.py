@@ -144,7 +144,7 @@ def run_dream(args: argparse.Namespace) -> None:
 
     arch = architecture(args.model)
     layers = [layer.strip() for layer in args.layer.split(",") if layer.strip()]
-    _check_layers(arch, layers)
+    check_layers(arch, layers)
     image = read_image(args.image)
     if args.size:
         scale = args.size / max(image.shape[:2])
@@ -170,7 +170,7 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     from jaxvis.methods import reconstruct
 
     arch = architecture(args.model)
-    _check_layers(arch, [args.layer])
+    check_layers(arch, [args.layer])
     size = args.size or arch.input_size
     originals = np.stack([read_photo(source, size, arch.min_size, arch.name) for source in args.images])
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"reconstruct-{arch.name}")
@@ -198,7 +198,7 @@ def run_style(args: argparse.Namespace) -> None:
 
     arch = architecture(args.model)
     layers = [name.strip() for name in args.style_layers.split(",")] if args.style_layers else None
-    _check_layers(arch, (layers or []) + ([args.content_layer] if args.content_layer else []))
+    check_layers(arch, (layers or []) + ([args.content_layer] if args.content_layer else []))
     content = read_photo(args.content, args.size, arch.min_size, arch.name)
     style = read_photo(args.style, args.size, arch.min_size, arch.name)
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"style-{arch.name}")
@@ -221,7 +221,7 @@ def run_style(args: argparse.Namespace) -> None:
            curves=[None, None, result.history[:, 0]])
 
 
-def _check_layers(arch: Any, layers: list[str]) -> None:
+def check_layers(arch: Any, layers: list[str]) -> None:
     """Unknown layer names fail before the model loads, with the nearest valid names."""
     from jaxvis.models.model import layer_shapes
 

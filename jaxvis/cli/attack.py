@@ -1,0 +1,218 @@
+"""`jaxvis attack`: adversarial examples for photos, with what the model saw before and after.
+
+Writes to --out: per photo the adversarial image as a PNG and the magnified perturbation (grey is
+zero; ±the largest change maps to black/white), every adversarial image exactly as float32 in
+`adversarial.npy` (a PNG rounds to 8 bits: `run.json` also says whether each PNG as saved still
+fools the model), a contact sheet of clean / adversarial / perturbation with top-1 classes and
+probabilities, an `index.html` gallery and `run.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model
+from jaxvis.errors import JaxvisError
+
+COMMANDS = ("attack",)
+METHODS = ("pgd", "fgsm", "apgd", "cw", "lbfgs")
+BOUNDED = ("pgd", "fgsm", "apgd")  # the others minimize the L2 norm and take no eps
+EXAMPLES = """  jaxvis attack mobilenet_v2 sample:chelsea sample:coffee             PGD L-inf 2/255, 10 steps
+  jaxvis attack mobilenet_v2 photo.jpg --method apgd --eps 8/255 --steps 100
+  jaxvis attack mobilenet_v2 sample:chelsea --method cw --target "golden retriever"
+  jaxvis attack efficientnet_lite0 sample:rocket --method pgd --norm l2 --eps 0.5 --target 1"""
+
+
+def add_commands(commands: Any) -> None:
+    attack = add_parser(commands, "attack", "adversarial examples for photos (FGSM, PGD, APGD-CE, C&W, L-BFGS)",
+                        EXAMPLES)
+    attack.add_argument("name", help="architecture, e.g. mobilenet_v2")
+    attack.add_argument("images", nargs="+", help="image files or sample:NAME (attacked as one batch)")
+    attack.add_argument("--method", default="pgd", choices=METHODS,
+                        help="pgd, fgsm and apgd bound the perturbation by --eps; cw and lbfgs find the smallest "
+                             "L2 perturbation that succeeds")
+    attack.add_argument("--eps", help="perturbation budget; fractions accepted (default: 2/255 for linf, 0.5 for l2)")
+    attack.add_argument("--norm", default="linf", choices=["linf", "l2"], help="pgd and apgd: the eps ball's norm")
+    attack.add_argument("--steps", type=int, help="gradient steps (default: the method's own)")
+    attack.add_argument("--target", help="a class index or ImageNet name to aim every image at (default: untargeted)")
+    attack.add_argument("--size", type=int, help="square size the photos are cropped to (default: the model's input)")
+    attack.add_argument("--seed", type=int, default=0, help="pgd and apgd: random start")
+    attack.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
+    attack.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/attack-METHOD-MODEL)")
+    attack.add_argument("--explain", metavar="LAYER",
+                        help="also show, per image, the units of LAYER whose activation the attack raised most, "
+                             "with their feature visualizations (Bau et al. 2020)")
+    attack.add_argument("--explain-units", type=int, default=4, help="--explain: units shown per image")
+    attack.add_argument("--explain-steps", type=int, default=256,
+                        help="--explain: feature-visualization steps (Lucid's 512 for full quality)")
+    attack.set_defaults(run=run_attack)
+
+
+def parse_budget(text: str) -> float:
+    """`2/255`, `0.5` or `8e-3` as a float, or a clear error."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise JaxvisError(f"--eps {text!r} is not a number or a fraction such as 2/255") from None
+    if not value > 0:
+        raise JaxvisError(f"--eps must be positive, got {text}")
+    return value
+
+
+def attack_options(method: str, eps: str | None, norm: str, steps: int | None, seed: int) -> dict[str, Any]:
+    """The attack function's keyword options for a command line request (checked, nothing loaded)."""
+    if method not in BOUNDED:
+        if eps is not None:
+            raise JaxvisError(f"--method {method} finds the smallest L2 perturbation itself; leave out --eps "
+                              "(or use pgd, fgsm or apgd for a bounded attack)")
+        if norm != "linf":
+            raise JaxvisError(f"--method {method} is an L2 attack; --norm does not apply")
+        return {} if steps is None else {"steps": steps}
+    if method == "fgsm" and (norm != "linf" or steps not in (None, 1)):
+        raise JaxvisError("fgsm is one L-inf step of size eps; --norm and --steps do not apply")
+    options: dict[str, Any] = {"eps": parse_budget(eps) if eps else (2 / 255 if norm == "linf" else 0.5)}
+    if method != "fgsm":
+        options.update(norm=norm, seed=seed, **({} if steps is None else {"steps": steps}))
+        if method == "pgd" and norm == "linf":
+            options["step_size"] = options["eps"] / 4  # Madry et al.'s ratio; torchattacks' 2/255 default step
+    return options
+
+
+def run_attack(args: argparse.Namespace) -> None:
+    from jaxvis.gallery import check_output, prepare_output
+    from jaxvis.imagenet import class_index
+    from jaxvis.io import read_photo
+    from jaxvis.load import architecture
+
+    arch = architecture(args.name)
+    options = attack_options(args.method, args.eps, args.norm, args.steps, args.seed)
+    if args.explain is not None:
+        from jaxvis.cli.methods import check_layers
+
+        check_layers(arch, [args.explain])
+        if args.explain_units < 1 or args.explain_steps < 1:
+            raise JaxvisError("--explain-units and --explain-steps must be at least 1")
+    size = args.size or arch.input_size
+    photos = np.stack([read_photo(source, size, arch.min_size, arch.name) for source in args.images])
+    target = None if args.target is None else class_index(args.target, arch.num_classes)
+    out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"attack-{args.method}-{arch.name}")
+    from jaxvis import attacks
+
+    model = load_model(args.name, args.weights)
+    out = prepare_output(out)
+    clean = _probabilities(model, photos)
+    labels = clean.argmax(-1)  # untargeted: move each photo off the model's own clean class
+    targets = None if target is None else np.full(len(photos), target)
+    if targets is not None and (targets == labels).any():
+        first = int(np.flatnonzero(targets == labels)[0])
+        raise JaxvisError(f"{args.images[first]} is already classified as the target class {target}; choose "
+                          "another --target")
+    print(f"{args.method}: {len(photos)} images on {model.name}", file=sys.stderr)
+    start = time.perf_counter()
+    result = getattr(attacks, args.method)(model, photos, labels, targets=targets, **options)
+    took = time.perf_counter() - start
+    explained = explain_units(model, args, photos, labels, result) if args.explain else None
+    _write(out, model, args, photos, clean, result, options, took, explained)
+
+
+def explain_units(model: Any, args: argparse.Namespace, photos: np.ndarray, labels: np.ndarray, result: Any
+                  ) -> tuple[Any, dict[int, np.ndarray]]:
+    """The unit changes of --explain's layer and a feature visualization of each unit shown (one vectorized run)."""
+    import jaxvis
+    from jaxvis.attacks.explain import unit_changes
+    from jaxvis.io import resize
+
+    changes = unit_changes(model, photos, result.images, args.explain, labels, result.prediction,
+                           top=args.explain_units)
+    units = sorted({int(u) for u in changes.rose.ravel()})
+    print(f"--explain: feature visualizations of {len(units)} units of {args.explain}", file=sys.stderr)
+    pictures = jaxvis.visualize(model, f"{args.explain}:{','.join(map(str, units))}", steps=args.explain_steps,
+                                seed=args.seed)
+    height, width = photos.shape[1:3]
+    return changes, {unit: resize(picture, height, width) for unit, picture in zip(units, pictures)}
+
+
+def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, clean: np.ndarray, result: Any,
+           options: dict[str, Any], took: float, explained: tuple[Any, dict[int, np.ndarray]] | None) -> None:
+    from jaxvis.gallery import environment, write_gallery
+    from jaxvis.imagenet import class_names
+    from jaxvis.io import to_float, to_uint8
+
+    names = class_names()
+    after = _probabilities(model, result.images)
+    saved = _probabilities(model, to_float(to_uint8(result.images))).argmax(-1)  # the PNGs as written
+    np.save(out / "adversarial.npy", result.images.astype(np.float32))
+    images, labels, values, per_image = [], [], [], []
+    for k, source in enumerate(args.images):
+        before_class, after_class = int(clean[k].argmax()), int(after[k].argmax())
+        stem = f"{k:02d}-{Path(source.removeprefix('sample:')).stem}"
+        images += [photos[k], result.images[k], perturbation_map(result.images[k] - photos[k])]
+        labels += [f"{stem}-clean-{_short(names[before_class])}-p{clean[k, before_class]:.2f}",
+                   f"{stem}-adversarial-{_short(names[after_class])}-p{after[k, after_class]:.2f}",
+                   f"{stem}-perturbation-x{0.5 / max(float(np.abs(result.images[k] - photos[k]).max()), 1e-12):.0f}"]
+        values += [float(clean[k, before_class]), float(after[k, after_class]), float(result.norm[k])]
+        per_image.append({"image": source, "clean": names[before_class], "clean_p": float(clean[k, before_class]),
+                          "adversarial": names[after_class], "adversarial_p": float(after[k, after_class]),
+                          "success": bool(result.success[k]), "norm": float(result.norm[k]),
+                          "steps": int(result.steps[k]), "png_still_fools": bool(saved[k] != before_class
+                                                                                  if result.targets is None else
+                                                                                  saved[k] == result.targets[k])})
+        if explained is not None:
+            changes, pictures = explained
+            for unit in changes.rose[k]:
+                images.append(pictures[int(unit)])
+                labels.append(f"{stem}-unit{unit}-rose{changes.change[k, unit]:+.3f}")
+                values.append(float(changes.change[k, unit]))
+            per_image[-1]["units"] = _unit_record(changes, k)
+    config = {"command": "attack", "model": model.name, "method": args.method, "images": args.images,
+              "target": None if result.targets is None else int(result.targets[0]), "norm": result.norm_name,
+              **options}
+    record = {"config": config, "environment": environment(), "total_s": took, "images": per_image,
+              "success_rate": result.success_rate}
+    title = f"{model.name}: {args.method} ({sum(p['success'] for p in per_image)}/{len(per_image)} fooled)"
+    columns = 3 + (args.explain_units if explained is not None else 0)
+    paths = write_gallery(out, title, np.stack(images), labels, values, record, stem="image",
+                          value_name="p(top-1) / norm / change", columns=columns)
+    for item in per_image:
+        print(f"{item['image']}: {item['clean']} ({item['clean_p']:.2f}) -> {item['adversarial']} "
+              f"({item['adversarial_p']:.2f}), {result.norm_name} {item['norm']:.4g}, {item['steps']} steps"
+              + ("" if item["success"] else "  [not fooled]"))
+    print(f"{len(images)} images in {out}  (contact sheet: {paths['sheet']}, gallery: {paths['index']})")
+
+
+def _unit_record(changes: Any, k: int) -> dict[str, Any]:
+    """run.json's view of image k's units: the layer, and per ranking the units with their numbers."""
+    def entry(unit: int) -> dict[str, float]:
+        return {"unit": int(unit), "clean": float(changes.clean[k, unit]),
+                "adversarial": float(changes.adversarial[k, unit]),
+                "to_true_class": [float(v) for v in changes.true_contribution[k, unit]],
+                "to_adversarial_class": [float(v) for v in changes.adversarial_contribution[k, unit]]}
+
+    return {"layer": changes.layer, "rose": [entry(u) for u in changes.rose[k]],
+            "fell": [entry(u) for u in changes.fell[k]], "pushed_adversarial_class": [entry(u) for u in
+                                                                                    changes.pushed[k]]}
+
+
+def perturbation_map(delta: np.ndarray) -> np.ndarray:
+    """The perturbation magnified to the display range: 0.5 is no change, 0/1 the largest change either way."""
+    largest = float(np.abs(delta).max())
+    return np.full_like(delta, 0.5) if largest == 0 else 0.5 + delta / (2 * largest)
+
+
+def _short(name: str) -> str:
+    return name.replace(" ", "_").replace("/", "_")[:16]
+
+
+def _probabilities(model: Any, images: np.ndarray) -> np.ndarray:
+    import jax
+
+    from jaxvis.models.model import logits
+
+    return np.asarray(jax.nn.softmax(logits(model, images), axis=-1))
