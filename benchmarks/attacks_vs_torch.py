@@ -1,7 +1,7 @@
-"""PGD end to end: jaxvis against torchattacks 3.5.1 on the same weights and labelled photos.
+"""PGD and APGD end to end: jaxvis against torchattacks 3.5.1 and foolbox 3.3.4 on the same weights and photos.
 
-    pip install --no-deps torchattacks==3.5.1 foolbox==3.3.4 eagerpy==0.30.0   # foolbox: only for its photos
-    python benchmarks/attacks_vs_torch.py [--batches 1 16 64] [--repeats 2]
+    pip install --no-deps torchattacks==3.5.1 foolbox==3.3.4 eagerpy==0.30.0
+    python benchmarks/attacks_vs_torch.py [--batches 1 16 64] [--others pgd10:16:foolbox-jax ...] [--repeats 2]
 
 The job of #12's anchor: MobileNetV2, PGD L-infinity, eps 2/255, step 0.5/255,
 10 steps, no random start, every image stepping all 10 steps on both sides
@@ -9,8 +9,10 @@ The job of #12's anchor: MobileNetV2, PGD L-infinity, eps 2/255, step 0.5/255,
 20 ImageNet photos (labels in their file names), centre-cropped to 224 px;
 batches above 20 repeat them mirrored. Each side's first and second call in a
 fresh process (`common.compare_in_fresh_processes`); throughput is
-images x steps per second of the second call. foolbox's own attacks are not
-timed here yet.
+images x steps per second of the second call. Beyond PGD-10 against
+torchattacks at batch 1, 16 and 64: PGD-10 against foolbox (torch and JAX
+backends) and APGD-CE-100 against torchattacks' APGD, at batch 16 (foolbox's
+JAX backend takes over a minute per call there).
 """
 
 from __future__ import annotations
@@ -51,25 +53,37 @@ def photos(batch: int):
     return np.ascontiguousarray(images[:batch]), labels[:batch]
 
 
-def jaxvis_worker(batch: int) -> dict:
-    import jaxvis
-    from jaxvis.attacks import pgd
+ATTACKS = {"pgd10": f"PGD-{STEPS} L-inf", "apgd100": "APGD-CE-100 L-inf"}
+PEERS = ("torchattacks", "foolbox-torch", "foolbox-jax")
+APGD_EPS = 8 / 255
 
-    model = jaxvis.load("mobilenet_v2")
-    images, labels = photos(batch)
+
+def timed_twice(call) -> dict:
+    """Seconds of a first and a second call, and the share of images the second call fooled."""
     times, success = [], None
     for _ in range(2):
         start = time.perf_counter()
-        result = pgd(model, images, labels, eps=EPS, step_size=STEP, steps=STEPS, random_start=False,
-                     early_stop=False)
+        success = call()
         times.append(time.perf_counter() - start)
-        success = float(result.success.mean())
     return {"first": times[0], "second": times[1], "success": success}
 
 
-def torch_worker(batch: int) -> dict:
+def jaxvis_worker(attack: str, batch: int) -> dict:
+    import jaxvis
+    from jaxvis.attacks import apgd, pgd
+
+    model = jaxvis.load("mobilenet_v2")
+    images, labels = photos(batch)
+    if attack == "pgd10":
+        run = lambda: pgd(model, images, labels, eps=EPS, step_size=STEP, steps=STEPS,  # noqa: E731
+                          random_start=False, early_stop=False)
+    else:
+        run = lambda: apgd(model, images, labels, eps=APGD_EPS, steps=100, early_stop=False)  # noqa: E731
+    return timed_twice(lambda: float(run().success.mean()))
+
+
+def torch_reference():
     import torch
-    import torchattacks
 
     import jaxvis
 
@@ -83,47 +97,97 @@ def torch_worker(batch: int) -> dict:
         def forward(self, x):
             return self.net((x - self.mean) / self.std)
 
-    reference = Normalized(torch_mobilenet_v2(jaxvis.load("mobilenet_v2"))).eval()
+    return Normalized(torch_mobilenet_v2(jaxvis.load("mobilenet_v2"))).eval()
+
+
+def torch_worker(attack: str, batch: int) -> dict:
+    import torch
+    import torchattacks
+
+    reference = torch_reference()
     images, labels = photos(batch)
     x = torch.tensor(images).permute(0, 3, 1, 2).contiguous()
     y = torch.tensor(labels, dtype=torch.long)
-    times, success = [], None
-    for _ in range(2):
-        start = time.perf_counter()
-        attack = torchattacks.PGD(reference, eps=EPS, alpha=STEP, steps=STEPS, random_start=False)
-        adversarial = attack(x, y)
-        times.append(time.perf_counter() - start)
+
+    def call() -> float:
+        if attack == "pgd10":
+            adversarial = torchattacks.PGD(reference, eps=EPS, alpha=STEP, steps=STEPS, random_start=False)(x, y)
+        else:
+            adversarial = torchattacks.APGD(reference, norm="Linf", eps=APGD_EPS, steps=100)(x, y)
         with torch.no_grad():
-            success = float((reference(adversarial).argmax(1) != y).float().mean())
-    return {"first": times[0], "second": times[1], "success": success}
+            return float((reference(adversarial).argmax(1) != y).float().mean())
+
+    return timed_twice(call)
+
+
+def foolbox_worker(backend: str, attack: str, batch: int) -> dict:
+    """foolbox 3.3.4's LinfPGD (no early stopping, as here) on the torch model, or through EagerPy on the
+    jaxvis model itself (its JAX backend: each step's operations dispatched eagerly, unjitted)."""
+    import foolbox
+
+    if attack != "pgd10":
+        raise SystemExit("foolbox 3 has no APGD")
+    images, labels = photos(batch)
+    pgd = foolbox.attacks.LinfPGD(abs_stepsize=STEP, steps=STEPS, random_start=False)
+    if backend == "torch":
+        import torch
+
+        fmodel = foolbox.PyTorchModel(torch_reference(), bounds=(0, 1))
+        x, y = torch.tensor(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.long)
+    else:
+        import jax.numpy as jnp
+
+        import jaxvis
+
+        model = jaxvis.load("mobilenet_v2")
+        fmodel = foolbox.models.JAXModel(lambda batch_: model(batch_), bounds=(0, 1))
+        x, y = jnp.asarray(images), jnp.asarray(labels)
+    import numpy as np
+
+    return timed_twice(lambda: float(np.asarray(pgd(fmodel, x, y, epsilons=EPS)[2]).mean()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 16, 64])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 16, 64], help="PGD-10 vs torchattacks")
+    parser.add_argument("--others", nargs="*", default=["pgd10:16:foolbox-torch", "pgd10:16:foolbox-jax",
+                                                        "apgd100:16:torchattacks"],
+                        help="more jobs as ATTACK:BATCH:PEER")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.worker:
-        who, batch = args.worker
-        print(json.dumps({"jaxvis": jaxvis_worker, "torchattacks": torch_worker}[who](int(batch))))
+        who, attack, batch = args.worker
+        if who == "jaxvis":
+            result = jaxvis_worker(attack, int(batch))
+        elif who == "torchattacks":
+            result = torch_worker(attack, int(batch))
+        else:
+            result = foolbox_worker(who.split("-")[1], attack, int(batch))
+        print(json.dumps(result))
         return
+    jobs = [("pgd10", batch, "torchattacks") for batch in args.batches]
+    jobs += [(attack, int(batch), peer) for attack, batch, peer in (job.split(":") for job in args.others)]
     rows = []
-    for batch in args.batches:
-        m = compare_in_fresh_processes(__file__, "torchattacks", (batch,), args.repeats)
-        row = [f"PGD-{STEPS} L-inf, batch {batch}", f"{batch * STEPS / m['warm']:.1f}",
-               f"{batch * STEPS / m['peer_warm']:.1f}", *speedup_cells(m),
+    for attack, batch, peer in jobs:
+        steps = STEPS if attack == "pgd10" else 100
+        m = compare_in_fresh_processes(__file__, peer, (attack, batch), args.repeats)
+        job = f"{ATTACKS[attack]}, batch {batch}, vs {peer}"
+        row = [job, f"{batch * steps / m['warm']:.1f}", f"{batch * steps / m['peer_warm']:.1f}", *speedup_cells(m),
                f"{m['success']:.0%} / {m['peer_success']:.0%}", str(args.repeats)]
-        rows = keep_row("attacks_vs_torch", row[0], row) if not args.no_write else [*rows, [processor(), *row]]
-        table = markdown_table([MACHINE_HEADER, "job", "jaxvis images·steps/s", "torchattacks images·steps/s",
-                                *SPEEDUP_HEADER, "fooled (jaxvis / torchattacks)", "repeats"], rows)
-        text = ("## Adversarial attacks vs torchattacks (`benchmarks/attacks_vs_torch.py`)\n\n"
+        rows = keep_row("attacks_vs_torch", job, row) if not args.no_write else [*rows, [processor(), *row]]
+        table = markdown_table([MACHINE_HEADER, "job", "jaxvis images·steps/s", "peer images·steps/s",
+                                *SPEEDUP_HEADER, "fooled (jaxvis / peer)", "repeats"], rows)
+        text = ("## Adversarial attacks vs torchattacks and foolbox (`benchmarks/attacks_vs_torch.py`)\n\n"
                 f"{ROWS_NAME_THEIR_MACHINE}; the latest: {machine()}. MobileNetV2 (identical real weights), "
-                f"foolbox's 20 labelled ImageNet photos at 224 px (mirrored copies past 20), eps 2/255, step "
-                f"0.5/255, {STEPS} steps, no random start, no early stopping on either side. Throughput from the "
-                f"second call. {END_TO_END}\n\n" + table)
+                f"foolbox's 20 labelled ImageNet photos at 224 px (mirrored copies past 20). PGD: eps 2/255, "
+                f"step 0.5/255, {STEPS} steps, no random start; APGD-CE: eps 8/255, 100 steps, one restart; no "
+                "early stopping on either side (the same work). Peers: torchattacks 3.5.1; foolbox 3.3.4's "
+                "LinfPGD on the torch model (foolbox-torch) and, through EagerPy, on the jaxvis model itself "
+                "(foolbox-jax). Throughput from the second call. "
+                f"{END_TO_END}\n\n" + table)
         if not args.no_write:
             write_section("attacks_vs_torch", text)
         print(text, flush=True)

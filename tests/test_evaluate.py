@@ -12,6 +12,7 @@ import pytest
 
 import jaxvis
 from jaxvis.attacks import cw, evaluate, fgsm, pgd
+from jaxvis.attacks.evaluate import self_labelled
 from jaxvis.datasets import labelled_images, stream
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import logits
@@ -111,3 +112,14 @@ def test_bad_evaluation_requests(mobilenet, photos, options, message):
     attack = options.pop("attack", fgsm)
     with pytest.raises(MethodOptionError, match=message):
         evaluate(mobilenet, photos, attack, progress=False, **options)
+
+
+def test_scikit_image_photos_labelled_with_the_models_own_predictions(mobilenet):
+    """No labels: the model's clean answers are the labels (100% clean accuracy by construction); PGD at 2/255
+    moves it off every one of them, at 1/255 FGSM off some."""
+    batches = self_labelled(mobilenet, [f"sample:{n}" for n in ("chelsea", "coffee", "astronaut", "rocket")],
+                            batch_size=3)
+    assert [len(b.labels) for b in batches] == [3, 1]
+    report = evaluate(mobilenet, batches, pgd, eps=[2 / 255], progress=False, steps=10)
+    assert report.clean_accuracy == 1.0 and report.robust_accuracy(2 / 255) == 0.0
+    assert report.failed[2 / 255] == []
