@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model
+from jaxvis.cli.common import DEFAULT_OUT, add_parser, class_probabilities, load_model
 from jaxvis.errors import JaxvisError
 
 COMMANDS = ("attack",)
@@ -107,7 +107,7 @@ def run_attack(args: argparse.Namespace) -> None:
 
     model = load_model(args.name, args.weights)
     out = prepare_output(out)
-    clean = _probabilities(model, photos)
+    clean = class_probabilities(model, photos)
     labels = clean.argmax(-1)  # untargeted: move each photo off the model's own clean class
     targets = None if target is None else np.full(len(photos), target)
     if targets is not None and (targets == labels).any():
@@ -146,8 +146,8 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
     from jaxvis.io import to_float, to_uint8
 
     names = class_names()
-    after = _probabilities(model, result.images)
-    saved = _probabilities(model, to_float(to_uint8(result.images))).argmax(-1)  # the PNGs as written
+    after = class_probabilities(model, result.images)
+    saved = class_probabilities(model, to_float(to_uint8(result.images))).argmax(-1)  # the PNGs as written
     np.save(out / "adversarial.npy", result.images.astype(np.float32))
     images, labels, values, per_image = [], [], [], []
     for k, source in enumerate(args.images):
@@ -208,11 +208,3 @@ def perturbation_map(delta: np.ndarray) -> np.ndarray:
 
 def _short(name: str) -> str:
     return name.replace(" ", "_").replace("/", "_")[:16]
-
-
-def _probabilities(model: Any, images: np.ndarray) -> np.ndarray:
-    import jax
-
-    from jaxvis.models.model import logits
-
-    return np.asarray(jax.nn.softmax(logits(model, images), axis=-1))

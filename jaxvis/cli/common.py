@@ -93,3 +93,14 @@ def finish(out: Path, title: str, images: np.ndarray, labels: list[str], values:
 
 def minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def class_probabilities(model: Any, images: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Softmax of the model's logits for a batch (resized to size x size first, if a size is given)."""
+    import jax
+
+    from jaxvis.models.model import logits
+    from jaxvis.transforms import resize_images
+
+    batch = images if size is None else resize_images(images, size)
+    return np.asarray(jax.nn.softmax(logits(model, batch), axis=-1))

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, finish, load_model, plain, record,
-                               stage_saver)
+from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, class_probabilities, finish, load_model,
+                               plain, record, stage_saver)
 from jaxvis.errors import JaxvisError, UnknownLayerError
 
 
@@ -124,7 +124,7 @@ def run_invert(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     result = invert(model, classes, method=args.method, on_stage=stage_saver(out, labels), **options)
     images = result.images[:, 0]
-    probabilities = _softmax(model, images)
+    probabilities = class_probabilities(model, images, model.input_size)
     values = [float(p[c]) for p, c in zip(probabilities, classes)]
     run_record = record(model, "invert", {"method": args.method, "classes": classes.tolist(), **plain(options)},
                         result, start)
@@ -229,13 +229,3 @@ def check_layers(arch: Any, layers: list[str]) -> None:
     unknown = [layer for layer in layers if layer not in valid]
     if unknown:
         raise UnknownLayerError(unknown, arch.name, valid)
-
-
-def _softmax(model: Any, images: np.ndarray) -> np.ndarray:
-    import jax
-
-    from jaxvis.models.model import logits
-    from jaxvis.transforms import resize_images
-
-    batch = resize_images(images, model.input_size)
-    return np.asarray(jax.nn.softmax(logits(model, batch), axis=-1))
