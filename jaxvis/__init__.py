@@ -35,6 +35,8 @@ _WHERE = {  # public name -> the module that defines it
     "Result": "jaxvis.optimize",
     "optimize": "jaxvis.optimize",
     "visualize": "jaxvis.methods.feature_visualization",
+    "dissect": "jaxvis.units.dissect",
+    "survey": "jaxvis.units.survey",
 }
 
 __all__ = sorted(_WHERE)

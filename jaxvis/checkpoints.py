@@ -74,7 +74,8 @@ class Checkpoints:
         (self.directory / FINGERPRINT).write_text(json.dumps(self.config, indent=1))
         target = (self.directory / f"step_{step}").resolve()
         checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(target, {"state": jax.device_get(state), "history": history, "step": step}, force=True)
+        leaves = [_storable(leaf) for leaf in jax.device_get(jax.tree_util.tree_leaves(state))]  # see `latest`
+        checkpointer.save(target, {"state": leaves, "history": history, "step": step}, force=True)
         checkpointer.wait_until_finished()
         for old in self.steps()[:-2]:  # keep the two newest
             shutil.rmtree(self.directory / f"step_{old}", ignore_errors=True)
@@ -101,11 +102,15 @@ class Checkpoints:
         if not steps:
             return None
         self.check()
-        target = {"state": abstract_state, "history": np.zeros(history_shape, np.float32), "step": 0}
+        leaves, structure = jax.tree_util.tree_flatten(abstract_state)
+        target = {"state": [_storable(leaf) for leaf in leaves], "history": np.zeros(history_shape, np.float32),
+                  "step": 0}
         restored = ocp.StandardCheckpointer().restore((self.directory / f"step_{steps[-1]}").resolve(), target)
         print(f"jaxvis: resuming from {self.directory / f'step_{steps[-1]}'}", file=sys.stderr)
-        state = jax.tree_util.tree_map(jnp.asarray, restored["state"])
-        return type(abstract_state)(*state), np.asarray(restored["history"]), int(restored["step"])
+        state = jax.tree_util.tree_unflatten(structure, [
+            jnp.zeros(want.shape, want.dtype) if _empty(want) else jnp.asarray(got)
+            for want, got in zip(leaves, restored["state"])])
+        return state, np.asarray(restored["history"]), int(restored["step"])
 
     def remove(self) -> None:
         """Delete the checkpoints (a finished run needs them no more)."""
@@ -115,6 +120,19 @@ class Checkpoints:
         if not self.directory.is_dir():
             return []
         return sorted(int(p.name.split("_")[1]) for p in self.directory.glob("step_*") if p.name.split("_")[1].isdigit())
+
+
+def _empty(leaf: Any) -> bool:
+    return int(np.prod(np.shape(leaf))) == 0
+
+
+def _storable(leaf: Any) -> Any:
+    """orbax refuses zero-size arrays: such a leaf is saved as one zero (and rebuilt from its shape)."""
+    if not _empty(leaf):
+        return leaf
+    if isinstance(leaf, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct((1,), leaf.dtype)
+    return np.zeros(1, np.asarray(leaf).dtype)
 
 
 __all__ = ["Checkpoints", "ResumeMismatchError", "differences", "digest", "fingerprint"]

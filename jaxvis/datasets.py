@@ -19,6 +19,9 @@ Two layouts are read (files and folders whose names start with "." are ignored):
     `img_0001.jpg` or `ILSVRC2012_val_00000001.JPEG` are refused (leading
     zeros: a running number, not a label): put such files in class folders.
 
+(c) any folder of images, unlabelled (`unlabelled_images`: every image below it, label -1),
+    for statistics that need no labels (dataset examples, dissection's top images).
+
     stream = jaxvis.datasets.stream("photos/", size=224, batch_size=32)
     for batch in stream:                      # ImageBatch: images (N, 224, 224, 3), labels (N,), paths
         ...
@@ -35,6 +38,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -48,6 +52,8 @@ _LAYOUTS = (
     "or class name (golden_retriever); (b) a flat folder of files named NAME_LABEL.jpg (imagenet_06_292.jpg)."
 )
 _LABEL = re.compile(r".+_(0|[1-9][0-9]*)")
+UNLABELLED = -1  # the label of an image in a plain folder
+T = TypeVar("T")
 
 
 class DatasetError(JaxvisError, ValueError):
@@ -84,6 +90,19 @@ def labelled_images(root: str | os.PathLike, num_classes: int = 1000) -> list[La
         raise DatasetError(
             f"no images found in {root}: files ending in {', '.join(IMAGE_EXTENSIONS)} (any case) are read. {_LAYOUTS}"
         )
+    return items
+
+
+def unlabelled_images(root: str | os.PathLike) -> list[LabelledImage]:
+    """Every image below `root` (any depth, hidden files and folders skipped), sorted, labelled -1."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder of images.")
+    items = [LabelledImage(path, UNLABELLED) for path in sorted(root.rglob("*"))
+             if _is_image(path) and not _hidden(path, root)]
+    if not items:
+        raise DatasetError(f"no images found in {root}: files ending in {', '.join(IMAGE_EXTENSIONS)} "
+                           "(any case) are read, in any sub-folder.")
     return items
 
 
@@ -141,7 +160,8 @@ def batches(
     (default: one line on stderr) and left out; every batch but the last has `batch_size` images.
     Any other error in the reader is raised here; closing the iterator early stops the thread."""
     _check_options(size=size, batch_size=batch_size, prefetch=prefetch)
-    return _consume(list(items), size, batch_size, prefetch, on_skip or _warn)
+    items = list(items)
+    return prefetched(lambda stop: _read_batches(items, size, batch_size, on_skip or _warn, stop), prefetch)
 
 
 def _check_options(**options: int) -> None:
@@ -162,12 +182,15 @@ class _Failure:
     error: BaseException
 
 
-def _consume(items, size, batch_size, prefetch, on_skip) -> Iterator[ImageBatch]:
+def prefetched(produce: Callable[[threading.Event], Iterator[T]], prefetch: int) -> Iterator[T]:
+    """The items of `produce(stop)`, made by a background thread at most `prefetch` ahead.
+
+    An error in `produce` is raised here; closing the iterator early sets `stop` (which `produce`
+    should check between items) and waits for the thread.
+    """
     ready: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
-    reader = threading.Thread(
-        target=_produce, args=(items, size, batch_size, on_skip, ready, stop), name="jaxvis-images", daemon=True
-    )
+    reader = threading.Thread(target=_fill, args=(produce, ready, stop), name="jaxvis-reader", daemon=True)
     reader.start()
     try:
         while (got := ready.get()) is not _DONE:
@@ -179,10 +202,10 @@ def _consume(items, size, batch_size, prefetch, on_skip) -> Iterator[ImageBatch]
         reader.join()
 
 
-def _produce(items, size, batch_size, on_skip, ready: queue.Queue, stop: threading.Event) -> None:
+def _fill(produce, ready: queue.Queue, stop: threading.Event) -> None:
     try:
-        for batch in _read_batches(items, size, batch_size, on_skip, stop):
-            if not _put(ready, batch, stop):
+        for item in produce(stop):
+            if not _put(ready, item, stop):
                 return
         _put(ready, _DONE, stop)
     except Exception as err:  # handed to the consumer, which raises it

@@ -37,6 +37,7 @@ from jaxvis.models.model import Model
 from jaxvis.objectives import Objective
 from jaxvis.optimizers import Optimizer, as_optimizer
 from jaxvis.param import Param
+from jaxvis.progress import progress_bar
 from jaxvis.plan import INIT_STATE, RUN_CHUNK, START_FROM, Inputs, Plan, State, init_state
 from jaxvis.structure import digest
 from jaxvis.transforms import Transform, identity
@@ -133,7 +134,7 @@ def optimize(
     begin = _start(plan, inputs, init, positions, devices, steps, store if resume else None, timings)
     advance = compiled_chunks(plan, model, inputs, timings)
     advance = stop_on_nonfinite(advance, units, timings)
-    bar = _progress_bar(progress, steps, begin.done, objectives.name)
+    bar = progress_bar(progress, steps, objectives.name, unit="step", done=begin.done)
     advance = with_progress_bar(advance, bar, len(units))
     if store is not None and checkpoint_every:
         advance = with_checkpoints(advance, store, checkpoint_every, steps)
@@ -354,7 +355,3 @@ def _unit_list(units: np.ndarray | None) -> str:
     return ", ".join(str(u) for u in (units if units is not None else [])[:10]) or "?"
 
 
-def _progress_bar(enabled: bool, total: int, done: int, description: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, disable=not enabled, unit="step", desc=description[:40], leave=False)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jaxvis
+from jaxvis.models.model import Architecture, Model
+from jaxvis.models.probe import Probe
 
 TIMM_ARCHS = {"efficientnet_lite0", "vit_small_patch16_224", "mixer_b16_224", "resmlp_12_224"}
 
@@ -60,3 +64,29 @@ def nhwc(activation) -> np.ndarray:
 def forward(model, images, **kwargs):
     """The model under jit, passed as an argument (not closed over: no constant folding of weights)."""
     return jax.jit(lambda m, x: m(x, **kwargs))(model, images)
+
+
+# (R, G, B) weights and bias per unit: unit 0 red, unit 1 green, unit 2 an arbitrary mix
+PLANTED_WEIGHTS = np.array([[1.0, -1.0, -1.0], [-0.7, 1.0, -0.9], [0.3, 0.2, -0.4]], np.float32).T
+PLANTED_BIAS = np.array([-0.1, -0.1, 0.1], np.float32)
+
+
+class Planted(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array, probe: Probe) -> jax.Array:
+        weights = self.param("weights", lambda _: jnp.asarray(PLANTED_WEIGHTS))
+        bias = self.param("bias", lambda _: jnp.asarray(PLANTED_BIAS))
+        detect = probe.tap("detect", jnp.maximum(x @ weights + bias, 0.0))
+        pooled = nn.avg_pool(detect, (4, 4), strides=(4, 4))  # coarser maps: upsampling matters
+        pooled = probe.tap("pool", pooled)
+        return probe.tap("head", pooled.mean(axis=(1, 2)))
+
+
+PLANTED = Architecture(name="planted", family="cnn", source="test", build=Planted, min_size=8, input_size=64,
+                       mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), num_classes=3)
+
+
+def planted_model() -> Model:
+    """A model whose units detect colours by construction (dissection must find them)."""
+    variables = PLANTED.module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), Probe())
+    return Model(PLANTED, variables)

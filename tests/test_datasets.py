@@ -254,7 +254,7 @@ def test_bad_options_are_refused_at_once(flat, option):
 
 
 def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "jaxvis-images" and t.is_alive()]
+    return [t for t in threading.enumerate() if t.name == "jaxvis-reader" and t.is_alive()]
 
 
 def test_consumer_stopping_early_ends_the_reader(flat):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from jaxvis.attacks.common import AttackResult
 from jaxvis.datasets import ImageBatch, Stream, stream
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model, logits
+from jaxvis.progress import progress_bar
 
 Attack = Callable[..., AttackResult]
 
@@ -129,7 +129,7 @@ def evaluate(model: Model, dataset: str | os.PathLike | Stream | Iterable[ImageB
     report.robust = {e: 0 for e in eps}
     report.failed = {e: [] for e in eps}
     total = getattr(batches, "total", None)
-    bar = _progress_bar(progress, total, f"{attack.__name__} on {model.name}")
+    bar = progress_bar(progress, total, f"{attack.__name__} on {model.name}", unit="img")
     started = time.perf_counter()
     full = None
     for batch in batches:
@@ -206,7 +206,3 @@ def _first(outcome: AttackResult, count: int) -> AttackResult:
                         outcome.norm_name)
 
 
-def _progress_bar(enabled: bool, total: int | None, description: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, unit="img", desc=description, leave=False, file=sys.stderr)
