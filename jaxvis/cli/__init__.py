@@ -4,6 +4,7 @@
     jaxvis visualize                                   (jaxvis.cli.visualize)
     jaxvis invert | dream | reconstruct | style        (jaxvis.cli.methods)
     jaxvis attack                                      (jaxvis.cli.attack)
+    jaxvis concepts | dissect | ablate | examples      (jaxvis.cli.units)
 
 Every command checks its whole request (model, layers, units, sizes, files,
 output folder) before any weights load or anything compiles, and reports bad
@@ -17,17 +18,19 @@ import sys
 from collections.abc import Sequence
 
 import converters
-from jaxvis.cli import attack, info, methods, visualize
+from jaxvis.cli import attack, info, methods, units, visualize
 from jaxvis.cli.common import HelpFormatter
 from jaxvis.errors import JaxvisError
 
 DESCRIPTION = "Understand vision networks by optimizing their input: feature visualization, class inversion, " \
-              "DeepDream, feature inversion, style transfer and adversarial examples on converted PyTorch networks, in JAX."
+              "DeepDream, feature inversion, style transfer, adversarial examples, network dissection and unit ablation on "\
+              "converted PyTorch networks, in JAX."
 EPILOG = """examples:
   jaxvis visualize mobilenet_v2                     the main job: features.14 channels 0-15 with Lucid's defaults
   jaxvis layers mobilenet_v2                        the layer names to visualize
   jaxvis invert mobilenet_v2 --classes goldfish,volcano
   jaxvis attack mobilenet_v2 sample:chelsea --method apgd --eps 4/255
+  jaxvis concepts concepts/ && jaxvis dissect mobilenet_v2 features.7 --data concepts/
 
 'jaxvis COMMAND --help' shows a command's options and examples."""
 
@@ -49,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-GROUPS = (info, visualize, methods, attack)  # each module's COMMANDS, in the order `jaxvis --help` lists them
+GROUPS = (info, visualize, methods, attack, units)  # each module's COMMANDS, in the order `jaxvis --help` lists them
 
 
 def invoked(argv: Sequence[str]) -> str | None:

@@ -7,10 +7,11 @@ Two kinds of images, written in the simple layout (`jaxvis.segmentation`):
   eleven colour names.  Broden names colours with van de Weijer et al.'s learned
   colour-naming table (2009), which is not available offline; here each pixel takes
   the nearest of eleven prototype colours in CIELAB -- an approximation, stated as one;
-- collages of scikit-image's texture photos -- brick, grass, gravel (category
-  "material") and a checkerboard ("texture", DTD's "chequered") -- pasted into the
-  random Voronoi cells of a 224 x 224 canvas, so every pixel's material is known
-  exactly; their pixels carry colour names too.
+- collages: a photo crop cut into twelve random Voronoi cells, two to four of them
+  replaced by scikit-image's texture photos -- brick, grass, gravel (category
+  "material") or a checkerboard ("texture", DTD's "chequered") -- so each texture
+  pixel is known exactly and covers a small part of the data, as Broden's concepts
+  do; every pixel carries a colour name too.
 
     root = build_concept_set("concepts/", seed=0)
     jaxvis.dissect(model, "features.14", root)
@@ -89,21 +90,25 @@ def crops(image: np.ndarray, rng: np.random.Generator, count: int, size: int = S
     return out
 
 
-def collage(rng: np.random.Generator, textures: dict[int, np.ndarray], cells: int,
-            size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """A canvas of random Voronoi cells, each a random crop of one texture: (image, concept id per pixel)."""
+def collage(rng: np.random.Generator, textures: dict[int, np.ndarray], background: np.ndarray, cells: int = 12,
+            pasted: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """`background` (a photo crop) cut into `cells` random Voronoi cells, `pasted` of them replaced by a
+    random crop of a random texture: (image, texture concept id per pixel, 0 on the photo)."""
+    size = background.shape[0]
     seeds = rng.uniform(0, size, size=(cells, 2))
     rows, columns = np.mgrid[0:size, 0:size]
     cell = (((rows[..., None] - seeds[:, 0]) ** 2 + (columns[..., None] - seeds[:, 1]) ** 2)).argmin(axis=-1)
-    ids = rng.choice(list(textures), size=cells)
-    image = np.zeros((size, size, 3), np.float32)
-    for index, concept in enumerate(ids):
-        texture = textures[int(concept)]
+    image = background.astype(np.float32).copy()
+    labels = np.zeros((size, size), np.uint8)
+    for index in rng.choice(cells, size=min(pasted, cells), replace=False):
+        concept = int(rng.choice(list(textures)))
+        texture = textures[concept]
         top = rng.integers(0, texture.shape[0] - size + 1)
         left = rng.integers(0, texture.shape[1] - size + 1)
-        patch = texture[top:top + size, left:left + size]
-        image[cell == index] = patch[cell == index]
-    return image, ids[cell].astype(np.uint8)
+        inside = cell == index
+        image[inside] = texture[top:top + size, left:left + size][inside]
+        labels[inside] = concept
+    return image, labels
 
 
 def _texture(sample: str, size: int) -> np.ndarray:
@@ -126,14 +131,17 @@ def build_concept_set(root: str | os.PathLike, *, crops_per_photo: int = 3, coll
         writer.writerow(["id", "name", "category"])
         writer.writerows(rows)
     ids = {name: concept for concept, name, _ in rows}
+    backgrounds = []
     for source in photos if photos is not None else photo_sources():
         stem = Path(source.removeprefix("sample:")).stem
         for index, crop in enumerate(crops(read_image(source), rng, crops_per_photo, size)):
             _write(root, f"photo-{stem}-{index}", crop, {"color": colour_names(crop)})
+            backgrounds.append(crop)
     textures = {ids[name]: _texture(name, size) for name in MATERIALS}
     textures |= {ids[name]: _texture(sample, size) for name, sample in TEXTURES.items()}
     for index in range(collages):
-        image, material = collage(rng, textures, cells=int(rng.integers(3, 7)), size=size)
+        background = backgrounds[int(rng.integers(len(backgrounds)))]
+        image, material = collage(rng, textures, background, pasted=int(rng.integers(2, 5)))
         _write(root, f"collage-{index:03d}", image, {"color": colour_names(image), "texture": material})
     return root
 

@@ -88,9 +88,21 @@ class Survey:
     sketch: quantiles.Sketch
     images_per_s: float
     seconds: float
+    size: int  # images were read at size x size ...
+    whole: bool  # ... resized whole (concept data sets) or centre-cropped (folders of photos)
 
     def quantile(self, q: float) -> np.ndarray:
         return quantiles.quantile(self.sketch, q)
+
+    def read(self, indices: Iterable[int]) -> dict[int, np.ndarray]:
+        """The data set's images `indices` as the survey saw them."""
+        from jaxvis.io import center_crop_resize, read_image, resize
+
+        out = {}
+        for index in indices:
+            image = read_image(self.paths[index])
+            out[index] = resize(image, self.size, self.size) if self.whole else center_crop_resize(image, self.size)
+        return out
 
 
 def layer_map_shape(model: Model, layer: str, size: int) -> tuple[int, int, int]:
@@ -161,4 +173,4 @@ def survey(model: Model, layer: str, data: Any, *, k: int = K, directions: int =
         store.remove()  # finished: nothing left to resume
     found = jax.device_get(done.state)
     return Survey(layer, paths, found.units, found.directions, np.asarray(chosen), found.sketch,
-                  done.images_per_s, done.seconds)
+                  done.images_per_s, done.seconds, size, isinstance(source, ConceptDataset))

@@ -1,0 +1,236 @@
+"""`jaxvis concepts | dissect | ablate | examples`: what single units mean, from data.
+
+    concepts   write the offline concept-segmentation set (colour names on real photos, texture collages)
+    dissect    label every unit of a layer with the concept it segments best (network dissection)
+    ablate     remove a class's most important units and watch its accuracy fall, against random units
+    examples   the images that most excite each unit, and random directions of the same layer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model
+from jaxvis.errors import JaxvisError
+
+COMMANDS = ("concepts", "dissect", "ablate", "examples")
+CONCEPTS_EXAMPLES = """  jaxvis concepts concepts/                     about 130 images: 28 photos x 3 crops, 48 collages
+  jaxvis concepts concepts/ --collages 200 --seed 1"""
+DISSECT_EXAMPLES = """  jaxvis concepts concepts/ && jaxvis dissect mobilenet_v2 features.7 --data concepts/
+  jaxvis dissect mobilenet_v2 features.14 --data broden1_224/ --batch-size 64"""
+ABLATE_EXAMPLES = """  jaxvis ablate mobilenet_v2 features.14 --class espresso --data photos/
+  jaxvis ablate mobilenet_v2 features.16 --class 967 --data imagenet/val --top 16"""
+EXAMPLES_EXAMPLES = """  jaxvis examples mobilenet_v2 features.14 --data photos/ --units 0-15 --directions 8
+  jaxvis examples mobilenet_v2 features.7 --data concepts/images --top 6"""
+
+
+def add_commands(commands: Any) -> None:
+    concepts = add_parser(commands, "concepts", "write the offline concept-segmentation set for dissection",
+                          CONCEPTS_EXAMPLES)
+    concepts.add_argument("out", help="folder to write (the simple layout: images/, masks/, concepts.csv)")
+    concepts.add_argument("--crops", type=int, default=3, help="square crops per photo")
+    concepts.add_argument("--collages", type=int, default=48, help="texture collages")
+    concepts.add_argument("--seed", type=int, default=0, help="the same seed writes the same set")
+    concepts.set_defaults(run=run_concepts)
+
+    dissect = add_parser(commands, "dissect", "label each unit of a layer with the concept it segments best "
+                         "(network dissection)", DISSECT_EXAMPLES)
+    _model_layer_data(dissect, "a concept-segmentation folder: Broden's layout or the simple one "
+                      "(`jaxvis concepts` writes one)")
+    dissect.add_argument("--quantile", type=float, default=0.005,
+                         help="a unit is on in its top QUANTILE of activations (NetDissect's 0.005)")
+    dissect.add_argument("--iou", type=float, default=0.04,
+                         help="IoU at which a unit counts as a detector (NetDissect's 0.04)")
+    dissect.add_argument("--seg-size", type=int, help="label maps are compared at this size (default: half the "
+                         "input size, Broden's 112 at 224)")
+    dissect.set_defaults(run=run_dissect)
+
+    ablate = add_parser(commands, "ablate", "remove the units a class depends on most and watch its accuracy "
+                        "fall, against random units (Bau et al. 2020)", ABLATE_EXAMPLES)
+    _model_layer_data(ablate, "labelled images (class folders or NAME_LABEL.jpg: accuracy) or any folder of "
+                      "images (agreement with the unablated model)")
+    ablate.add_argument("--class", dest="target", required=True, help="an ImageNet class name or index")
+    ablate.add_argument("--top", type=int, default=8, help="most important units listed")
+    ablate.set_defaults(run=run_ablate)
+
+    examples = add_parser(commands, "examples", "the images that most excite each unit, next to random "
+                          "directions of the layer (Szegedy et al. 2013)", EXAMPLES_EXAMPLES)
+    _model_layer_data(examples, "a folder of images (any depth) or a concept-segmentation folder")
+    examples.add_argument("--units", default="0-15", help="units shown, e.g. 0-15 or 3,7,9")
+    examples.add_argument("--directions", type=int, default=8, help="random unit-norm directions shown")
+    examples.add_argument("--top", type=int, default=6, help="top images per unit")
+    examples.add_argument("--seed", type=int, default=0, help="seeds the random directions")
+    examples.set_defaults(run=run_examples)
+
+
+def _model_layer_data(parser: argparse.ArgumentParser, data_help: str) -> None:
+    parser.add_argument("name", help="architecture, e.g. mobilenet_v2")
+    parser.add_argument("layer", help="layer name, e.g. features.14 (`jaxvis layers NAME` lists them)")
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--size", type=int, help="input size (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    parser.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
+    parser.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/COMMAND-MODEL-LAYER)")
+
+
+def _checked(args: argparse.Namespace, command: str) -> tuple[Any, Path]:
+    """The model's card with the layer checked, and the output folder -- before anything loads."""
+    from jaxvis.catalog import card
+    from jaxvis.errors import UnknownLayerError
+    from jaxvis.gallery import check_output
+
+    arch = card(args.name)
+    if args.layer not in arch.layers:
+        raise UnknownLayerError([args.layer], arch.name, list(arch.layers))
+    if not Path(args.data).is_dir():
+        raise JaxvisError(f"--data {args.data} is not a folder")
+    if args.batch_size < 1:
+        raise JaxvisError("--batch-size must be at least 1")
+    return arch, check_output(Path(args.out) if args.out else DEFAULT_OUT / f"{command}-{arch.name}-{args.layer}")
+
+
+def run_concepts(args: argparse.Namespace) -> None:
+    from jaxvis.units.concept_set import build_concept_set
+
+    if args.crops < 1 or args.collages < 0:
+        raise JaxvisError("--crops must be at least 1 and --collages at least 0")
+    start = time.perf_counter()
+    root = build_concept_set(args.out, crops_per_photo=args.crops, collages=args.collages, seed=args.seed)
+    count = len(list((root / "images").glob("*.png")))
+    print(f"{count} images with colour and texture masks in {root} ({time.perf_counter() - start:.1f} s)")
+
+
+def run_dissect(args: argparse.Namespace) -> None:
+    from jaxvis.gallery import environment, prepare_output
+    from jaxvis.segmentation import read_concepts
+    from jaxvis.units.dissect import dissect
+
+    _, out = _checked(args, "dissect")
+    data = read_concepts(args.data)  # layout errors before the model loads
+    model = load_model(args.name, args.weights)
+    result = dissect(model, args.layer, data, quantile=args.quantile, iou_threshold=args.iou, size=args.size,
+                     seg_size=args.seg_size, batch_size=args.batch_size)
+    out = prepare_output(out)
+    record = {"command": "dissect", "data": str(args.data), **result.as_dict(), "environment": environment()}
+    (out / "dissection.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    print(result.table())
+    print(f"{result.images} images, {result.images_per_s['tally']:.1f} images/s in the tally; "
+          f"{out / 'dissection.json'}")
+
+
+def run_ablate(args: argparse.Namespace) -> None:
+    from jaxvis.gallery import environment, prepare_output
+    from jaxvis.imagenet import class_index, class_names
+    from jaxvis.units import ablate
+
+    arch, out = _checked(args, "ablate")
+    target = class_index(args.target, arch.num_classes)
+    images = ablate.ablation_images(args.data)  # layout errors before the model loads
+    model = load_model(args.name, args.weights)
+    ranking = ablate.rank_units(model, args.layer, images, target, size=args.size, batch_size=args.batch_size)
+    curve = ablate.curve(model, args.layer, images, ranking, size=args.size, batch_size=args.batch_size)
+    out = prepare_output(out)
+    name = class_names()[target]
+    (out / "curve.svg").write_text(curve_svg(curve, name), encoding="utf-8")
+    record = {"command": "ablate", "model": model.name, "layer": args.layer, "class": name, "metric": curve.metric,
+              "images_of_class": ranking.images, "baseline": ranking.baseline,
+              "top_units": [{"unit": u, "accuracy_drop": float(ranking.accuracy_drop[u]),
+                             "logit_drop": float(ranking.logit_drop[u])} for u in ranking.top(args.top)],
+              "curve": {"k": list(curve.ks), "class_top": curve.target_top.tolist(),
+                        "class_random": curve.target_random.tolist(), "others_top": curve.others_top.tolist(),
+                        "others_random": curve.others_random.tolist()},
+              "environment": environment()}
+    (out / "ablation.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    print(f"{name}: {ranking.images} images; {curve.metric} {ranking.baseline:.2f} with every unit of {args.layer}")
+    print(f"{'unit':>5}  {curve.metric} drop  logit drop")
+    for unit in ranking.top(args.top):
+        print(f"{unit:>5}  {ranking.accuracy_drop[unit]:>+{len(curve.metric) + 5}.2f}  {ranking.logit_drop[unit]:+.3f}")
+    print(f"{'k':>5}  {name[:12]:>12} (top k)  (random k)  other classes (top k)  (random k)")
+    for row in zip(curve.ks, curve.target_top, curve.target_random, curve.others_top, curve.others_random):
+        print(f"{row[0]:>5}  {row[1]:>20.2f}  {row[2]:>10.2f}  {row[3]:>21.2f}  {row[4]:>10.2f}")
+    print(f"curve: {out / 'curve.svg'}; record: {out / 'ablation.json'}")
+
+
+def curve_svg(curve: Any, name: str, width: int = 420, height: int = 260) -> str:
+    """The ablation curve as a standalone SVG: accuracy against k removed (log-spaced), four lines."""
+    import html
+
+    left, right, top, bottom = 48, 150, 16, 36
+    xs = np.arange(len(curve.ks))
+    scale_x = (width - left - right) / max(1, len(xs) - 1)
+
+    def point(i: int, y: float) -> str:
+        return f"{left + i * scale_x:.1f},{top + (1 - y) * (height - top - bottom):.1f}"
+
+    lines = [(f"{name}, top-k removed", curve.target_top, "#c0392b", ""),
+             (f"{name}, random k", curve.target_random, "#c0392b", "5,4"),
+             ("other classes, top-k", curve.others_top, "#2a6fd6", ""),
+             ("other classes, random k", curve.others_random, "#2a6fd6", "5,4")]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="11"><rect width="100%" height="100%" fill="white"/>']
+    for y in (0, 0.5, 1):
+        parts.append(f'<text x="{left - 6}" y="{top + (1 - y) * (height - top - bottom) + 4:.1f}" '
+                     f'text-anchor="end">{y:.1f}</text>')
+    for i, k in enumerate(curve.ks):
+        parts.append(f'<text x="{left + i * scale_x:.1f}" y="{height - bottom + 14}" text-anchor="middle">{k}</text>')
+    parts.append(f'<text x="{left + (width - left - right) / 2:.0f}" y="{height - 6}" text-anchor="middle">'
+                 f'units removed</text>')
+    for row, (label, values, colour, dash) in enumerate(lines):
+        shown = [(i, v) for i, v in enumerate(values) if np.isfinite(v)]
+        if len(shown) > 1:
+            points = " ".join(point(i, v) for i, v in shown)
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}" '
+                         f'points="{points}"/>')
+        parts.append(f'<line x1="{width - right + 8}" x2="{width - right + 28}" y1="{top + 14 * row + 6}" '
+                     f'y2="{top + 14 * row + 6}" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>')
+        parts.append(f'<text x="{width - right + 32}" y="{top + 14 * row + 10}">{html.escape(label[:22])}</text>')
+    parts.append(f'<text x="12" y="{top + 4}">{html.escape(curve.metric[:20])}</text></svg>')
+    return "".join(parts)
+
+
+def run_examples(args: argparse.Namespace) -> None:
+    from jaxvis.gallery import prepare_output, write_gallery
+    from jaxvis.request import parse_units
+    from jaxvis.units.examples import example_strip, needed_images
+    from jaxvis.units.survey import survey
+
+    arch, out = _checked(args, "examples")
+    units = parse_units(args.units).tolist()
+    width = arch.layers[args.layer]
+    bad = [u for u in units if u >= width]
+    if bad:
+        raise JaxvisError(f"unit {bad[0]} is out of range for {args.layer} of {arch.name}: valid units are "
+                          f"0-{width - 1}")
+    if args.directions < 0 or args.top < 1:
+        raise JaxvisError("--directions must be at least 0 and --top at least 1")
+    model = load_model(args.name, args.weights)
+    start = time.perf_counter()
+    found = survey(model, args.layer, args.data, k=args.top, directions=args.directions, seed=args.seed,
+                   size=args.size, batch_size=args.batch_size)
+    shown = needed_images(found, units, list(range(args.directions)), args.top)
+    images = found.read(shown)
+    strips = [example_strip(found, u, images, count=args.top) for u in units]
+    strips += [example_strip(found, d, images, directions=True, count=args.top) for d in range(args.directions)]
+    labels = [f"unit {u}" for u in units] + [f"direction {d}" for d in range(args.directions)]
+    values = [float(found.top.values[u, 0]) for u in units] + \
+        [float(found.directions_top.values[d, 0]) for d in range(args.directions)]
+    out = prepare_output(out)
+    record = {"config": {"command": "examples", "model": model.name, "layer": args.layer, "units": units,
+                         "directions": args.directions, "top": args.top, "seed": args.seed, "data": str(args.data)},
+              "images": len(found.paths), "images_per_s": found.images_per_s, "total_s": time.perf_counter() - start,
+              "top_images": {label: [str(found.paths[i]) for i in np.asarray(top.images[index, :args.top]) if i >= 0]
+                             for label, top, index in
+                             [(f"unit {u}", found.top, u) for u in units] +
+                             [(f"direction {d}", found.directions_top, d) for d in range(args.directions)]}}
+    paths = write_gallery(out, f"{model.name} {args.layer}: dataset examples, units and random directions",
+                          np.stack(strips), [label.replace(" ", "_") for label in labels], values, record,
+                          stem="examples", value_name="peak activation", columns=1)
+    print(f"{len(units)} units and {args.directions} random directions over {len(found.paths)} images "
+          f"({found.images_per_s:.1f} images/s) in {out}  (gallery: {paths['index']})", file=sys.stderr)
