@@ -187,7 +187,7 @@ def test_version_and_help_with_examples(capsys):
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.strip() == f"jaxvis {__version__}"
     for command in ("visualize", "invert", "dream", "reconstruct", "style", "layers", "classify", "attack", "concepts",
-                    "dissect", "ablate", "examples"):
+                    "dissect", "ablate", "examples", "atlas"):
         code, out, _ = run(capsys, command, "--help")
         assert code == 0 and "examples:" in out and f"jaxvis {command} " in out, command
     code, out, _ = run(capsys, "visualize", "--help")

@@ -80,3 +80,13 @@ def test_dissect_of_a_plain_photo_folder_says_what_it_needs(capsys, tmp_path):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
     assert main(["dissect", "mobilenet_v2", "features.4", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "neither index.csv (Broden) nor concepts.csv" in capsys.readouterr().err
+
+
+def test_atlas_writes_the_site_and_dissects_a_concept_folder(capsys, tmp_path, concepts):
+    out = tmp_path / "atlas"
+    assert main(["atlas", "mobilenet_v2", "features.4", "--data", str(concepts), "--units", "0,2", "--steps", "2",
+                 "--fv-size", "32", "--size", "96", "--directions", "1", "--top", "2", "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "units").iterdir()) == ["unit-0.html", "unit-2.html"]
+    record = json.loads((out / "atlas.json").read_text())
+    assert all(u["concept"] is not None for u in record["units"])  # --data was a concept set: dissected
+    assert "open" in capsys.readouterr().err

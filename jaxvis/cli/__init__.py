@@ -4,7 +4,7 @@
     jaxvis visualize                                   (jaxvis.cli.visualize)
     jaxvis invert | dream | reconstruct | style        (jaxvis.cli.methods)
     jaxvis attack                                      (jaxvis.cli.attack)
-    jaxvis concepts | dissect | ablate | examples      (jaxvis.cli.units)
+    jaxvis concepts | dissect | ablate | examples | atlas   (jaxvis.cli.units)
 
 Every command checks its whole request (model, layers, units, sizes, files,
 output folder) before any weights load or anything compiles, and reports bad

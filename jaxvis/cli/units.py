@@ -4,6 +4,7 @@
     dissect    label every unit of a layer with the concept it segments best (network dissection)
     ablate     remove a class's most important units and watch its accuracy fall, against random units
     examples   the images that most excite each unit, and random directions of the same layer
+    atlas      a static site: each unit's feature visualization, concept, top images and ablation effects
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import numpy as np
 from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model
 from jaxvis.errors import JaxvisError
 
-COMMANDS = ("concepts", "dissect", "ablate", "examples")
+COMMANDS = ("concepts", "dissect", "ablate", "examples", "atlas")
 CONCEPTS_EXAMPLES = """  jaxvis concepts concepts/                     about 130 images: 28 photos x 3 crops, 48 collages
   jaxvis concepts concepts/ --collages 200 --seed 1"""
 DISSECT_EXAMPLES = """  jaxvis concepts concepts/ && jaxvis dissect mobilenet_v2 features.7 --data concepts/
   jaxvis dissect mobilenet_v2 features.14 --data broden1_224/ --batch-size 64"""
 ABLATE_EXAMPLES = """  jaxvis ablate mobilenet_v2 features.14 --class espresso --data photos/
   jaxvis ablate mobilenet_v2 features.16 --class 967 --data imagenet/val --top 16"""
+ATLAS_EXAMPLES = """  jaxvis atlas mobilenet_v2 features.14 --data concepts/ --units 0-63
+  jaxvis atlas mobilenet_v2 features.7 --data photos/ --concepts concepts/ --steps 256"""
 EXAMPLES_EXAMPLES = """  jaxvis examples mobilenet_v2 features.14 --data photos/ --units 0-15 --directions 8
   jaxvis examples mobilenet_v2 features.7 --data concepts/images --top 6"""
 
@@ -68,6 +71,19 @@ def add_commands(commands: Any) -> None:
     examples.add_argument("--top", type=int, default=6, help="top images per unit")
     examples.add_argument("--seed", type=int, default=0, help="seeds the random directions")
     examples.set_defaults(run=run_examples)
+
+    atlas = add_parser(commands, "atlas", "a browsable site of a layer's units: feature visualization, concept, "
+                       "top images, ablation effects", ATLAS_EXAMPLES)
+    _model_layer_data(atlas, "images for the top examples and the ablation effects (a labelled folder gives "
+                      "accuracy, any other agreement); a concept-segmentation folder is also dissected")
+    atlas.add_argument("--units", default="0-15", help="units shown, e.g. 0-63")
+    atlas.add_argument("--concepts", help="a concept-segmentation folder to dissect (default: --data if it is one)")
+    atlas.add_argument("--steps", type=int, default=512, help="feature-visualization steps (Lucid's 512)")
+    atlas.add_argument("--fv-size", type=int, default=128, help="feature-visualization image size (Lucid's 128)")
+    atlas.add_argument("--directions", type=int, default=8, help="random directions shown for comparison")
+    atlas.add_argument("--top", type=int, default=6, help="top images per unit")
+    atlas.add_argument("--seed", type=int, default=0, help="seeds the visualizations and the random directions")
+    atlas.set_defaults(run=run_atlas)
 
 
 def _model_layer_data(parser: argparse.ArgumentParser, data_help: str) -> None:
@@ -195,13 +211,9 @@ def curve_svg(curve: Any, name: str, width: int = 420, height: int = 260) -> str
     return "".join(parts)
 
 
-def run_examples(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import prepare_output, write_gallery
+def _units(args: argparse.Namespace, arch: Any) -> list[int]:
     from jaxvis.request import parse_units
-    from jaxvis.units.examples import example_strip, needed_images
-    from jaxvis.units.survey import survey
 
-    arch, out = _checked(args, "examples")
     units = parse_units(args.units).tolist()
     width = arch.layers[args.layer]
     bad = [u for u in units if u >= width]
@@ -210,6 +222,38 @@ def run_examples(args: argparse.Namespace) -> None:
                           f"0-{width - 1}")
     if args.directions < 0 or args.top < 1:
         raise JaxvisError("--directions must be at least 0 and --top at least 1")
+    return units
+
+
+def run_atlas(args: argparse.Namespace) -> None:
+    from jaxvis.gallery import prepare_output
+    from jaxvis.segmentation import read_concepts
+    from jaxvis.units.atlas import build_atlas
+
+    arch, out = _checked(args, "atlas")
+    units = _units(args, arch)
+    if args.steps < 1:
+        raise JaxvisError("--steps must be at least 1")
+    concepts = args.concepts
+    if concepts is None and any((Path(args.data) / name).exists() for name in ("index.csv", "concepts.csv")):
+        concepts = args.data
+    concepts = None if concepts is None else read_concepts(concepts)  # layout errors before the model loads
+    model = load_model(args.name, args.weights)
+    start = time.perf_counter()
+    site = build_atlas(model, args.layer, args.data, prepare_output(out), units=units, concepts=concepts,
+                       directions=args.directions, top=args.top, steps=args.steps, fv_size=args.fv_size,
+                       size=args.size, batch_size=args.batch_size, seed=args.seed)
+    print(f"atlas of {len(units)} units of {args.layer} in {site} ({time.perf_counter() - start:.0f} s): open "
+          f"{site / 'index.html'}", file=sys.stderr)
+
+
+def run_examples(args: argparse.Namespace) -> None:
+    from jaxvis.gallery import prepare_output, write_gallery
+    from jaxvis.units.examples import example_strip, needed_images
+    from jaxvis.units.survey import survey
+
+    arch, out = _checked(args, "examples")
+    units = _units(args, arch)
     model = load_model(args.name, args.weights)
     start = time.perf_counter()
     found = survey(model, args.layer, args.data, k=args.top, directions=args.directions, seed=args.seed,

@@ -21,11 +21,12 @@ DARKEST = 0.25  # brightness where a unit is silent
 
 
 def overlay(image: np.ndarray, activation: np.ndarray) -> np.ndarray:
-    """`image` darkened where `activation` (h, w; upsampled bilinearly to the image) is low."""
+    """`image` darkened where `activation` (h, w; upsampled bilinearly to the image) is low: full brightness
+    at the map's peak, `DARKEST` at zero and below (signed maps, e.g. residual sums, go dark where negative)."""
     height, width = image.shape[:2]
     level = resize(np.repeat(activation[..., None], 3, axis=-1).astype(np.float32), height, width)[..., 0]
-    span = float(level.max() - level.min())
-    level = (level - level.min()) / span if span > 0 else np.ones_like(level)
+    peak = float(level.max())
+    level = np.clip(level / peak, 0, 1) if peak > 0 else np.ones_like(level)
     return image * (DARKEST + (1 - DARKEST) * level[..., None])
 
 
