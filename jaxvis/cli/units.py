@@ -165,29 +165,30 @@ def run_ablate(args: argparse.Namespace) -> None:
               "environment": environment()}
     (out / "ablation.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     print(f"{name}: {ranking.images} images; {curve.metric} {ranking.baseline:.2f} with every unit of {args.layer}")
-    print(f"{'unit':>5}  {curve.metric} drop  logit drop")
+    print(f"units whose removal alone hurts {name} most ({curve.metric}; ties by the class's mean logit):")
+    print(f"{'unit':>5}  {'drop':>6}  {'logit drop':>10}")
     for unit in ranking.top(args.top):
-        print(f"{unit:>5}  {ranking.accuracy_drop[unit]:>+{len(curve.metric) + 5}.2f}  {ranking.logit_drop[unit]:+.3f}")
+        print(f"{unit:>5}  {ranking.accuracy_drop[unit]:>+6.2f}  {ranking.logit_drop[unit]:>+10.3f}")
     print(f"{'k':>5}  {name[:12]:>12} (top k)  (random k)  other classes (top k)  (random k)")
     for row in zip(curve.ks, curve.target_top, curve.target_random, curve.others_top, curve.others_random):
         print(f"{row[0]:>5}  {row[1]:>20.2f}  {row[2]:>10.2f}  {row[3]:>21.2f}  {row[4]:>10.2f}")
     print(f"curve: {out / 'curve.svg'}; record: {out / 'ablation.json'}")
 
 
-def curve_svg(curve: Any, name: str, width: int = 420, height: int = 260) -> str:
+def curve_svg(curve: Any, name: str, width: int = 460, height: int = 270) -> str:
     """The ablation curve as a standalone SVG: accuracy against k removed (log-spaced), four lines."""
     import html
 
-    left, right, top, bottom = 48, 150, 16, 36
+    left, right, top, bottom = 40, 180, 30, 36
     xs = np.arange(len(curve.ks))
     scale_x = (width - left - right) / max(1, len(xs) - 1)
 
     def point(i: int, y: float) -> str:
         return f"{left + i * scale_x:.1f},{top + (1 - y) * (height - top - bottom):.1f}"
 
-    lines = [(f"{name}, top-k removed", curve.target_top, "#c0392b", ""),
-             (f"{name}, random k", curve.target_random, "#c0392b", "5,4"),
-             ("other classes, top-k", curve.others_top, "#2a6fd6", ""),
+    lines = [(f"{name[:16]}, its top k", curve.target_top, "#c0392b", ""),
+             (f"{name[:16]}, random k", curve.target_random, "#c0392b", "5,4"),
+             ("other classes, top k", curve.others_top, "#2a6fd6", ""),
              ("other classes, random k", curve.others_random, "#2a6fd6", "5,4")]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
              f'font-size="11"><rect width="100%" height="100%" fill="white"/>']
@@ -206,8 +207,8 @@ def curve_svg(curve: Any, name: str, width: int = 420, height: int = 260) -> str
                          f'points="{points}"/>')
         parts.append(f'<line x1="{width - right + 8}" x2="{width - right + 28}" y1="{top + 14 * row + 6}" '
                      f'y2="{top + 14 * row + 6}" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>')
-        parts.append(f'<text x="{width - right + 32}" y="{top + 14 * row + 10}">{html.escape(label[:22])}</text>')
-    parts.append(f'<text x="12" y="{top + 4}">{html.escape(curve.metric[:20])}</text></svg>')
+        parts.append(f'<text x="{width - right + 32}" y="{top + 14 * row + 10}">{html.escape(label)}</text>')
+    parts.append(f'<text x="4" y="14">{html.escape(curve.metric)} of the class</text></svg>')
     return "".join(parts)
 
 
