@@ -122,3 +122,17 @@ def test_resuming_a_changed_survey_is_refused(photos, tmp_path, monkeypatch):
     survey(model, "pool", photos, k=3, size=64, batch_size=4, progress=False, checkpoint_dir=tmp_path, every=1)
     with pytest.raises(ResumeMismatchError, match="k: 3 -> 5"):
         survey(model, "pool", photos, k=5, size=64, batch_size=4, progress=False, checkpoint_dir=tmp_path)
+
+
+def test_empty_and_unreadable_folders_are_clear_errors(tmp_path):
+    from jaxvis.datasets import DatasetError
+
+    model = planted_model()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images found in .*empty"):
+        survey(model, "pool", tmp_path / "empty", size=64, progress=False)
+    (tmp_path / "broken").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / "broken" / name).write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match="none of the 2 images could be read"):
+        survey(model, "pool", tmp_path / "broken", size=64, progress=False)

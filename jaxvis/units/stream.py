@@ -35,6 +35,7 @@ import jax
 import numpy as np
 
 from jaxvis.checkpoints import Checkpoints
+from jaxvis.datasets import DatasetError
 from jaxvis.progress import progress_bar
 from jaxvis.programs import Program
 from jaxvis.structure import piece
@@ -119,6 +120,9 @@ def run(step: Step, name: str, model: Any, spec: Any, state: Any, batches: Batch
         state = jax.block_until_ready(state)
     finally:
         bar.close()
+    if counted == 0 and first == 0:
+        raise DatasetError(f"none of the {total} images could be read (each skipped file is named above); "
+                           f"nothing to compute the {name} on.")
     return Streamed(state, counted, time.perf_counter() - started)
 
 
