@@ -50,14 +50,18 @@ def test_survey_on_mobilenet_matches_brute_force(mobilenet, photos):
 
 
 def planted_survey(folder: Path, devices_hint: str) -> dict:
+    import jaxvis
+
     found = survey(planted_model(), "pool", folder, k=4, directions=2, size=64, batch_size=8, progress=False)
-    return {"devices": devices_hint, "images": np.asarray(found.top.images).tolist(),
+    dissected = jaxvis.dissect(planted_model(), "pool", folder.parent, size=64, seg_size=32, batch_size=8,
+                               progress=False)
+    return {"devices": devices_hint, "iou": dissected.iou.tolist(), "thresholds": dissected.thresholds.tolist(), "images": np.asarray(found.top.images).tolist(),
             "values": np.asarray(found.top.values).tolist(), "counts": np.asarray(found.sketch.counts).sum(0).tolist(),
             "directions": np.asarray(found.directions_top.values).tolist()}
 
 
 def test_eight_devices_give_the_results_of_one(photos, tmp_path):
-    """The batch axis split over 8 forced CPU devices: same top-k, same sketch, same directions."""
+    """The batch axis split over 8 forced CPU devices: same top-k, sketch, directions and dissection tally."""
     script = (f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import jax; "
               f"from test_unit_stream import planted_survey; from pathlib import Path; "
               f"print(json.dumps(planted_survey(Path({str(photos)!r}), str(jax.local_device_count()))))")
@@ -70,6 +74,7 @@ def test_eight_devices_give_the_results_of_one(photos, tmp_path):
     assert eight["images"] == one["images"] and eight["counts"] == one["counts"]
     np.testing.assert_allclose(eight["values"], one["values"], rtol=1e-6)
     np.testing.assert_allclose(eight["directions"], one["directions"], rtol=1e-5)
+    assert eight["thresholds"] == one["thresholds"] and eight["iou"] == one["iou"]
 
 
 def survey_inputs(model, photos, size=64, batch_size=4):
