@@ -1,5 +1,6 @@
 """Read a PyTorch state_dict from disk into numpy arrays, safely.
 
+`.onnx` graphs are read by `converters.onnx` (their weights named by following the graph).
 `.safetensors` files are read with safetensors' numpy backend, so they load on
 machines without torch.  Pickle-based files (`.pth`, `.pt`, `.bin`, `.ckpt`)
 need torch and are read with `torch.load(..., weights_only=True)`: a pickle
@@ -30,6 +31,10 @@ def read_state_dict(path: str | Path) -> StateDict:
     path = Path(path)
     if not path.is_file():
         raise WeightFileError(f"weight file {path} does not exist (or is not a file).")
+    if path.suffix.lower() == ".onnx":
+        from converters.onnx import onnx_state_dict
+
+        return onnx_state_dict(path)
     kind = _sniff(path)
     if kind == "safetensors":
         return _read_safetensors(path)

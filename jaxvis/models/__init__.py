@@ -1,6 +1,7 @@
 """Converted network families.  `ARCHITECTURES` maps every supported name to its `Architecture`."""
 
 from jaxvis.models.alexnet import ALEXNET
+from jaxvis.models.dinov2 import DINOV2_VITS14_FOCUS
 from jaxvis.models.efficientnet import EFFICIENTNET_LITE0
 from jaxvis.models.googlenet import GOOGLENET
 from jaxvis.models.mixer import MIXER_B16_224, RESMLP_12_224
@@ -25,6 +26,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         VIT_SMALL_PATCH16_224,
         MIXER_B16_224,
         RESMLP_12_224,
+        DINOV2_VITS14_FOCUS,
     )
 }
 
