@@ -35,6 +35,7 @@ from jaxvis.models import ops
 from jaxvis.models.layers import Act, BatchNorm2d, Conv2d, LayerNorm, Linear, Sequential, make, torch_default_init
 from jaxvis.models.model import Architecture
 from jaxvis.models.probe import Probe, tap
+from jaxvis.models.vit import attend
 
 Array = jax.Array
 PATCH = 14
@@ -94,12 +95,8 @@ class SelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
-        n, length, dim = x.shape
-        q, k, v = (Linear(dim, dim, name=name)(x, probe).reshape(n, length, HEADS, dim // HEADS)
-                   for name in ("query", "key", "value"))
-        scores = jnp.einsum("nqhd,nkhd->nhqk", q, k) / math.sqrt(dim // HEADS)
-        context = jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(scores, axis=-1), v)
-        return tap(self, probe, context.reshape(n, length, dim))
+        q, k, v = (Linear(DIM, DIM, name=name)(x, probe) for name in ("query", "key", "value"))
+        return tap(self, probe, attend(q, k, v, HEADS))
 
 
 class SelfOutput(nn.Module):

@@ -27,9 +27,13 @@ Array = jax.Array
 
 def multi_head_attention(qkv: Array, heads: int) -> Array:
     """softmax(q k^T / sqrt(d)) v over `heads` heads, from packed (N, L, 3*dim) projections [q | k | v]."""
-    n, length, three_dim = qkv.shape
-    dim = three_dim // 3
-    q, k, v = (t.reshape(n, length, heads, dim // heads) for t in jnp.split(qkv, 3, axis=-1))
+    return attend(*jnp.split(qkv, 3, axis=-1), heads)
+
+
+def attend(q: Array, k: Array, v: Array, heads: int) -> Array:
+    """softmax(q k^T / sqrt(d)) v over `heads` heads of (N, L, dim) projections, heads concatenated."""
+    n, length, dim = q.shape
+    q, k, v = (t.reshape(n, length, heads, dim // heads) for t in (q, k, v))
     scores = jnp.einsum("nqhd,nkhd->nhqk", q * (dim // heads) ** -0.5, k)
     out = jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(scores, axis=-1), v)
     return out.reshape(n, length, dim)
