@@ -27,6 +27,18 @@ class UnitSpec:
     layer: str
     units: np.ndarray
     channels: int
+    token: str | tuple[int, int] | None = None  # transformer layers: "cls", "patches" or a patch (row, column)
+
+
+def parse_token(text: str) -> str | tuple[int, int]:
+    """The part after `@` of a unit spec: `cls`, `patches` or `ROW,COLUMN` (a patch of the token grid)."""
+    if text in ("cls", "patches"):
+        return text
+    match = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*", text)
+    if not match:
+        raise UnitRangeError(f"cannot read the token {text!r} after @: use @cls, @patches or @ROW,COLUMN "
+                             "(a patch of the token grid, e.g. @3,5)")
+    return int(match.group(1)), int(match.group(2))
 
 
 def parse_units(text: str) -> np.ndarray:
@@ -44,7 +56,14 @@ def parse_units(text: str) -> np.ndarray:
 
 
 def parse_spec(card: Any, spec: str) -> UnitSpec:
-    """`"features.14:7"`, `"features.14:0-15"`, `"features.14:3,7,9"`, `"logits:207"` -> layer and unit indices."""
+    """`"features.14:7"`, `"features.14:0-15"`, `"features.14:3,7,9"`, `"logits:207"` -> layer and unit indices.
+
+    On transformer layers a token may follow: `"backbone.encoder.layer.6:0-7@cls"` (the CLS token),
+    `"...@patches"` (averaged over the patch tokens) or `"...@3,5"` (the patch at grid row 3, column 5);
+    without one, a channel is averaged over every token (CLS included), as over a conv map's positions.
+    """
+    spec, _, token_text = spec.partition("@")
+    token = parse_token(token_text) if token_text else None
     layer, _, units_text = spec.partition(":")
     if layer not in card.layers:
         raise UnknownLayerError([layer], card.name, list(card.layers))
@@ -56,7 +75,7 @@ def parse_spec(card: Any, spec: str) -> UnitSpec:
             f"unit {int(bad[0])} is out of range for {layer} of {card.name}: it has {channels} "
             f"channels, so valid units are 0-{channels - 1}."
         )
-    return UnitSpec(layer, units, channels)
+    return UnitSpec(layer, units, channels, token)
 
 
 def model_input_size(card: Any, size: int) -> int:
@@ -95,8 +114,11 @@ def check_request(card: Any, spec: str, *, objective: str = "channel", param: st
     seen = model_size or model_input_size(card, size)
     check_image_size(card, seen, seen)
     unit_spec = parse_spec(card, spec)
+    if unit_spec.token is not None and objective != "channel":
+        raise JaxvisError(f"a token (@...) selects which tokens a channel is read from; it applies to the channel "
+                          f"objective, not {objective!r}")
     if not unit_spec.units.size:
         if objective != "deepdream":
             raise UnitRangeError(f"say which units of {unit_spec.layer} to visualize, e.g. {unit_spec.layer}:0-15")
-        unit_spec = UnitSpec(unit_spec.layer, np.zeros(1, np.int32), unit_spec.channels)
+        unit_spec = UnitSpec(unit_spec.layer, np.zeros(1, np.int32), unit_spec.channels, unit_spec.token)
     return unit_spec, seen

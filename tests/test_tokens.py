@@ -63,3 +63,35 @@ def test_out_of_range_tokens_and_heads_are_clear_errors(captured):
         tokens.attention_to(PROBS, 6, (0, 0))(captured)
     with pytest.raises(tokens.TokenIndexError, match="not tokens"):
         tokens.cls_channel("output_importance", 0)(captured)
+
+
+def test_the_unit_spec_names_tokens():
+    from jaxvis.catalog import card
+    from jaxvis.errors import JaxvisError, UnitRangeError
+    from jaxvis.request import check_request, parse_spec
+
+    vit = card("dinov2_vits14_focus")
+    assert parse_spec(vit, f"{LAYER}:0-3@cls").token == "cls"
+    assert parse_spec(vit, f"{LAYER}:7@patches").units.tolist() == [7]
+    spec = parse_spec(vit, f"{LAYER}.mlp.activation:1535@3,5")
+    assert spec.token == (3, 5) and spec.units.tolist() == [1535]
+    assert parse_spec(vit, f"{LAYER}:7").token is None
+    from jaxvis.methods.feature_visualization import token_objective
+
+    assert token_objective((3, 5))(LAYER, 7).name == f"patch({LAYER}:7@3,5)"
+    assert token_objective("cls")(LAYER, 7).name == f"cls({LAYER}:7)"
+    assert token_objective("patches")(LAYER, 7).name == f"patches({LAYER}:7)"
+    with pytest.raises(UnitRangeError, match="use @cls, @patches or @ROW,COLUMN"):
+        parse_spec(vit, f"{LAYER}:7@middle")
+    with pytest.raises(JaxvisError, match="applies to the channel objective"):
+        check_request(vit, f"{LAYER}:7@cls", objective="neuron", size=112)
+
+
+def test_visualizing_a_patch_token_raises_it():
+    """Eight steps on the spec `LAYER:5@2,3` raise that patch's channel 5 above its value at the start."""
+    model = jaxvis.load("dinov2_vits14_focus")
+    from jaxvis.methods.feature_visualization import run_visualization
+
+    _, result = run_visualization(
+        model, f"{LAYER}:5@2,3", size=56, model_size=112, steps=8, progress=False)
+    assert result.history.shape == (8, 1) and result.history[-1, 0] > result.history[0, 0]

@@ -1,6 +1,7 @@
 """Feature visualization in one line, with Lucid/Lucent's defaults.
 
     images = jaxvis.visualize(model, "features.14:0-15", size=128, steps=512, seed=0)   # (16, 128, 128, 3)
+    images = jaxvis.visualize(vit, "backbone.encoder.layer.6.mlp.activation:0-7@patches")   # ViT tokens
 
 Defaults (Lucid `render_vis`, Lucent `render_vis`): Fourier parameterization in
 decorrelated color space with sd 0.01 (Lucid's `param.image(128)`), the standard
@@ -34,6 +35,17 @@ OBJECTIVES: dict[str, Callable] = {
 }
 
 
+def token_objective(token: str | tuple[int, int]) -> Callable:
+    """The objective maker of a unit spec's `@token` (`jaxvis.request.parse_spec`)."""
+    from jaxvis import tokens
+
+    if token == "cls":
+        return tokens.cls_channel
+    if token == "patches":
+        return tokens.patch_mean
+    return lambda layer, unit: tokens.patch_channel(layer, unit, token)
+
+
 def run_visualization(
     model: Model,
     spec: str,
@@ -55,7 +67,7 @@ def run_visualization(
     """Check the request, build the objective and run the engine; returns the units and the full `Result`."""
     unit_spec, model_size = check_request(card_of(model.arch), spec, objective=objective, param=param, size=size,
                                           model_size=model_size)
-    make = OBJECTIVES[objective]
+    make = OBJECTIVES[objective] if unit_spec.token is None else token_objective(unit_spec.token)
 
     def objective_for(unit):
         term = make(unit_spec.layer, unit)
