@@ -95,3 +95,10 @@ def test_visualizing_a_patch_token_raises_it():
     _, result = run_visualization(
         model, f"{LAYER}:5@2,3", size=56, model_size=112, steps=8, progress=False)
     assert result.history.shape == (8, 1) and result.history[-1, 0] > result.history[0, 0]
+
+
+def test_the_visualize_command_checks_its_token_before_loading(capsys, tmp_path):
+    from jaxvis.cli import main
+
+    assert main(["visualize", "dinov2_vits14_focus", LAYER, "--token", "middle", "--out", str(tmp_path / "o")]) == 2
+    assert "use @cls, @patches or @ROW,COLUMN" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -17,6 +17,7 @@ EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, 
   jaxvis visualize mobilenet_v2 features.10 --channels 0-63 --steps 256 --out runs/f10
   jaxvis visualize googlenet inception4a --channels 3,7,9 --param maco --images 4 --diversity 100
   jaxvis visualize mobilenet_v2 logits --objective logit --channels 1,207,980
+  jaxvis visualize dinov2_vits14_focus backbone.encoder.layer.6.mlp.activation --channels 0-7 --token patches
 An interrupted run keeps its optimization state under $JAXVIS_CACHE/runs/ (default ~/.cache/jaxvis);
 the same command with --resume continues it, and the state is removed once the run is complete."""
 
@@ -32,6 +33,9 @@ def add_commands(commands: Any) -> None:
     vis.add_argument("layer", nargs="?", help="layer name (default: a middle layer of the model; "
                      "`jaxvis layers NAME` lists them)")
     vis.add_argument("--channels", default="0-15", help="units: 7, 0-63 or 3,7,9")
+    vis.add_argument("--token", help="transformer layers: read each channel at the CLS token (cls), averaged over "
+                     "the patch tokens (patches) or at one patch (ROW,COLUMN of the token grid); default: averaged "
+                     "over every token")
     vis.add_argument("--objective", default="channel", choices=OBJECTIVE_NAMES,
                      help="what to maximize: a channel's mean, the center neuron, a class logit or log-probability, "
                           "or the layer's DeepDream energy")
@@ -69,7 +73,8 @@ def run_visualize(args: argparse.Namespace) -> None:
     for name in ("steps", "images", "ensemble", "group_size", "checkpoint_every"):
         if getattr(args, name) < 1:
             raise JaxvisError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    unit_spec, _ = check_request(arch, f"{layer}:{args.channels}", objective=args.objective, param=args.param,
+    token = f"@{args.token}" if args.token else ""
+    unit_spec, _ = check_request(arch, f"{layer}:{args.channels}{token}", objective=args.objective, param=args.param,
                                  size=args.size)
     units = unit_spec.units
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"{arch.name}-{layer}")
@@ -92,13 +97,14 @@ def run_visualize(args: argparse.Namespace) -> None:
           file=sys.stderr)
     model = load_model(args.name, args.weights)
     out = prepare_output(out)
-    record = {"config": {"model": arch.name, "layer": layer, "units": units.tolist(), **options},
+    record = {"config": {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
+                         **options},
               "environment": environment(), "units": {}, "timings": []}
     images, labels, values, curves = [], [], [], []
     start = time.perf_counter()
     try:
         for number, group in enumerate(groups, 1):
-            spec = f"{layer}:{','.join(str(u) for u in group)}"
+            spec = f"{layer}:{','.join(str(u) for u in group)}{token}"
             print(f"[{number}/{len(groups)}] {arch.name} {spec}", file=sys.stderr)
             began = time.perf_counter()
             try:
