@@ -108,3 +108,17 @@ def test_fixed_size_networks_see_every_stage_resized_to_their_input():
     stage = build_all(resmlp)[0]
     assert stage.init.shape[2] == 56
     assert stage.transform(KEY, jnp.zeros((1, 56, 56, 3))).shape == (1, 224, 224, 3)
+
+
+def test_plug_in_runs_the_recipe_on_any_objective(mobilenet):
+    """`plug_in` with channel objectives: each image drives its own channel above the other's (a diagonal).
+    Fails if `objective_for` is ignored (the class objective is used) or the units are mixed up."""
+    from jaxvis import objectives
+    from jaxvis.methods.pii import plug_in
+    from jaxvis.models.model import apply
+
+    layer = "features.7"
+    result = plug_in(mobilenet, lambda unit: objectives.channel(layer, unit), np.array([3, 40]), size=128,
+                     ensemble=2, steps=12, progress=False)
+    acts = np.asarray(apply(mobilenet, result.images[:, 0], capture=(layer,))[layer]).mean(axis=(1, 2))
+    assert acts[0, 3] > acts[1, 3] and acts[1, 40] > acts[0, 40]

@@ -46,6 +46,11 @@ def token_objective(token: str | tuple[int, int]) -> Callable:
     return lambda layer, unit: tokens.patch_channel(layer, unit, token)
 
 
+def objective_maker(unit_spec: UnitSpec, objective: str) -> Callable:
+    """`(layer, unit) -> Objective` for a checked request: the named objective, or the `@token`'s."""
+    return OBJECTIVES[objective] if unit_spec.token is None else token_objective(unit_spec.token)
+
+
 def run_visualization(
     model: Model,
     spec: str,
@@ -67,7 +72,7 @@ def run_visualization(
     """Check the request, build the objective and run the engine; returns the units and the full `Result`."""
     unit_spec, model_size = check_request(card_of(model.arch), spec, objective=objective, param=param, size=size,
                                           model_size=model_size)
-    make = OBJECTIVES[objective] if unit_spec.token is None else token_objective(unit_spec.token)
+    make = objective_maker(unit_spec, objective)
 
     def objective_for(unit):
         term = make(unit_spec.layer, unit)

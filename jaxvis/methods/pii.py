@@ -22,7 +22,7 @@ in another run (other classes, seed or step count) reuse it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import jax
@@ -32,12 +32,15 @@ import numpy as np
 from jaxvis.errors import InvalidImageError, MethodOptionError
 from jaxvis.imagenet import class_indices
 from jaxvis.models.model import Model, check_image_shape
-from jaxvis.objectives import class_log_probability
+from jaxvis.objectives import Objective, class_log_probability
 from jaxvis.optimize import Result
 from jaxvis.optimizers import Adam, adam, cosine
 from jaxvis.param import clamped
 from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
 from jaxvis.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
+
+
+ObjectiveFor = Callable[[jax.Array], Objective]
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,10 @@ def view_transform(model: Model, final: int, recipe: Recipe = DEFAULTS) -> Trans
 
 
 def stages(model: Model, targets: np.ndarray, final: int, *, ensemble: int, steps: int, zoom: bool, center: bool,
-           recipe: Recipe = DEFAULTS) -> list[StageBuilder]:
-    """One builder per stage of the zoom schedule (see the module docstring)."""
+           recipe: Recipe = DEFAULTS, objective_for: ObjectiveFor = class_log_probability,
+           label: str = "PII") -> list[StageBuilder]:
+    """One builder per stage of the zoom schedule (see the module docstring); `objective_for(unit)` is what each
+    unit maximizes (the reference's: the target class's log-probability)."""
     pad = paste_pad(final, zoom, center)
 
     def stage(size: int) -> StageBuilder:
@@ -101,7 +106,8 @@ def stages(model: Model, targets: np.ndarray, final: int, *, ensemble: int, step
                 canvas = before  # centering only: the S × S canvas stays
             view = center_crop(size) if not zoom and size < final else identity()  # optimize the center i × i
             return Stage(
-                f"stage_{size}px", lambda target: class_log_probability(target).named(f"PII {size}px"), param=clamped(canvas.shape[1]), units=targets,
+                f"stage_{size}px", lambda unit: objective_for(unit).named(f"{label} {size}px"),
+                param=clamped(canvas.shape[1]), units=targets,
                 init=canvas[:, None], step_transform=compose(view, roll(recipe.jitter)),
                 transform=view_transform(model, final, recipe), optimizer=pii_optimizer(steps, recipe.learning_rate),
                 steps=steps, ensemble=ensemble, chunk=recipe.chunk,
@@ -134,9 +140,33 @@ def plug_in_inversion(
     (the canvas stays S × S; stage i optimizes its central i × i crop, so the
     optimized region grows outward).  `on_stage(label, images)` sees each finished stage.
     """
+    targets = class_indices(classes, model.arch.num_classes)
+    return plug_in(model, class_log_probability, targets, size=size, ensemble=ensemble, steps=steps, zoom=zoom,
+                   center=center, seed=seed, progress=progress, on_stage=on_stage, recipe=recipe)
+
+
+def plug_in(
+    model: Model,
+    objective_for: ObjectiveFor,
+    units: np.ndarray,
+    *,
+    size: int | None = None,
+    ensemble: int = DEFAULTS.ensemble,
+    steps: int = DEFAULTS.steps,
+    zoom: bool = True,
+    center: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+    on_stage: StageCallback | None = None,
+    recipe: Recipe = DEFAULTS,
+    label: str = "PII",
+) -> Result:
+    """Plug-In Inversion's recipe (zoom, centering, jitter, ColorShift ensemble, its Adam) for any objective:
+    each of `units` maximizes `objective_for(unit)` -- a class, a channel, a token -- with no other change.
+    Options as in `plug_in_inversion`; `result.images` is (len(units), 1, S, S, 3)."""
     if not (zoom or center):
         raise MethodOptionError("Plug-In Inversion needs zoom, centering or both; set zoom=True or center=True")
-    targets = class_indices(classes, model.arch.num_classes)
+    targets = np.asarray(units)
     final = size or model.input_size
     check_image_shape((1, final, final, 3), "float32", model.arch)
     first = stage_sizes(final)[0]
@@ -145,5 +175,23 @@ def plug_in_inversion(
             f"Plug-In Inversion at size {final} starts at 2·({final}//8) = {first} px, below the "
             f"{model.arch.min_size} px that {model.name} accepts; use size >= {-(-model.arch.min_size // 2) * 8}."
         )
-    builders = stages(model, targets, final, ensemble=ensemble, steps=steps, zoom=zoom, center=center, recipe=recipe)
+    builders = stages(model, targets, final, ensemble=ensemble, steps=steps, zoom=zoom, center=center, recipe=recipe,
+                      objective_for=objective_for, label=label)
     return run_stages(model, builders, seed=seed, progress=progress, on_stage=on_stage, units=targets)
+
+
+def visualize_units(model: Model, spec: str, *, objective: str = "channel", size: int | None = None,
+                    ensemble: int = DEFAULTS.ensemble, steps: int = DEFAULTS.steps, seed: int = 0,
+                    progress: bool = True, recipe: Recipe = DEFAULTS) -> np.ndarray:
+    """Feature visualization with Plug-In Inversion's recipe instead of Lucid's: the units of `spec` (the
+    `jaxvis.visualize` shorthand, `@token`s included) as PII's targets. float32 (units, S, S, 3) in [0, 1]."""
+    from jaxvis.catalog import card_of
+    from jaxvis.methods.feature_visualization import objective_maker
+    from jaxvis.request import check_request
+
+    final = size or model.input_size
+    unit_spec, _ = check_request(card_of(model.arch), spec, objective=objective, size=final, model_size=final)
+    make = objective_maker(unit_spec, objective)
+    result = plug_in(model, lambda unit: make(unit_spec.layer, unit), unit_spec.units, size=final, ensemble=ensemble,
+                     steps=steps, seed=seed, progress=progress, recipe=recipe, label=f"PII {unit_spec.layer}")
+    return result.images[:, 0].astype(np.float32)
