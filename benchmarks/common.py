@@ -23,6 +23,13 @@ def seconds(fn: Callable[[], object], runs: int) -> list[float]:
     return times
 
 
+def alternating(ours: Callable[[], object], theirs: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Median seconds of `ours` and of `theirs` over `runs` calls each, the two interleaved call by call so
+    that a machine whose speed drifts (shared cores) slows both sides alike."""
+    pairs = [(seconds(ours, 1)[0], seconds(theirs, 1)[0]) for _ in range(runs)]
+    return median([a for a, _ in pairs]), median([b for _, b in pairs])
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
