@@ -9,8 +9,9 @@
     attention_to(layer, head, (r, c))      the attention weight from the CLS token to a patch, in one head
                                            (a layer of attention weights (B, heads, L, L), e.g.
                                            `...attention.attention.dropout` of the DINOv2 model)
-    saliency(layer)                        the mean of a saliency map (`output_importance`): "what does
-                                           this network find salient"
+    saliency(layer[, region])              the mean of a saliency map (`output_importance`), or its mean
+                                           inside a mask: "what does this network find salient"
+    patch_grid(tokens)                     token activations as maps on the patch grid (dissection, examples)
 
 An MLP hidden neuron is a channel of the MLP's activation layer (`...mlp.activation`), read
 with the same three functions.  Like the CNN objectives, each takes its unit (channel or
@@ -41,6 +42,26 @@ def _grid(tokens: int, layer: str) -> int:
     if tokens < 2 or side * side != tokens - 1:
         raise TokenIndexError(f"{layer} has {tokens} tokens, not a CLS token and a square grid of patches")
     return side
+
+
+def grid_side(tokens: int) -> tuple[int, int] | None:
+    """(prefix, side) when `tokens` tokens are a square grid of patches, after a CLS token (prefix 1) or
+    without one (prefix 0, e.g. an MLP-Mixer); None for any other count."""
+    for prefix in (0, 1):
+        side = math.isqrt(max(tokens - prefix, 0))
+        if side and side * side == tokens - prefix:
+            return prefix, side
+    return None
+
+
+def patch_grid(x: Array) -> Array:
+    """Token activations (B, [1 +] h·w, C) as maps (B, h, w, C) on the patch grid, the CLS token left out:
+    how dataset examples and dissection read a transformer layer (upsampled like a conv map)."""
+    found = grid_side(x.shape[1])
+    if found is None:
+        raise TokenIndexError(f"{x.shape[1]} tokens are not a square grid of patches (with or without a CLS token)")
+    prefix, side = found
+    return x[:, prefix:].reshape(x.shape[0], side, side, x.shape[-1])
 
 
 def _token(position: tuple[int, int], tokens: int, layer: str) -> int:
@@ -124,9 +145,25 @@ def _check_head(head: int | Array, heads: int, layer: str) -> None:
         raise TokenIndexError(f"head {head} is out of range for {layer}: it has heads 0..{heads - 1}")
 
 
-def saliency(layer: str = "output_importance") -> Objective:
-    return Objective(term(_saliency, layer=layer), (), frozenset({layer}), f"saliency({layer})")
+def saliency(layer: str = "output_importance", region: Array | None = None) -> Objective:
+    """The mean of the saliency map, or its mean inside `region` (H, W) (a 0/1 or soft mask at the map's
+    size): `saliency(region=r) - saliency(region=1 - r)` moves what the network finds salient into r."""
+    if region is None:
+        return Objective(term(_saliency, layer=layer), (), frozenset({layer}), f"saliency({layer})")
+    region = jnp.asarray(region, jnp.float32)
+    if region.ndim != 2:
+        raise TokenIndexError(f"a saliency region is a mask (H, W) at the map's size; got shape {region.shape}")
+    return Objective(term(_saliency_in, layer=layer), region, frozenset({layer}), f"saliency({layer} in region)")
 
 
 def _saliency(_: tuple, acts: Acts, *, layer: str) -> Array:
     return acts[layer].mean()
+
+
+def _saliency_in(region: Array, acts: Acts, *, layer: str) -> Array:
+    x = acts[layer]
+    if x.shape[1:3] != region.shape:
+        raise TokenIndexError(f"the saliency region is {region.shape[0]}x{region.shape[1]} but {layer} is "
+                              f"{x.shape[1]}x{x.shape[2]}: make the mask at the input size")
+    weights = region[None, :, :, None]
+    return (x * weights).sum() / (jnp.maximum(weights.sum(), 1e-6) * x.shape[0] * x.shape[-1])

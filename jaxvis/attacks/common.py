@@ -47,6 +47,21 @@ def check_attack_request(model: Model, images: Any, labels: Any, targets: Any, e
                          ) -> tuple[Array, Array, Array | None]:
     """The images, labels and targets as arrays, or a clear error about what is wrong with them (eps None:
     an attack that minimizes the perturbation instead of bounding it)."""
+    images = check_attack_budget(model, images, eps, norm, steps, step_size)
+    labels = _classes(labels, len(images), model.arch.num_classes, "labels")
+    if targets is None:
+        return jnp.asarray(images, jnp.float32), jnp.asarray(labels), None
+    targets = _classes(targets, len(images), model.arch.num_classes, "targets")
+    same = np.flatnonzero(targets == labels)
+    if same.size:
+        raise MethodOptionError(f"image {int(same[0])}'s target is its true label {int(labels[same[0]])}: a targeted "
+                                "attack needs another class (or leave targets out for an untargeted attack)")
+    return jnp.asarray(images, jnp.float32), jnp.asarray(labels), jnp.asarray(targets)
+
+
+def check_attack_budget(model: Model, images: Any, eps: float | None, norm: str, steps: int,
+                        step_size: float | None) -> np.ndarray:
+    """The images as an array once they, the norm, eps, the step count and the step size are valid."""
     if norm not in NORMS:
         raise MethodOptionError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
     images = np.asarray(images)
@@ -63,15 +78,7 @@ def check_attack_request(model: Model, images: Any, labels: Any, targets: Any, e
         raise MethodOptionError(f"steps must be at least 1, got {steps}")
     if step_size is not None and not step_size > 0:
         raise MethodOptionError(f"the step size must be positive, got {step_size}")
-    labels = _classes(labels, len(images), model.arch.num_classes, "labels")
-    if targets is None:
-        return jnp.asarray(images, jnp.float32), jnp.asarray(labels), None
-    targets = _classes(targets, len(images), model.arch.num_classes, "targets")
-    same = np.flatnonzero(targets == labels)
-    if same.size:
-        raise MethodOptionError(f"image {int(same[0])}'s target is its true label {int(labels[same[0]])}: a targeted "
-                                "attack needs another class (or leave targets out for an untargeted attack)")
-    return jnp.asarray(images, jnp.float32), jnp.asarray(labels), jnp.asarray(targets)
+    return images
 
 
 def _classes(values: Any, count: int, num_classes: int, what: str) -> np.ndarray:

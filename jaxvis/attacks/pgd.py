@@ -50,6 +50,12 @@ class Settings:
     norm: str = "linf"
 
 
+def default_budget(norm: str, eps: float | None, step_size: float | None) -> tuple[Any, Any]:
+    """eps and step size, each `DEFAULTS[norm]`'s where not given (an unknown norm is reported later)."""
+    known = DEFAULTS.get(norm, {})
+    return (known.get("eps") if eps is None else eps), (known.get("step_size") if step_size is None else step_size)
+
+
 def gradient_step(grad: Array, norm: str) -> Array:
     """The direction of steepest ascent under the norm: sign(g), or g over its L2 norm (per image)."""
     if norm == "linf":
@@ -111,8 +117,7 @@ def pgd(model: Model, images: Any, labels: Any, *, targets: Any = None, norm: st
     images: float (N, H, W, 3) in [0, 1]; labels: (N,) true classes. eps and step_size default
     to `DEFAULTS[norm]`. All images, every step, in one compiled program.
     """
-    eps = DEFAULTS[norm]["eps"] if norm in DEFAULTS and eps is None else eps
-    step_size = DEFAULTS[norm]["step_size"] if norm in DEFAULTS and step_size is None else step_size
+    eps, step_size = default_budget(norm, eps, step_size)
     if restarts < 1:
         raise MethodOptionError(f"restarts must be at least 1, got {restarts}")
     images, labels, targets = check_attack_request(model, images, labels, targets, eps, norm, steps, step_size)

@@ -50,6 +50,10 @@ LAYERS: dict[str, tuple[tuple[str, ...], str]] = {
     "efficientnet_lite0": (("conv_stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3"), "blocks.3"),
     "resnet18": (("relu", "layer1", "layer2", "layer3", "layer4"), "layer3"),
     "resnet50": (("relu", "layer1", "layer2", "layer3", "layer4"), "layer3"),
+    # ViT: the tokens as each block reads them (after its first LayerNorm: O(1) like VGG's ReLU maps; the
+    # residual stream itself is ~0.1 under DINOv2's LayerScale), spread over the depth like conv1_1..conv5_1.
+    "dinov2_vits14_focus": (tuple(f"backbone.encoder.layer.{i}.norm1" for i in (1, 3, 5, 7, 9)),
+                            "backbone.encoder.layer.6.norm1"),
 }
 
 

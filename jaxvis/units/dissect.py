@@ -32,7 +32,8 @@ from jaxvis.models.model import Model
 from jaxvis.segmentation import ConceptDataset, Concepts, read_concepts
 from jaxvis.structure import piece
 from jaxvis.units import iou, stream
-from jaxvis.units.survey import BATCH, LayerShapeError, Survey, survey
+from jaxvis.tokens import grid_side
+from jaxvis.units.survey import BATCH, LayerShapeError, Survey, survey, unit_maps
 
 Array = jax.Array
 QUANTILE = 0.005  # NetDissect-Lite settings.QUANTILE: the top 0.5% of a unit's activations
@@ -110,7 +111,7 @@ class TallySpec:
 
 def tally_step(model: Model, spec: TallySpec, state: iou.Tally, images: Array, labels: Array, ids: Array,
                valid: Array) -> iou.Tally:
-    acts = model(images, capture=spec.layer)[spec.layer]
+    acts = unit_maps(model(images, capture=spec.layer)[spec.layer])
     return iou.update(state, acts, spec.thresholds, labels, ids, spec.category, valid)
 
 
@@ -123,13 +124,19 @@ def concept_data(data: Any) -> ConceptDataset:
                        f"layout, or a ConceptDataset); got {type(data).__name__}.")
 
 
+def has_maps(shape: tuple[int, ...]) -> bool:
+    """Conv maps, or transformer tokens on a square patch grid (`unit_maps` reads both as maps)."""
+    return len(shape) == 4 or (len(shape) == 3 and grid_side(shape[1]) is not None)
+
+
 def check_spatial(model: Model, layer: str, size: int) -> None:
     shapes = model.layer_shapes(size)
-    if layer in shapes and len(shapes[layer]) != 4:
-        spatial = [name for name, shape in shapes.items() if len(shape) == 4]
+    if layer in shapes and not has_maps(shapes[layer]):
+        spatial = [name for name, shape in shapes.items() if has_maps(shape)]
         hint = f" Layers of {model.name} with maps: {', '.join(spatial[-8:])}." if spatial else ""
         raise LayerShapeError(
-            f"dissection needs a layer with spatial extent (activation maps N x H x W x C); {layer} of "
+            f"dissection needs a layer with spatial extent (activation maps N x H x W x C, or patch tokens "
+            f"N x [1 +] h·w x C); {layer} of "
             f"{model.name} gives {shapes[layer]} per batch.{hint}")
 
 

@@ -30,6 +30,7 @@ from jaxvis.errors import JaxvisError, UnknownLayerError
 from jaxvis.models.model import Model
 from jaxvis.segmentation import ConceptDataset, read_concepts
 from jaxvis.structure import piece
+from jaxvis.tokens import grid_side, patch_grid
 from jaxvis.units import quantiles, stream, topk
 
 Array = jax.Array
@@ -57,12 +58,13 @@ class State:
 
 
 def unit_maps(acts: Array) -> Array:
-    """A layer's activations as (B, H, W, units): conv maps as they are, tokens (B, T, D) as T x 1
-    maps, pooled vectors (B, D) as 1 x 1 maps."""
+    """A layer's activations as (B, H, W, units): conv maps as they are; transformer tokens (B, [1 +] h·w, D)
+    as maps on their patch grid, the CLS token left out (`tokens.patch_grid`); other tokens (B, T, D) as
+    T x 1 maps; pooled vectors (B, D) as 1 x 1 maps."""
     if acts.ndim == 4:
         return acts
     if acts.ndim == 3:
-        return acts[:, :, None, :]
+        return patch_grid(acts) if grid_side(acts.shape[1]) else acts[:, :, None, :]
     if acts.ndim == 2:
         return acts[:, None, None, :]
     raise LayerShapeError(f"activations of shape {acts.shape} are not maps, tokens or vectors")
@@ -111,6 +113,9 @@ def layer_map_shape(model: Model, layer: str, size: int) -> tuple[int, int, int]
     if layer not in shapes:
         raise UnknownLayerError([layer], model.name, list(shapes))
     shape = shapes[layer][1:]
+    if len(shape) == 2 and grid_side(shape[0]):
+        side = grid_side(shape[0])[1]
+        return side, side, shape[1]
     return {3: shape, 2: (shape[0], 1, shape[1]), 1: (1, 1, shape[0])}[len(shape)]
 
 
