@@ -16,6 +16,19 @@ class UnknownClassError(JaxvisError, ValueError):
     pass
 
 
+class NoClassifierError(JaxvisError, ValueError):
+    """A class-based method asked of a network without a classification head."""
+
+
+def require_classifier(name: str, num_classes: int, what: str) -> None:
+    """Refuse `what` (a method that needs class scores) on a network without a classification head."""
+    if num_classes <= 0:
+        raise NoClassifierError(
+            f"{what} needs a classification head, and {name} has none (its output is not class scores). "
+            f"Methods that read its layers work: visualize, dream, reconstruct, style, dissect, examples, and "
+            f"jaxvis.attacks.pgd_objective (e.g. moving a saliency map); `jaxvis layers {name}` lists the layers.")
+
+
 @functools.cache
 def class_names() -> tuple[str, ...]:
     text = resources.files("jaxvis").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")

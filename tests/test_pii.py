@@ -110,6 +110,12 @@ def test_fixed_size_networks_see_every_stage_resized_to_their_input():
     assert stage.transform(KEY, jnp.zeros((1, 56, 56, 3))).shape == (1, 224, 224, 3)
 
 
+def test_other_networks_see_each_stage_at_its_size_unless_model_size_is_given(mobilenet):
+    """model_size: what feature inversion under PII's recipe needs (activations compared at one size)."""
+    assert pii.view_transform(mobilenet, 128)(KEY, jnp.zeros((1, 32, 32, 3))).shape == (1, 32, 32, 3)
+    assert pii.view_transform(mobilenet, 128, model_size=128)(KEY, jnp.zeros((1, 32, 32, 3))).shape == (1, 128, 128, 3)
+
+
 def test_plug_in_runs_the_recipe_on_any_objective(mobilenet):
     """`plug_in` with channel objectives: each image drives its own channel above the other's (a diagonal).
     Fails if `objective_for` is ignored (the class objective is used) or the units are mixed up."""

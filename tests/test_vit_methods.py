@@ -127,3 +127,27 @@ def test_bad_sizes_and_regions_are_clear_errors(vit, coffee_and_chelsea):
         pgd_objective(vit, coffee_and_chelsea, saliency(region=np.ones((56, 56))), steps=1)
     with pytest.raises(TokenIndexError, match=r"mask \(H, W\)"):
         saliency(region=np.ones((1, 56, 56)))
+
+
+@pytest.mark.parametrize("args", [("attack", "dinov2_vits14_focus", "sample:coffee"),
+                                  ("invert", "dinov2_vits14_focus", "--classes", "1"),
+                                  ("ablate", "dinov2_vits14_focus", "backbone.encoder.layer.6", "--class", "1",
+                                   "--data", "/tmp")])
+def test_class_methods_refuse_a_network_without_a_classifier(capsys, tmp_path, args):
+    """Before any work, from the command line and the library (was: an index error or 'labels of shape
+    (1, 224, 224)' after the attack had loaded the model)."""
+    from jaxvis.cli import main
+
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert "needs a classification head, and dinov2_vits14_focus has none" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_class_methods_refuse_it_in_python_too(vit, coffee_and_chelsea):
+    from jaxvis.imagenet import NoClassifierError
+    from jaxvis.methods import pii
+
+    with pytest.raises(NoClassifierError, match="Plug-In Inversion of classes needs a classification head"):
+        pii.plug_in_inversion(vit, [1], size=SIZE)
+    with pytest.raises(NoClassifierError, match="pgd_objective"):
+        jaxvis.attacks.pgd(vit, coffee_and_chelsea, [0, 1])

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.errors import InvalidImageError, MethodOptionError
+from jaxvis.imagenet import require_classifier
 from jaxvis.models.model import Model, check_image_shape
 
 Array = jax.Array
@@ -47,6 +48,7 @@ def check_attack_request(model: Model, images: Any, labels: Any, targets: Any, e
                          ) -> tuple[Array, Array, Array | None]:
     """The images, labels and targets as arrays, or a clear error about what is wrong with them (eps None:
     an attack that minimizes the perturbation instead of bounding it)."""
+    require_classifier(model.name, model.arch.num_classes, "a class attack")
     images = check_attack_budget(model, images, eps, norm, steps, step_size)
     labels = _classes(labels, len(images), model.arch.num_classes, "labels")
     if targets is None:

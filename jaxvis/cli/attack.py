@@ -87,11 +87,12 @@ def attack_options(method: str, eps: str | None, norm: str, steps: int | None, s
 
 def run_attack(args: argparse.Namespace) -> None:
     from jaxvis.gallery import check_output, prepare_output
-    from jaxvis.imagenet import class_index
+    from jaxvis.imagenet import class_index, require_classifier
     from jaxvis.io import read_photo
     from jaxvis.load import architecture
 
     arch = architecture(args.name)
+    require_classifier(arch.name, arch.num_classes, "jaxvis attack (a class attack)")
     options = attack_options(args.method, args.eps, args.norm, args.steps, args.seed)
     if args.explain is not None:
         from jaxvis.cli.methods import check_layers

@@ -102,12 +102,13 @@ def add_commands(commands: Any) -> None:
 
 def run_invert(args: argparse.Namespace) -> None:
     from jaxvis.gallery import check_output, prepare_output
-    from jaxvis.imagenet import class_indices, class_names
+    from jaxvis.imagenet import class_indices, class_names, require_classifier
     from jaxvis.load import architecture
     from jaxvis.methods import inversion_method, invert
 
     inversion_method(args.method)
     arch = architecture(args.name)
+    require_classifier(arch.name, arch.num_classes, f"jaxvis invert --method {args.method} (class inversion)")
     classes = class_indices([c.strip() for c in args.classes.split(",") if c.strip()], arch.num_classes)
     if not len(classes):
         raise JaxvisError("--classes names no class; e.g. --classes goldfish,207")

@@ -143,10 +143,11 @@ def run_dissect(args: argparse.Namespace) -> None:
 
 def run_ablate(args: argparse.Namespace) -> None:
     from jaxvis.gallery import environment, prepare_output
-    from jaxvis.imagenet import class_index, class_names
+    from jaxvis.imagenet import class_index, class_names, require_classifier
     from jaxvis.units import ablate
 
     arch, out = _checked(args, "ablate")
+    require_classifier(arch.name, arch.num_classes, "jaxvis ablate (a class's accuracy)")
     target = class_index(args.target, arch.num_classes)
     images = ablate.ablation_images(args.data)  # layout errors before the model loads
     model = load_model(args.name, args.weights)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.imagenet import class_indices
+from jaxvis.imagenet import class_indices, require_classifier
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.models.statistics import batchnorm_inputs
 from jaxvis.objectives import INPUT, Acts, Objective, batchnorm_statistics, class_log_probabilities, term
@@ -120,6 +120,7 @@ def deep_inversion(
     overrides: any `Recipe` field (r_feature=0.01, tv_l2=..., learning_rate=...).
     """
     recipe = replace(recipe, **overrides)
+    require_classifier(model.name, model.arch.num_classes, "DeepInversion")
     targets = class_indices(classes, model.arch.num_classes)
     final = size or model.input_size
     check_image_shape((1, final, final, 3), "float32", model.arch)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import jax
 
-from jaxvis.imagenet import class_indices
+from jaxvis.imagenet import class_indices, require_classifier
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.objectives import class_logit
 from jaxvis.optimize import Result
@@ -42,6 +42,7 @@ def logit_inversion(
     on_stage: StageCallback | None = None,
 ) -> Result:
     """Maximize each class's logit; `result.images` is (K, 1, S, S, 3)."""
+    require_classifier(model.name, model.arch.num_classes, "logit inversion")
     targets = class_indices(classes, model.arch.num_classes)
     final = size or model.input_size
     check_image_shape((1, final, final, 3), "float32", model.arch)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.errors import InvalidImageError, MethodOptionError
-from jaxvis.imagenet import class_indices
+from jaxvis.imagenet import class_indices, require_classifier
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.objectives import Objective, class_log_probability
 from jaxvis.optimize import Result
@@ -85,14 +85,16 @@ def paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: i
     return canvas.at[:, offset : offset + inner, offset : offset + inner].set(resize_images(previous, inner))
 
 
-def view_transform(model: Model, final: int, recipe: Recipe = DEFAULTS) -> Transform:
-    """Per view: ColorShift, then (fixed-size networks) the resize to the model's size."""
-    return compose(color_shift(*recipe.color_shift), resize(final) if model.arch.fixed_size else identity())
+def view_transform(model: Model, final: int, recipe: Recipe = DEFAULTS, model_size: int | None = None) -> Transform:
+    """Per view: ColorShift, then the resize to `model_size` (default: to `final` for fixed-size networks;
+    other networks see each stage at its own size)."""
+    size = model_size or (final if model.arch.fixed_size else None)
+    return compose(color_shift(*recipe.color_shift), resize(size) if size else identity())
 
 
 def stages(model: Model, targets: np.ndarray, final: int, *, ensemble: int, steps: int, zoom: bool, center: bool,
            recipe: Recipe = DEFAULTS, objective_for: ObjectiveFor = class_log_probability,
-           label: str = "PII") -> list[StageBuilder]:
+           label: str = "PII", model_size: int | None = None) -> list[StageBuilder]:
     """One builder per stage of the zoom schedule (see the module docstring); `objective_for(unit)` is what each
     unit maximizes (the reference's: the target class's log-probability)."""
     pad = paste_pad(final, zoom, center)
@@ -109,7 +111,7 @@ def stages(model: Model, targets: np.ndarray, final: int, *, ensemble: int, step
                 f"stage_{size}px", lambda unit: objective_for(unit).named(f"{label} {size}px"),
                 param=clamped(canvas.shape[1]), units=targets,
                 init=canvas[:, None], step_transform=compose(view, roll(recipe.jitter)),
-                transform=view_transform(model, final, recipe), optimizer=pii_optimizer(steps, recipe.learning_rate),
+                transform=view_transform(model, final, recipe, model_size), optimizer=pii_optimizer(steps, recipe.learning_rate),
                 steps=steps, ensemble=ensemble, chunk=recipe.chunk,
             )
 
@@ -140,6 +142,7 @@ def plug_in_inversion(
     (the canvas stays S × S; stage i optimizes its central i × i crop, so the
     optimized region grows outward).  `on_stage(label, images)` sees each finished stage.
     """
+    require_classifier(model.name, model.arch.num_classes, "Plug-In Inversion of classes")
     targets = class_indices(classes, model.arch.num_classes)
     return plug_in(model, class_log_probability, targets, size=size, ensemble=ensemble, steps=steps, zoom=zoom,
                    center=center, seed=seed, progress=progress, on_stage=on_stage, recipe=recipe)
@@ -160,10 +163,13 @@ def plug_in(
     on_stage: StageCallback | None = None,
     recipe: Recipe = DEFAULTS,
     label: str = "PII",
+    model_size: int | None = None,
 ) -> Result:
     """Plug-In Inversion's recipe (zoom, centering, jitter, ColorShift ensemble, its Adam) for any objective:
     each of `units` maximizes `objective_for(unit)` -- a class, a channel, a token -- with no other change.
-    Options as in `plug_in_inversion`; `result.images` is (len(units), 1, S, S, 3)."""
+    Options as in `plug_in_inversion`; model_size: resize every view to it before the model (an objective
+    that compares with activations taken at one size, e.g. feature inversion). `result.images` is
+    (len(units), 1, S, S, 3)."""
     if not (zoom or center):
         raise MethodOptionError("Plug-In Inversion needs zoom, centering or both; set zoom=True or center=True")
     targets = np.asarray(units)
@@ -176,7 +182,7 @@ def plug_in(
             f"{model.arch.min_size} px that {model.name} accepts; use size >= {-(-model.arch.min_size // 2) * 8}."
         )
     builders = stages(model, targets, final, ensemble=ensemble, steps=steps, zoom=zoom, center=center, recipe=recipe,
-                      objective_for=objective_for, label=label)
+                      objective_for=objective_for, label=label, model_size=model_size)
     return run_stages(model, builders, seed=seed, progress=progress, on_stage=on_stage, units=targets)
 
 
