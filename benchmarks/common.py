@@ -26,8 +26,13 @@ def seconds(fn: Callable[[], object], runs: int) -> list[float]:
 def alternating(ours: Callable[[], object], theirs: Callable[[], object], runs: int) -> tuple[float, float]:
     """Median seconds of `ours` and of `theirs` over `runs` calls each, the two interleaved call by call so
     that a machine whose speed drifts (shared cores) slows both sides alike."""
-    pairs = [(seconds(ours, 1)[0], seconds(theirs, 1)[0]) for _ in range(runs)]
-    return median([a for a, _ in pairs]), median([b for _, b in pairs])
+    return tuple(interleaved([ours, theirs], runs))
+
+
+def interleaved(jobs: list[Callable[[], object]], runs: int) -> list[float]:
+    """Median seconds of each job over `runs` rounds, each round calling every job once in turn."""
+    rounds = [[seconds(job, 1)[0] for job in jobs] for _ in range(runs)]
+    return [median([times[index] for times in rounds]) for index in range(len(jobs))]
 
 
 def median(values: list[float]) -> float:

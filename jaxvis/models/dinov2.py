@@ -32,9 +32,18 @@ from jax import lax
 
 from converters.resolve import WeightSource
 from jaxvis.models import ops
-from jaxvis.models.layers import Act, BatchNorm2d, Conv2d, LayerNorm, Linear, Sequential, make, torch_default_init
+from jaxvis.models.layers import (
+    Act,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
+    LayerNorm,
+    Linear,
+    Sequential,
+    make,
+)
 from jaxvis.models.model import Architecture
-from jaxvis.models.probe import Probe, tap
+from jaxvis.models.probe import Probe, module_name, tap
 from jaxvis.models.vit import attend
 
 Array = jax.Array
@@ -97,7 +106,17 @@ class SelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
-        q, k, v = (Linear(DIM, DIM, name=name)(x, probe) for name in ("query", "key", "value"))
+        projections = [Linear(DIM, DIM, name=name) for name in ("query", "key", "value")]
+        if probe.fast.attention_by_head:  # the three products as one; each output still tapped by its name
+            kernel = jnp.concatenate([p.kernel for p in projections], axis=1)
+            qkv = jnp.split(x @ kernel + jnp.concatenate([p.bias for p in projections]), 3, axis=-1)
+            q, k, v = (tap(p, probe, y) for p, y in zip(projections, qkv))
+        else:
+            q, k, v = (p(x, probe) for p in projections)
+        weights = module_name(self, "dropout")
+        if probe.fast.attention_by_head and not probe.wants(weights):  # the fast path never forms them all
+            probe.skip(weights)
+            return tap(self, probe, attend(q, k, v, HEADS, by_head=True))
         return tap(self, probe, attend(q, k, v, HEADS, on_weights=lambda w: tap(self, probe, w, "dropout")))
 
 
@@ -150,29 +169,6 @@ class Backbone(nn.Module):
     def __call__(self, x: Array, probe: Probe) -> Array:
         tokens = Encoder(name="encoder")(Embeddings(name="embeddings")(x, probe), probe)
         return tap(self, probe, LayerNorm(DIM, 1e-6, name="layernorm")(tokens, probe))
-
-
-class ConvTranspose2d(nn.Module):
-    """torch.nn.ConvTranspose2d (groups 1, no output padding); kernel stored (kh, kw, out, in), the generic
-    converter's layout of torch's (in, out, kh, kw) weight."""
-
-    in_channels: int
-    out_channels: int
-    kernel_size: int
-    stride: int
-    padding: int
-
-    @nn.compact
-    def __call__(self, x: Array, probe: Probe) -> Array:
-        k = self.kernel_size
-        kernel = self.param("kernel", torch_default_init, (k, k, self.out_channels, self.in_channels))
-        bias = self.param("bias", nn.initializers.zeros, (self.out_channels,))
-        flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # HWIO of the equivalent dilated convolution
-        edge = k - 1 - self.padding
-        y = lax.conv_general_dilated(x, flipped.astype(x.dtype), (1, 1), [(edge, edge)] * 2,
-                                     lhs_dilation=(self.stride, self.stride),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return tap(self, probe, y + bias)
 
 
 class Decoder(nn.Module):

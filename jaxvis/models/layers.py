@@ -57,6 +57,32 @@ class Conv2d(nn.Module):
         return tap(self, probe, self.convolve(x, self.kernel, self.bias, probe))
 
 
+class ConvTranspose2d(nn.Module):
+    """torch.nn.ConvTranspose2d (groups 1, no output padding); kernel stored (kh, kw, out, in), the generic
+    converter's layout of torch's (in, out, kh, kw) weight. Computed as the equivalent convolution of the
+    input dilated by `stride`, with the flipped kernel and k - 1 - padding of padding on each side."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: Array, probe: Probe) -> Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", torch_default_init, (k, k, self.out_channels, self.in_channels))
+        flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # HWIO of the equivalent dilated convolution
+        edge = k - 1 - self.padding
+        y = jax.lax.conv_general_dilated(x, flipped.astype(x.dtype), (1, 1), [(edge, edge)] * 2,
+                                         lhs_dilation=(self.stride, self.stride),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.out_channels,))
+        return tap(self, probe, y)
+
+
 class BatchNorm2d(nn.Module):
     """Eval-mode BatchNorm (running statistics); `activation` covers timm's BatchNormAct2d."""
 

@@ -25,15 +25,18 @@ from jaxvis.models.probe import Probe, tap
 Array = jax.Array
 
 
-def multi_head_attention(qkv: Array, heads: int) -> Array:
+def multi_head_attention(qkv: Array, heads: int, by_head: bool = False) -> Array:
     """softmax(q k^T / sqrt(d)) v over `heads` heads, from packed (N, L, 3*dim) projections [q | k | v]."""
-    return attend(*jnp.split(qkv, 3, axis=-1), heads)
+    return attend(*jnp.split(qkv, 3, axis=-1), heads, by_head=by_head)
 
 
-def attend(q: Array, k: Array, v: Array, heads: int, on_weights=None) -> Array:
+def attend(q: Array, k: Array, v: Array, heads: int, on_weights=None, by_head: bool = False) -> Array:
     """softmax(q k^T / sqrt(d)) v over `heads` heads of (N, L, dim) projections, heads concatenated.
-    `on_weights` sees (and may tap) the attention weights (N, heads, L_query, L_key) first."""
+    `on_weights` sees (and may tap) the attention weights (N, heads, L_query, L_key) first; without it,
+    `by_head` takes the fast path `ops.attention_by_head` (FastPaths.attention_by_head)."""
     n, length, dim = q.shape
+    if by_head and on_weights is None:
+        return ops.attention_by_head(q * (dim // heads) ** -0.5, k, v, heads)
     q, k, v = (t.reshape(n, length, heads, dim // heads) for t in (q, k, v))
     scores = jnp.einsum("nqhd,nkhd->nhqk", q * (dim // heads) ** -0.5, k)
     weights = jax.nn.softmax(scores, axis=-1)
@@ -65,7 +68,7 @@ class TorchMultiheadAttention(nn.Module):
     def __call__(self, x: Array, probe: Probe) -> Array:
         weight = self.param("in_proj_weight", torch_default_init, (3 * self.dim, self.dim))
         bias = self.param("in_proj_bias", nn.initializers.zeros, (3 * self.dim,))
-        y = multi_head_attention(x @ weight.T + bias, self.heads)
+        y = multi_head_attention(x @ weight.T + bias, self.heads, probe.fast.attention_by_head)
         return tap(self, probe, Linear(self.dim, self.dim, name="out_proj")(y, probe))
 
 
@@ -128,7 +131,7 @@ class TimmAttention(nn.Module):
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
         qkv = Linear(self.dim, 3 * self.dim, name="qkv")(x, probe)
-        y = Linear(self.dim, self.dim, name="proj")(multi_head_attention(qkv, self.heads), probe)
+        y = Linear(self.dim, self.dim, name="proj")(multi_head_attention(qkv, self.heads, probe.fast.attention_by_head), probe)
         return tap(self, probe, y)
 
 
