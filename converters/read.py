@@ -23,7 +23,8 @@ from converters.errors import UnsafeWeightFileError, WeightFileError
 StateDict = dict[str, np.ndarray]
 
 # Checkpoint wrappers people save instead of a bare state_dict.
-_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "model_ema")
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "model_ema",
+                 "netG_state_dict")  # the PyTorch DCGAN tutorial's checkpoint (its generator)
 
 
 def read_state_dict(path: str | Path) -> StateDict:

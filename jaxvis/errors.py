@@ -49,6 +49,10 @@ class InvalidImageError(JaxvisError, ValueError):
     """Images must be float NHWC with 3 channels, at least the model's minimum size."""
 
 
+class InvalidLatentError(JaxvisError, ValueError):
+    """A generator's latents must be float (N, latent_size)."""
+
+
 class UnitRangeError(JaxvisError, ValueError):
     """Units that a layer does not have, or a unit list that cannot be read."""
 

@@ -127,3 +127,44 @@ def sample_photos(size: int, names=("chelsea", "coffee", "astronaut")) -> np.nda
     from jaxvis.io import center_crop_resize, read_image
 
     return np.stack([center_crop_resize(read_image(f"sample:{n}"), size) for n in names])
+
+
+def torch_generator(nz: int = 100, ngf: int = 64) -> "torch.nn.Module":
+    """The PyTorch DCGAN tutorial's generator, written out here (not imported from the weight wheel)."""
+    import torch
+
+    tnn = torch.nn
+    layers, widths = [], (nz, 8 * ngf, 4 * ngf, 2 * ngf, ngf)
+    for index, (inputs, outputs) in enumerate(zip(widths, widths[1:])):
+        stride, padding = (1, 0) if index == 0 else (2, 1)
+        layers += [tnn.ConvTranspose2d(inputs, outputs, 4, stride, padding, bias=False), tnn.BatchNorm2d(outputs),
+                   tnn.ReLU(True)]
+    layers += [tnn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), tnn.Tanh()]
+    return tnn.Sequential(*layers)
+
+
+def torch_bilinear(acts: np.ndarray, size: int) -> np.ndarray:
+    """Independent upsampling: torch's bilinear, align_corners=False (NetDissect's geometry)."""
+    import torch
+
+    x = torch.tensor(acts).permute(0, 3, 1, 2)
+    up = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return up.permute(0, 2, 3, 1).numpy()
+
+
+def brute_force_tally(acts, thresholds, labels, category, concepts, categories):
+    """The tally written pixel by pixel from its definition (iou.py's docstring)."""
+    on = torch_bilinear(acts, labels.shape[-1]) > thresholds  # (B, S, S, U)
+    units = acts.shape[-1]
+    both = np.zeros((units, concepts), np.int64)
+    activated = np.zeros((units, categories), np.int64)
+    labelled = np.zeros(concepts, np.int64)
+    for image in range(len(acts)):
+        has = [np.isin(labels[image], c).any(axis=0) for c in range(concepts)]  # (S, S) per concept
+        for c in range(1, concepts):
+            labelled[c] += has[c].sum()
+            both[:, c] += (on[image] & has[c][..., None]).sum(axis=(0, 1))
+        for k in range(categories):
+            if any(has[c].any() for c in range(1, concepts) if category[c] == k):
+                activated[:, k] += on[image].sum(axis=(0, 1))
+    return both, activated, labelled

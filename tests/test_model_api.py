@@ -121,7 +121,9 @@ def test_min_size_is_accepted_and_every_activation_is_nonempty(name):
     arch = jaxvis.architecture(name)
     shapes = jaxvis.Model(arch, None).layer_shapes(arch.min_size)
     assert all(all(d > 0 for d in shape) for shape in shapes.values())
-    if arch.num_classes:  # a classifier
+    if arch.is_generator:  # images of its size
+        assert shapes[arch.output] == (1, arch.input_size, arch.input_size, 3)
+    elif arch.num_classes:  # a classifier
         assert shapes["logits"] == (1, arch.num_classes)
     else:  # the saliency model: a one-channel map of the input's size
         assert shapes["logits"] == (1, arch.min_size, arch.min_size, 1)

@@ -36,7 +36,8 @@ LAYERS = {
     "mixer_b16_224": ["stem", "blocks.3.mlp_tokens", "blocks.11", "norm"],
     "resmlp_12_224": ["stem", "blocks.2.linear_tokens", "blocks.8", "norm"],
 }
-ELSEWHERE = {"dinov2_vits14_focus": "tests/test_dinov2.py, against onnxruntime on its ONNX graph"}
+ELSEWHERE = {"dinov2_vits14_focus": "tests/test_dinov2.py, against onnxruntime on its ONNX graph",
+             "dcgan_faces": "tests/test_dcgan.py, against the PyTorch DCGAN tutorial's generator"}
 CASES = [
     (name, size)
     for name, arch in jaxvis.ARCHITECTURES.items() if name not in ELSEWHERE

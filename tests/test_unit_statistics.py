@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import brute_force_tally
 from jaxvis.units import iou, quantiles, topk
 
 
@@ -96,33 +97,6 @@ def test_quantile_sketches_merge_exactly():
     for part in parts[1:]:
         merged = quantiles.merge(merged, part)
     np.testing.assert_array_equal(np.asarray(whole.counts), np.asarray(merged.counts))
-
-
-def torch_bilinear(acts: np.ndarray, size: int) -> np.ndarray:
-    """Independent upsampling: torch's bilinear, align_corners=False (NetDissect's geometry)."""
-    import torch
-
-    x = torch.tensor(acts).permute(0, 3, 1, 2)
-    up = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    return up.permute(0, 2, 3, 1).numpy()
-
-
-def brute_force_tally(acts, thresholds, labels, category, concepts, categories):
-    """The tally written pixel by pixel from its definition (iou.py's docstring)."""
-    on = torch_bilinear(acts, labels.shape[-1]) > thresholds  # (B, S, S, U)
-    units = acts.shape[-1]
-    both = np.zeros((units, concepts), np.int64)
-    activated = np.zeros((units, categories), np.int64)
-    labelled = np.zeros(concepts, np.int64)
-    for image in range(len(acts)):
-        has = [np.isin(labels[image], c).any(axis=0) for c in range(concepts)]  # (S, S) per concept
-        for c in range(1, concepts):
-            labelled[c] += has[c].sum()
-            both[:, c] += (on[image] & has[c][..., None]).sum(axis=(0, 1))
-        for k in range(categories):
-            if any(has[c].any() for c in range(1, concepts) if category[c] == k):
-                activated[:, k] += on[image].sum(axis=(0, 1))
-    return both, activated, labelled
 
 
 def test_tally_matches_the_definition_with_bilinear_upsampling():

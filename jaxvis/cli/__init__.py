@@ -5,6 +5,7 @@
     jaxvis invert | dream | reconstruct | style        (jaxvis.cli.methods)
     jaxvis attack                                      (jaxvis.cli.attack)
     jaxvis concepts | dissect | ablate | examples | atlas   (jaxvis.cli.units)
+    jaxvis gan dissect | edit                          (jaxvis.cli.gan)
 
 Every command checks its whole request (model, layers, units, sizes, files,
 output folder) before any weights load or anything compiles, and reports bad
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 import converters
-from jaxvis.cli import attack, info, methods, units, visualize
+from jaxvis.cli import attack, gan, info, methods, units, visualize
 from jaxvis.cli.common import HelpFormatter
 from jaxvis.errors import JaxvisError
 
@@ -31,6 +32,7 @@ EPILOG = """examples:
   jaxvis invert mobilenet_v2 --classes goldfish,volcano
   jaxvis attack mobilenet_v2 sample:chelsea --method apgd --eps 4/255
   jaxvis concepts concepts/ && jaxvis dissect mobilenet_v2 features.7 --data concepts/
+  jaxvis gan edit dcgan_faces --remove eye          the units of a face generator that draw eyes, removed
 
 'jaxvis COMMAND --help' shows a command's options and examples."""
 
@@ -52,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-GROUPS = (info, visualize, methods, attack, units)  # each module's COMMANDS, in the order `jaxvis --help` lists them
+GROUPS = (info, visualize, methods, attack, units, gan)  # each module's COMMANDS, in the order `jaxvis --help` lists them
 
 
 def invoked(argv: Sequence[str]) -> str | None:

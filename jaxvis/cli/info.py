@@ -52,6 +52,7 @@ def run_models(args: argparse.Namespace) -> None:
         found = converters.find_local(arch.pretrained) if arch.pretrained else None
         where = f"yes: {found.origin} ({found.path})" if found else "no (downloads where internet exists)"
         size = f"{arch.input_size}" + ("" if arch.fixed_size else f" (>= {arch.min_size})")
+        size = f"z ({arch.latent_size})" if arch.is_generator else size
         rows.append((arch.name, arch.family, arch.source, size, str(len(layer_shapes(arch, arch.input_size))), where))
     print_table(rows)
 
@@ -62,10 +63,12 @@ def run_layers(args: argparse.Namespace) -> None:
 
     arch = architecture(args.name)
     size = args.size or arch.input_size
-    check_image_shape((1, size, size, 3), "float32", arch)
+    if not arch.is_generator:
+        check_image_shape((1, size, size, 3), "float32", arch)
     shapes = layer_shapes(arch, size)
     print_table([("layer", "activation shape (one image)")] + [(name, str(shape[1:])) for name, shape in shapes.items()])
-    print(f"{len(shapes)} layers of {arch.name} at {size}x{size}")
+    where = f"from a latent z of {arch.latent_size}" if arch.is_generator else f"at {size}x{size}"
+    print(f"{len(shapes)} layers of {arch.name} {where}")
 
 
 def run_classify(args: argparse.Namespace) -> None:

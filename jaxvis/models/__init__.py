@@ -1,6 +1,7 @@
 """Converted network families.  `ARCHITECTURES` maps every supported name to its `Architecture`."""
 
 from jaxvis.models.alexnet import ALEXNET
+from jaxvis.models.dcgan import DCGAN_FACES
 from jaxvis.models.dinov2 import DINOV2_VITS14_FOCUS
 from jaxvis.models.efficientnet import EFFICIENTNET_LITE0
 from jaxvis.models.googlenet import GOOGLENET
@@ -27,6 +28,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         MIXER_B16_224,
         RESMLP_12_224,
         DINOV2_VITS14_FOCUS,
+        DCGAN_FACES,
     )
 }
 

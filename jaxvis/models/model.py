@@ -3,12 +3,21 @@
     logits = model(images)                                   # float NHWC in [0, 1]
     acts = model(images, capture=["features.14", "logits"])  # {name: activation}
     acts = model(images, capture=[...], edit={"features.14": fn})
+    faces = generator(z)                                     # a generator: latents (N, Z) -> NHWC in [0, 1]
 
 A model is a pytree (its variables are the leaves; the architecture and fast
 paths are static), so it can be passed through `jax.jit`, closed over, and
 used under `jax.grad` and `jax.vmap`.  Activations keep the layout of the
 computation: NHWC for conv features, (N, tokens, dim) for transformers and
-mixers, (N, features) after pooling.  `"logits"` names the final output.
+mixers, (N, features) after pooling.  The final output is named
+`arch.output`: `"logits"` for classifiers (and the saliency model), `"image"`
+for a generator.
+
+A generator (`Architecture.latent_size` > 0, e.g. `jaxvis.models.dcgan`) takes
+a batch of latent vectors instead of images and gives images in [0, 1]; any
+Flax module `module(z, probe)` that taps its layers plugs in the same way (see
+`jaxvis/models/dcgan.py`), and captures and edits work on its layers as on a
+classifier's.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import numpy as np
 
 from converters.namings import Naming
 from converters.resolve import WeightSource
-from jaxvis.errors import InvalidImageError, UnknownLayerError
+from jaxvis.errors import InvalidImageError, InvalidLatentError, UnknownLayerError
 from jaxvis.models.ops import FastPaths
 from jaxvis.models.probe import Edit, Probe, StopForward
 from jaxvis.request import check_image_size
@@ -56,6 +65,12 @@ class Architecture:
     ignore_keys: tuple[str, ...] = ()  # state_dict prefixes that are known and unused
     namings: tuple[Naming, ...] = ()  # foreign state_dict namings recognised and translated
     default_layer: str = ""  # a middle layer worth visualizing first (`jaxvis visualize NAME`)
+    latent_size: int = 0  # > 0: a generator, fed latent vectors (N, latent_size) instead of images
+    output: str = OUTPUT  # the name of the final output (`"image"` for a generator)
+
+    @property
+    def is_generator(self) -> bool:
+        return self.latent_size > 0
 
     @functools.cached_property
     def module(self) -> nn.Module:
@@ -78,7 +93,7 @@ class Model:
 
     @property
     def layers(self) -> list[str]:
-        """Every capturable name, in forward order, named like the torch modules; `"logits"` last."""
+        """Every capturable name, in forward order, named like the torch modules; the output (`arch.output`) last."""
         return list(layer_shapes(self.arch, self.arch.input_size))
 
     def layer_shapes(self, size: int | None = None) -> dict[str, tuple[int, ...]]:
@@ -104,7 +119,7 @@ class Model:
             Lucid's redirected gradient (lets gradient reach units that are off);
             the forward values are unchanged.
         """
-        images = check_images(images, self.arch)
+        images = check_inputs(images, self.arch)
         names = [capture] if isinstance(capture, str) else list(capture or [])
         edit = dict(edit or {})
         unknown = (set(names) | set(edit)) - set(self.layers)
@@ -114,7 +129,7 @@ class Model:
             capture=names,
             edit=edit,
             fast=self.fast,
-            need_output=capture is None or OUTPUT in names or OUTPUT in edit,
+            need_output=capture is None or self.arch.output in names or self.arch.output in edit,
             redirect_relu=redirect_relu,
         )
         outputs = forward(self.arch, self.variables, images, probe)
@@ -135,14 +150,13 @@ def logits(model: Model, images: Any) -> np.ndarray:
 
 
 def forward(arch: Architecture, variables: Any, images: Array, probe: Probe) -> Array | None:
-    """Run the network under `probe` (whose names `Model.__call__` has checked); None if it stopped early."""
-    x = (images - jnp.asarray(arch.mean, images.dtype)) / jnp.asarray(arch.std, images.dtype)
+    """Run the network under `probe` (whose names `Model.__call__` has checked); None if it stopped early.
+    Images are normalized with the architecture's mean and std; a generator's latents go in as they are."""
+    x = images if arch.is_generator else (images - jnp.asarray(arch.mean, images.dtype)) / jnp.asarray(arch.std, images.dtype)
     try:
-        logits = arch.module.apply(variables, x, probe)
-        logits = probe.tap(OUTPUT, logits)
+        return probe.tap(arch.output, arch.module.apply(variables, x, probe))
     except StopForward:
         return None
-    return logits
 
 
 def default_float() -> np.dtype:
@@ -152,26 +166,46 @@ def default_float() -> np.dtype:
 
 @functools.lru_cache(maxsize=64)
 def layer_shapes(arch: Architecture, size: int) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of every tapped activation for one image, traced without computing anything."""
-    images = jax.ShapeDtypeStruct((1, size, size, 3), default_float())
+    """Names and shapes of every tapped activation for one image (a generator: one latent; `size` unused),
+    traced without computing anything."""
     probe = Probe(record_shapes=True)
-    jax.eval_shape(lambda variables, x: forward(arch, variables, x, probe), variable_shapes(arch), images)
+    jax.eval_shape(lambda variables, x: forward(arch, variables, x, probe), variable_shapes(arch),
+                   example_input(arch, size))
     return dict(probe.shapes)
+
+
+def example_input(arch: Architecture, size: int) -> jax.ShapeDtypeStruct:
+    """The shape of one input: an image of `size` x `size`, or a generator's latent vector."""
+    shape = (1, arch.latent_size) if arch.is_generator else (1, size, size, 3)
+    return jax.ShapeDtypeStruct(shape, default_float())
 
 
 @functools.lru_cache(maxsize=64)
 def variable_shapes(arch: Architecture) -> Any:
     """The variable tree of `arch` as shape structs (what a state_dict must fill)."""
-    size = arch.input_size
-    dummy = jax.ShapeDtypeStruct((1, size, size, 3), default_float())
-    return jax.eval_shape(lambda x: arch.module.init(jax.random.key(0), x, Probe()), dummy)
+    return jax.eval_shape(lambda x: arch.module.init(jax.random.key(0), x, Probe()),
+                          example_input(arch, arch.input_size))
 
 
 def random_variables(arch: Architecture, seed: int = 0) -> Any:
     """Freshly initialised variables (torch's default init for convs and linears)."""
-    size = arch.input_size
-    init = jax.jit(lambda key: arch.module.init(key, jnp.zeros((1, size, size, 3)), Probe()))
+    example = example_input(arch, arch.input_size)
+    init = jax.jit(lambda key: arch.module.init(key, jnp.zeros(example.shape, example.dtype), Probe()))
     return init(jax.random.key(seed))
+
+
+def check_inputs(inputs: Any, arch: Architecture) -> Array:
+    """Images (`check_images`), or a generator's latents: float (N, latent_size), else `InvalidLatentError`."""
+    if not arch.is_generator:
+        return check_images(inputs, arch)
+    shape, dtype = tuple(np.shape(inputs)), getattr(inputs, "dtype", None) or np.asarray(inputs).dtype
+    if len(shape) != 2 or shape[1] != arch.latent_size:
+        hint = " Add a batch axis: z[None]." if shape == (arch.latent_size,) else ""
+        raise InvalidLatentError(f"{arch.name} is a generator: it takes latent vectors shaped (N, {arch.latent_size}); "
+                                 f"got an array of shape {shape}.{hint}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise InvalidLatentError(f"{arch.name} takes float latents; got dtype {dtype}.")
+    return jnp.asarray(inputs)
 
 
 def check_images(images: Any, arch: Architecture) -> Array:
