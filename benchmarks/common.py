@@ -99,6 +99,25 @@ def torch_mobilenet_v2(model):
     return reference.eval().requires_grad_(False)
 
 
+def torch_dcgan(model):
+    """The PyTorch DCGAN tutorial's generator holding `model`'s weights (read from its weight file), eval mode."""
+    import torch
+
+    from converters import find_local
+
+    nn = torch.nn
+    layers, widths = [], (100, 512, 256, 128, 64)
+    for index, (inputs, outputs) in enumerate(zip(widths, widths[1:])):
+        stride, padding = (1, 0) if index == 0 else (2, 1)
+        layers += [nn.ConvTranspose2d(inputs, outputs, 4, stride, padding, bias=False), nn.BatchNorm2d(outputs),
+                   nn.ReLU(True)]
+    net = nn.Module()
+    net.main = nn.Sequential(*layers, nn.ConvTranspose2d(64, 3, 4, 2, 1, bias=False), nn.Tanh())
+    weights = find_local(model.arch.pretrained).path
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["netG_state_dict"])
+    return net.eval().requires_grad_(False)
+
+
 def in_fresh_process(script: str, *args: object, env: dict | None = None, timeout: float = 7200) -> dict:
     """Run `script --worker ARGS` in a new Python process; the JSON object it prints last."""
     import json

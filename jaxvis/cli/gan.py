@@ -1,7 +1,8 @@
-"""`jaxvis gan dissect | edit`: the units of a generator (GAN Dissection, Bau et al. 2019).
+"""`jaxvis gan dissect | edit` and `jaxvis ganpaint`: the units of a generator (GAN Dissection, Bau et al. 2019).
 
     gan dissect   label every unit of a generator layer with the concept of the drawn images it matches
     gan edit      remove a concept's units from generated faces, or insert them inside a region
+    ganpaint      paint with concepts on generated faces in the browser
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,14 @@ import numpy as np
 from jaxvis.cli.common import DEFAULT_OUT, HelpFormatter, load_model
 from jaxvis.errors import JaxvisError, UnknownLayerError
 
-COMMANDS = ("gan",)
+COMMANDS = ("gan", "ganpaint")
 DISSECT_EXAMPLES = """  jaxvis gan dissect dcgan_faces main.8                     512 sampled faces (segmented once, cached)
   jaxvis gan dissect dcgan_faces main.5 --samples 1024 --seed 1"""
 EDIT_EXAMPLES = """  jaxvis gan edit dcgan_faces --seed 3 --remove eye          the 8 units of main.8 that match eyes, zeroed
   jaxvis gan edit dcgan_faces --remove mouth --units 11,80,70 --count 8
   jaxvis gan edit dcgan_faces --add mouth --region stroke.png --k 16"""
+PAINT_EXAMPLES = """  jaxvis ganpaint dcgan_faces                      prints the address of the page (127.0.0.1, a free port)
+  jaxvis ganpaint dcgan_faces --port 8765 --layer main.5 --k 12"""
 SAMPLES_HELP = "faces sampled and segmented for the dissection (cached under $JAXVIS_CACHE/gan)"
 
 
@@ -66,6 +70,17 @@ def add_commands(commands: Any) -> None:
     edit.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/gan-edit-NAME-CONCEPT)")
     edit.set_defaults(run=run_edit)
     gan.set_defaults(run=lambda _: gan.print_help())
+
+    paint = commands.add_parser("ganpaint", help="paint with concepts on generated faces in the browser",
+                                description="Serve GANPaint on 127.0.0.1: paint a concept onto a generated face "
+                                "(its units switched on under the stroke) or off it; undo, new face, download.",
+                                formatter_class=HelpFormatter, epilog="examples:\n" + PAINT_EXAMPLES)
+    paint.add_argument("name", help="a generator, e.g. dcgan_faces")
+    paint.add_argument("--layer", default="main.8", help="the layer painted on")
+    paint.add_argument("--k", type=int, default=8, help="units per concept (the best by IoU)")
+    paint.add_argument("--samples", type=int, default=256, help=SAMPLES_HELP + ", to choose the units")
+    paint.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    paint.set_defaults(run=run_paint)
 
 
 def generator_card(name: str, layer: str | None = None) -> Any:
@@ -193,3 +208,24 @@ def _top_levels(generator: Any, layer: str, samples: int) -> np.ndarray:
     z = latents(min(samples, 256), generator.arch.latent_size, 0)
     acts = np.asarray(apply(generator, z, (layer,))[layer])
     return np.quantile(acts.reshape(-1, acts.shape[-1]), 0.99, axis=0)
+
+
+def run_paint(args: argparse.Namespace) -> None:
+    from jaxvis.gan.faces import landmark_model
+    from jaxvis.gan.paint import Painter, check_port, serve
+
+    arch = generator_card(args.name, args.layer)
+    check_counts(k=args.k, samples=args.samples)
+    if not 0 <= args.port < 65536:
+        raise JaxvisError(f"--port must be 0-65535, got {args.port}")
+    check_port(args.port)
+    landmark_model()
+    painter = Painter.for_generator(load_model(arch.name, None), args.layer, args.k, args.samples)
+    server = serve(painter, args.port)
+    painter.face(0, [])  # compile the stroke program before the first stroke
+    host, port = server.server_address[:2]
+    print(f"GANPaint on {arch.name} {args.layer}: open http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        server.shutdown()

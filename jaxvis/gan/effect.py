@@ -31,6 +31,7 @@ coefficients α in [0, 1]^C plus an L2 penalty, Adam).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -280,30 +281,34 @@ def causal_effects(generator: Model, dissection: Dissection, data: GeneratedConc
 
 
 def rank_by_effect(generator: Model, layer: str, data: GeneratedConcepts, concept: str, *, samples: int | None = None,
-                   steps: int = 100, lr: float = 0.05, l2: float = 0.01, seed: int = 0) -> np.ndarray:
+                   steps: int = 100, lr: float = 0.05, l2: float = 0.01) -> np.ndarray:
     """Units of `layer` ordered by optimized ablation coefficients (GAN Dissection §3.2): α in [0, 1]^C
     minimising the part's mean presence after r' = (1 - α) r, plus l2 ||α||², by Adam; largest α first."""
     regions = concept_regions(data, concept, samples)
     if regions.colour:
         raise UnknownConceptError("ranking by effect is for face parts (their presence is differentiable)")
     width = generator.layer_shapes()[layer][-1]
-    z = jnp.asarray(data.latents[regions.indices])
-    region, ring = jnp.asarray(regions.region, jnp.float32), jnp.asarray(regions.ring, jnp.float32)
+    alpha = jnp.full(width, 0.01, jnp.float32)
+    edit = UnitEdit(alpha, jnp.zeros(width), jnp.ones((1, 1)), layer)
     optimizer = optax.adam(lr)
+    state = optimizer.init(alpha)
+    arrays = (jnp.asarray(data.latents[regions.indices]), jnp.asarray(regions.region, jnp.float32),
+              jnp.asarray(regions.ring, jnp.float32), jnp.float32(l2))
+    for _ in range(steps):
+        edit, state = _ablation_step(generator, edit, state, *arrays, optimizer=optimizer)
+    return np.argsort(-np.asarray(edit.units), kind="stable")
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer",))
+def _ablation_step(generator: Model, edit: UnitEdit, state, z: Array, region: Array, ring: Array, l2: Array, *,
+                   optimizer) -> tuple[UnitEdit, object]:
+    """One Adam step on the ablation coefficients (`edit.units`), kept in [0, 1]; every array an argument, so
+    nothing is folded into the program as a constant."""
 
     def loss(alpha: Array) -> Array:
-        edit = UnitEdit(alpha, jnp.zeros(width), jnp.ones((1, 1)), layer)
-        images = generator(z, edit=edit.for_model())
+        images = generator(z, edit=UnitEdit(alpha, edit.values, edit.region, edit.layer).for_model())
         return distinctness(images, region, ring).mean() + l2 * jnp.sum(alpha ** 2)
 
-    @jax.jit
-    def step(alpha: Array, state):
-        grad = jax.grad(loss)(alpha)
-        updates, state = optimizer.update(grad, state, alpha)
-        return jnp.clip(optax.apply_updates(alpha, updates), 0, 1), state
-
-    alpha = jnp.full(width, 0.01, jnp.float32)
-    state = optimizer.init(alpha)
-    for _ in range(steps):
-        alpha, state = step(alpha, state)
-    return np.argsort(-np.asarray(alpha), kind="stable")
+    updates, state = optimizer.update(jax.grad(loss)(edit.units), state, edit.units)
+    alpha = jnp.clip(optax.apply_updates(edit.units, updates), 0, 1)
+    return UnitEdit(alpha, edit.values, edit.region, edit.layer), state
