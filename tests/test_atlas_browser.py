@@ -69,3 +69,46 @@ def test_the_pages_show_what_the_record_holds(atlas):
     assert f"{concept} ({category}) IoU {iou:.3f}" in index and f"{concept} ({category}) IoU {iou:.3f}" in unit
     assert all(name in unit for name, *_ in five["changes"])  # the ablation table lists the changed classes
     assert "unit-3.html" in unit and "unit-7.html" in unit  # neighbours linked
+
+
+@pytest.fixture(scope="module")
+def generator_atlas(tmp_path_factory):
+    import importlib.util
+
+    import converters
+    import jaxvis
+
+    if importlib.util.find_spec("dlib") is None or \
+            converters.find_local(jaxvis.architecture("dcgan_faces").pretrained) is None:
+        pytest.skip("the DCGAN weights and dlib are installed by the README's set-up")
+    from jaxvis.gan.samples import sample_concepts
+
+    generator = jaxvis.load("dcgan_faces")
+    data = sample_concepts(generator, 24, root=tmp_path_factory.mktemp("faces"), progress=False)
+    return build_atlas(generator, "main.8", data, tmp_path_factory.mktemp("gan-atlas"), units=[20, 108],
+                       directions=1, top=3, batch_size=8, progress=False), data
+
+
+def test_a_generator_atlas_shows_its_units_top_samples_and_removal(generator_atlas):
+    """The generator's units get the same site: concept and IoU from GAN dissection, top samples, and the
+    top sample drawn without and with the unit. Every image loads in Chromium."""
+    site, data = generator_atlas
+    playwright = pytest.importorskip("playwright.sync_api")
+    record = json.loads((site / "atlas.json").read_text())
+    assert [u["unit"] for u in record["units"]] == [20, 108] and record["metric"] == "removal"
+    assert all(str(data.root) in path for paths in record["top_images"].values() for path in paths)
+    page_text = (site / "units" / "unit-20.html").read_text()
+    assert "with the unit removed" in page_text and "<table>" not in page_text
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        for name in ("index.html", "units/unit-20.html"):
+            page.goto((site / name).resolve().as_uri())
+            page.wait_for_load_state("load")
+            widths = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
+            assert widths and all(width > 0 for width in widths), (name, widths)
+        browser.close()
+    from PIL import Image
+
+    pair = Image.open(site / record["units"][0]["visualization"])
+    assert pair.size == (130, 64)  # the 64 px sample, a 2 px gap, the sample without the unit

@@ -11,6 +11,12 @@ Lucid's defaults unless told otherwise), `survey` (top images), `dissect` (when 
 concept-segmentation set is given) and `ablate.ablation_counts` (every unit removed
 alone, in one sweep).  The pages are plain HTML with relative links and no
 script or network access: they open from the file system.
+
+For a generator (`data`: its sampled concept set, `jaxvis.gan.samples`) the site shows
+the same for its units, with two changes: a unit's picture is its top sample drawn
+with and without the unit (removed alone, GAN Dissection's intervention) instead of a
+feature visualization, and the data set is dissected with GAN Dissection's defaults;
+no class is affected, so there is no ablation table.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from jaxvis.units.examples import example_strip, needed_images
 from jaxvis.units.survey import Survey, survey
 
 CLASSES_SHOWN = 5  # classes listed per unit under "removing it changes"
+REMOVAL = "removal"  # the atlas of a generator: its units' removal is shown on their top samples
 THUMBS = 3  # top images on the layer page
 
 
@@ -60,24 +67,48 @@ def build_atlas(model: Model, layer: str, data: Any, out: str | os.PathLike, *, 
     units = [int(u) for u in units]
     found = survey(model, layer, data, k=top, directions=directions, seed=seed, size=size, batch_size=batch_size,
                    progress=progress)
-    dissection = None
-    if concepts is not None:
-        dissection = dissect(model, layer, concepts, size=size, batch_size=batch_size, progress=progress)
-    width = found.top.values.shape[0]
-    keep = np.stack([np.ones(width, np.float32)] + [ablate.removing([u], width) for u in units])
-    counts, metric = ablate.ablation_counts(model, layer, ablate.ablation_images(data), keep, size=size,
-                                            batch_size=batch_size, progress=progress)
-    accuracy = counts.accuracy()
-    spec = f"{layer}:{','.join(str(u) for u in units)}"
-    pictures = visualize(model, spec, steps=steps, size=fv_size, seed=seed, progress=progress)
-    pages = write_images(out, found, dissection, units, pictures, accuracy, np.asarray(counts.total), top,
-                         directions)
+    if model.arch.is_generator:
+        from jaxvis.gan.dissect import dissect as gan_dissect
+
+        dissection = gan_dissect(model, layer, data=data, batch_size=batch_size, progress=progress)
+        pictures = removal_pictures(model, layer, found, units, data.latents)
+        changes: list[tuple] = [() for _ in units]
+        metric = REMOVAL
+    else:
+        dissection = None
+        if concepts is not None:
+            dissection = dissect(model, layer, concepts, size=size, batch_size=batch_size, progress=progress)
+        width = found.top.values.shape[0]
+        keep = np.stack([np.ones(width, np.float32)] + [ablate.removing([u], width) for u in units])
+        counts, metric = ablate.ablation_counts(model, layer, ablate.ablation_images(data), keep, size=size,
+                                                batch_size=batch_size, progress=progress)
+        accuracy, totals = counts.accuracy(), np.asarray(counts.total)
+        changes = [tuple(ablate.Effect((unit,), "", accuracy[0], accuracy[row + 1], totals).changed(CLASSES_SHOWN))
+                   for row, unit in enumerate(units)]
+        spec = f"{layer}:{','.join(str(u) for u in units)}"
+        pictures = visualize(model, spec, steps=steps, size=fv_size, seed=seed, progress=progress)
+    pages = write_images(out, found, dissection, units, pictures, changes, top, directions)
     write_site(out, model.name, layer, pages, found, dissection, metric, directions, steps)
     return out
 
 
+def removal_pictures(generator: Model, layer: str, found: Survey, units: list[int], latents: np.ndarray) -> np.ndarray:
+    """Per unit, its top sample drawn as it is and with the unit removed, side by side (H, 2W + 2, 3)."""
+    from jaxvis.edits import UnitEdit
+    from jaxvis.gan.effect import drawn
+
+    width = found.top.values.shape[0]
+    samples = [int(found.top.images[unit, 0]) for unit in units]
+    z = np.asarray(latents)[samples]
+    before = drawn(generator, None, z)
+    after = np.stack([drawn(generator, UnitEdit.removing(layer, [unit], width), z[row:row + 1])[0]
+                      for row, unit in enumerate(units)])
+    gap = np.ones((len(units), before.shape[1], 2, 3), np.float32)
+    return np.concatenate([before, gap, after], axis=2)
+
+
 def write_images(out: Path, found: Survey, dissection: Dissection | None, units: list[int], pictures: np.ndarray,
-                 accuracy: np.ndarray, totals: np.ndarray, top: int, directions: int) -> list[UnitPage]:
+                 changes: list[tuple], top: int, directions: int) -> list[UnitPage]:
     shown = found.read(needed_images(found, units, list(range(directions)), top))
     pages = []
     for row, unit in enumerate(units):
@@ -86,12 +117,10 @@ def write_images(out: Path, found: Survey, dissection: Dissection | None, units:
         thumbs = tuple(str(save_image(shown[int(i)], out / "images" / f"top-{unit}-{slot}.png").relative_to(out))
                        for slot, i in enumerate(np.asarray(found.top.images[unit, :THUMBS])) if i >= 0)
         label = dissection.units[unit] if dissection is not None else None
-        effect = ablate.Effect((unit,), "", accuracy[0], accuracy[row + 1], totals)
         pages.append(UnitPage(
             unit, str(visualization), str(strip.relative_to(out)), thumbs,
             None if label is None else (label.concept, label.category, label.iou, label.detector),
-            () if label is None else label.runners_up, tuple(effect.changed(CLASSES_SHOWN)),
-            float(found.top.values[unit, 0])))
+            () if label is None else label.runners_up, changes[row], float(found.top.values[unit, 0])))
     for direction in range(directions):
         save_image(example_strip(found, direction, shown, directions=True, count=top),
                    out / "images" / f"direction-{direction}.png")
@@ -118,6 +147,10 @@ def _page(title: str, body: str, root: str = "") -> str:
             f'</nav>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n')
 
 
+def _picture(metric: str) -> str:
+    return "top sample without and with the removal" if metric == REMOVAL else "feature visualization"
+
+
 def _concept_text(page: UnitPage) -> str:
     if page.concept is None:
         return '<span class="weak">no concept data</span>'
@@ -133,7 +166,7 @@ def write_site(out: Path, model: str, layer: str, pages: list[UnitPage], found: 
     for page in pages:
         thumbs = "".join(f'<img src="{t}" alt="top image {i + 1} of unit {page.unit}">' for i, t in enumerate(page.thumbs))
         cards.append(f'<div class="unit" id="unit-{page.unit}"><a href="units/unit-{page.unit}.html">'
-                     f'<img class="fv" src="{page.visualization}" alt="feature visualization of unit {page.unit}">'
+                     f'<img class="fv" src="{page.visualization}" alt="{_picture(metric)} of unit {page.unit}">'
                      f'</a><div><a href="units/unit-{page.unit}.html">unit {page.unit}</a></div>'
                      f'<div class="concept">{_concept_text(page)}</div><div class="thumbs">{thumbs}</div></div>')
     summary = ""
@@ -141,8 +174,13 @@ def write_site(out: Path, model: str, layer: str, pages: list[UnitPage], found: 
         counts = ", ".join(f"{html.escape(k)} {v}" for k, v in dissection.summary().items())
         summary = (f"<p>Network dissection over {dissection.images} images: detectors (IoU &ge; "
                    f"{dissection.iou_threshold}) per category: {counts}.</p>")
-    intro = (f"<p>{len(pages)} units of {html.escape(layer)}: feature visualizations ({steps} steps), "
-             f"top images of {len(found.paths)}, ablation effects as {html.escape(metric)}.</p>{summary}")
+    if metric == REMOVAL:
+        intro = (f"<p>{len(pages)} units of the generator's {html.escape(layer)}: each unit's top sample as drawn "
+                 f"(left) and with the unit removed (right), its top samples of {len(found.paths)} with its region "
+                 f"highlighted.</p>{summary}")
+    else:
+        intro = (f"<p>{len(pages)} units of {html.escape(layer)}: feature visualizations ({steps} steps), "
+                 f"top images of {len(found.paths)}, ablation effects as {html.escape(metric)}.</p>{summary}")
     (out / "index.html").write_text(_page(f"{model} {layer}", intro + '<div id="units">' + "".join(cards) + "</div>"),
                                     encoding="utf-8")
     for page in pages:
@@ -172,14 +210,16 @@ def unit_page(model: str, layer: str, page: UnitPage, pages: list[UnitPage], met
     changes = "".join(f"<tr><td>{html.escape(name)}</td><td>{before:.2f}</td><td>{after:.2f}</td><td>{n}</td></tr>"
                       for name, before, after, n in page.changes)
     direction_links = " ".join(f'<a href="../directions.html#direction-{d}">{d}</a>' for d in range(directions))
+    removal = ("<h2>Removing this unit</h2><p>Its top sample as drawn (left, above) and with the unit removed "
+               "(right).</p>" if metric == REMOVAL else
+               f"<h2>Removing this unit</h2><p>{html.escape(metric)} of the classes it changes most:</p>"
+               f"<table><tr><th>class</th><th>before</th><th>after</th><th>images</th></tr>{changes}</table>")
     body = (f"<p>{' &middot; '.join(neighbours)}</p>"
-            f'<img class="fv" src="../{page.visualization}" alt="feature visualization of unit {page.unit}" width="256">'
+            f'<img class="fv" src="../{page.visualization}" alt="{_picture(metric)} of unit {page.unit}" width="256">'
             f"<h2>Concept</h2><p>{_concept_text(page)}</p>"
             + (f"<p>Runners-up:</p><ul>{runners}</ul>" if runners else "")
             + f"<h2>Dataset examples</h2><p>Peak activation {page.peak:.3g}.</p>"
-            f'<img class="strip" src="../{page.examples}" alt="top images of unit {page.unit}">'
-            f"<h2>Removing this unit</h2><p>{html.escape(metric)} of the classes it changes most:</p>"
-            f"<table><tr><th>class</th><th>before</th><th>after</th><th>images</th></tr>{changes}</table>"
-            f"<h2>Random directions</h2><p>Top images of random directions of the same layer: {direction_links}</p>")
+            f'<img class="strip" src="../{page.examples}" alt="top images of unit {page.unit}">' + removal
+            + f"<h2>Random directions</h2><p>Top images of random directions of the same layer: {direction_links}</p>")
     return _page(f"{model} {layer} unit {page.unit}", body, root="../")
 
