@@ -33,6 +33,7 @@ class Card:
     default_layer: str
     num_classes: int
     layers: dict[str, int]  # capturable name -> units (the size of its last axis), in forward order
+    latent_size: int = 0  # > 0: a generator (its input is a latent vector, not an image)
 
 
 def card(name: str) -> Card:
@@ -49,7 +50,7 @@ def card_of(arch: Any) -> Card:
 
     shapes = layer_shapes(arch, arch.input_size)
     return Card(arch.name, arch.input_size, arch.min_size, arch.fixed_size, arch.default_layer, arch.num_classes,
-                {layer: shape[-1] for layer, shape in shapes.items()})
+                {layer: shape[-1] for layer, shape in shapes.items()}, arch.latent_size)
 
 
 def write_catalog(path: Path = CATALOG) -> dict[str, Card]:

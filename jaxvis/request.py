@@ -105,6 +105,9 @@ def check_request(card: Any, spec: str, *, objective: str = "channel", param: st
 
     card: a `jaxvis.catalog.Card`. Returns the units and the size the model sees.
     """
+    if card.latent_size:
+        raise JaxvisError(f"{card.name} is a generator: its input is a latent vector, not an image to optimize; "
+                          "study its units with jaxvis gan dissect | edit, or jaxvis ganpaint")
     if objective not in OBJECTIVE_NAMES:
         raise JaxvisError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_NAMES)}")
     if param not in PARAM_NAMES:

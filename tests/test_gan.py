@@ -208,6 +208,7 @@ def test_gan_edit_command_writes_before_after_and_the_record(tmp_path, capsys, d
     (["gan", "edit", "dcgan_faces", "--remove", "eye", "--layer", "main.80"], "nearest: main.8"),
     (["gan", "dissect", "mobilenet_v2", "features.8"], "not a generator"),
     (["gan", "dissect", "dcgan_faces", "main.8", "--samples", "0"], "--samples must be at least 1"),
+    (["visualize", "dcgan_faces"], "is a generator: its input is a latent vector"),
 ])
 def test_bad_gan_requests_fail_before_anything_loads(argv, message, capsys, tmp_path):
     from jaxvis.cli import main

@@ -89,7 +89,7 @@ def generator_card(name: str, layer: str | None = None) -> Any:
     from jaxvis.gan.samples import NotAGeneratorError
 
     arch = card(name.replace("-", "_"))
-    if arch.num_classes or "image" not in arch.layers:
+    if not arch.latent_size:
         raise NotAGeneratorError(f"{arch.name} is not a generator; jaxvis gan works on dcgan_faces.")
     if layer is not None and layer not in arch.layers:
         raise UnknownLayerError([layer], arch.name, list(arch.layers))
