@@ -46,6 +46,7 @@ from jaxvis.gan.samples import BATCH, GeneratedConcepts, UnknownConceptError
 from jaxvis.models.model import Model, apply
 from jaxvis.programs import Program
 from jaxvis.units.concept_set import colour_names
+from jaxvis.units.stream import pad_batch
 from jaxvis.units.dissect import Dissection
 
 Array = jax.Array
@@ -92,16 +93,14 @@ def drawn(generator: Model, edit: UnitEdit | None, z: np.ndarray, batch_size: in
     out = []
     for start in range(0, len(z), batch_size):
         chunk = z[start:start + batch_size]
-        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), z.shape[1]), z.dtype)])
+        padded = jnp.asarray(pad_batch(chunk, batch_size))
         if edit is None:
-            images = apply(generator, jnp.asarray(padded))
+            images = apply(generator, padded)
         else:
             region = edit.region
-            if region.ndim == 3:
-                region = np.asarray(region[start:start + batch_size])
-                region = np.concatenate([region, np.ones((batch_size - len(region), *region.shape[1:]), region.dtype)])
-            images = DRAW(generator, UnitEdit(edit.units, edit.values, jnp.asarray(region), edit.layer),
-                          jnp.asarray(padded))
+            if region.ndim == 3:  # the padding rows get a region of zeros: drawn unedited, then dropped
+                region = pad_batch(np.asarray(region[start:start + batch_size]), batch_size)
+            images = DRAW(generator, UnitEdit(edit.units, edit.values, jnp.asarray(region), edit.layer), padded)
         out.append(np.asarray(images)[:len(chunk)])
     return np.concatenate(out)
 

@@ -34,6 +34,7 @@ from jaxvis.progress import progress_bar
 from jaxvis.segmentation import ConceptDataset, Concepts, SegmentedImage
 from jaxvis.structure import digest
 from jaxvis.units.concept_set import COLOURS, colour_names
+from jaxvis.units.stream import pad_batch
 
 LAYERS = ("color", "part")  # mask files per sample, in the order the data set reads them
 BATCH = 64
@@ -116,7 +117,7 @@ def sample_concepts(generator: Model, count: int, *, seed: int = 0, root: str | 
     try:
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
-            drawn = np.asarray(apply(generator, _padded(z[chunk], batch_size)))[:len(chunk)]
+            drawn = np.asarray(apply(generator, pad_batch(z[chunk], batch_size)))[:len(chunk)]
             for index, image in zip(chunk, drawn):
                 _write_sample(items[index], image)
                 bar.update(1)
@@ -128,11 +129,6 @@ def sample_concepts(generator: Model, count: int, *, seed: int = 0, root: str | 
     categories = tuple(dict.fromkeys(category for _, _, category in rows))
     category = np.asarray([0] + [categories.index(c) for _, _, c in rows], np.int32)
     return GeneratedConcepts(root, Concepts(names, categories, category), items, z, generator.name, seed)
-
-
-def _padded(z: np.ndarray, size: int) -> np.ndarray:
-    """`z` padded with zero rows to `size`, so one compiled program draws every batch."""
-    return np.concatenate([z, np.zeros((size - len(z), z.shape[1]), z.dtype)]) if len(z) < size else z
 
 
 def _write_concepts(root: Path) -> None:

@@ -140,11 +140,12 @@ def _placements(devices: list, batch_size: int):
 def _place(array: np.ndarray | Whole, batch_size: int, data: Any, replicated: Any) -> Any:
     if isinstance(array, Whole):
         return array.array if replicated is None else jax.device_put(array.array, replicated)
-    padded = _pad(array, batch_size)
+    padded = pad_batch(array, batch_size)
     return padded if data is None else jax.device_put(padded, data)
 
 
-def _pad(array: np.ndarray, size: int) -> np.ndarray:
+def pad_batch(array: np.ndarray, size: int) -> np.ndarray:
+    """`array` with zero rows appended up to `size` rows (so one compiled program serves a short last batch)."""
     missing = size - len(array)
     if missing == 0:
         return array
