@@ -216,3 +216,21 @@ def test_bad_gan_requests_fail_before_anything_loads(argv, message, capsys, tmp_
     assert main(argv + ["--out", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_ranking_by_optimized_ablation_puts_the_units_that_fade_the_part_first(generator, data):
+    """Units ranked by fitted ablation coefficients: removing the top 8 fades the eyes (their colour moves
+    toward the skin) more than removing the bottom 8. Fails if the order is reversed or the coefficients
+    are not fitted (all equal: a stable argsort gives units 0-7)."""
+    from jaxvis.gan.effect import concept_regions, drawn, presence_change, rank_by_effect
+
+    order = rank_by_effect(generator, LAYER, data, "eye", samples=16, steps=30)
+    assert sorted(order[:8]) != list(range(8))
+    regions = concept_regions(data, "eye", 16)
+    z = data.latents[regions.indices]
+    before = drawn(generator, None, z)
+
+    def fade(units):
+        return presence_change(before, drawn(generator, UnitEdit.removing(LAYER, units, 128), z), regions)
+
+    assert fade(order[:8]) < fade(order[-8:]) - 0.05
