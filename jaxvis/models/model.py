@@ -152,7 +152,9 @@ def logits(model: Model, images: Any) -> np.ndarray:
 def forward(arch: Architecture, variables: Any, images: Array, probe: Probe) -> Array | None:
     """Run the network under `probe` (whose names `Model.__call__` has checked); None if it stopped early.
     Images are normalized with the architecture's mean and std; a generator's latents go in as they are."""
-    x = images if arch.is_generator else (images - jnp.asarray(arch.mean, images.dtype)) / jnp.asarray(arch.std, images.dtype)
+    x = images
+    if not arch.is_generator:
+        x = (images - jnp.asarray(arch.mean, images.dtype)) / jnp.asarray(arch.std, images.dtype)
     try:
         return probe.tap(arch.output, arch.module.apply(variables, x, probe))
     except StopForward:
