@@ -39,7 +39,7 @@ from PIL import Image
 import jaxvis
 from jaxvis.edits import UnitEdit
 from jaxvis.gan.dissect import concept_units, dissect
-from jaxvis.gan.effect import KS, causal_effects, drawn, rank_by_effect
+from jaxvis.gan.effect import causal_effects, drawn, rank_by_effect
 from jaxvis.gan.samples import latents, sample_concepts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -161,7 +161,7 @@ def main() -> None:
                 named = [c["named"][i] for c in found_curves]
                 chance = [c["random"][i] for c in found_curves]
                 rows.append([concept, ranking, kind, measure, str(k), mean_spread(named), mean_spread(chance),
-                             f"{np.mean(chance_spreads(found_curves, i)):.3f}"])
+                             f"{np.mean([c['random_spread'][i] for c in found_curves]):.3f}"])
     header = ["concept", "units by", "edit", "measure", "k", "named units", "random units",
               "spread of random draws"]
     samples = ", ".join(f"{c} {int(np.mean(n))}" for c, n in sizes.items())
@@ -181,10 +181,6 @@ region's colour and the part's own (> 0: it looks more like the part). Curves: `
 {markdown_table(header, rows)}
 """)
     print(f"done in {time.perf_counter() - start:.0f} s", flush=True)
-
-
-def chance_spreads(curves: list[dict], i: int) -> list[float]:
-    return [c["random_spread"][i] for c in curves]
 
 
 if __name__ == "__main__":
