@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -40,6 +42,19 @@ def torch_reference(name: str, seed: int = 0):
     return model.eval()
 
 
+def torch_pretrained_mobilenet_v2(model: Model):
+    """torchvision's MobileNetV2 with the very weight file jaxvis loaded for `model`, eval mode."""
+    import torch
+    import torchvision
+
+    import converters
+
+    net = torchvision.models.mobilenet_v2()
+    net.load_state_dict(torch.load(converters.find_weights(model.arch.pretrained, download=False).path,
+                                   weights_only=True))
+    return net.eval()
+
+
 def torch_input(images: np.ndarray, arch: jaxvis.Architecture):
     """NHWC [0, 1] images -> the normalized NCHW tensor the torch model expects."""
     import torch
@@ -62,8 +77,22 @@ def nhwc(activation) -> np.ndarray:
 
 
 def forward(model, images, **kwargs):
-    """The model under jit, passed as an argument (not closed over: no constant folding of weights)."""
-    return jax.jit(lambda m, x: m(x, **kwargs))(model, images)
+    """The model under jit, passed as an argument (not closed over: no constant folding of weights); one
+    compiled program per model structure, shapes and keyword arguments, reused by every test that asks again."""
+    frozen = tuple(sorted((name, _hashable(value)) for name, value in kwargs.items()))
+    return _forward(model, jnp.asarray(images), frozen)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _forward(model, images, frozen):
+    return model(images, **{name: dict(value) if name == "edit" else value for name, value in frozen})
+
+
+def _hashable(value):
+    """Keyword arguments as static arguments of jit: lists as tuples, an edit's mapping as its items."""
+    if isinstance(value, dict):
+        return tuple(sorted(value.items()))
+    return tuple(value) if isinstance(value, list) else value
 
 
 # (R, G, B) weights and bias per unit: unit 0 red, unit 1 green, unit 2 an arbitrary mix

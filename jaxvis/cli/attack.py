@@ -21,6 +21,8 @@ import numpy as np
 from jaxvis.cli.common import DEFAULT_OUT, add_parser, class_probabilities, load_model
 from jaxvis.errors import JaxvisError
 
+RANKINGS = ("carried", "rose", "fell", "pushed")  # jaxvis.attacks.explain's, here so that --help needs no jax
+
 COMMANDS = ("attack",)
 METHODS = ("pgd", "fgsm", "apgd", "cw", "lbfgs")
 BOUNDED = ("pgd", "fgsm", "apgd")  # the others minimize the L2 norm and take no eps
@@ -47,8 +49,13 @@ def add_commands(commands: Any) -> None:
     attack.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
     attack.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/attack-METHOD-MODEL)")
     attack.add_argument("--explain", metavar="LAYER",
-                        help="also show, per image, the units of LAYER whose activation the attack raised most, "
-                             "with their feature visualizations (Bau et al. 2020)")
+                        help="also show, per image, the units of LAYER that carry the attack, each with its "
+                             "feature visualization and its map on the clean and the adversarial image "
+                             "(Bau et al. 2020); run.json ranks the units every way")
+    attack.add_argument("--explain-by", default="carried", choices=RANKINGS,
+                        help="--explain: which units to show: carried (restoring the unit's clean map removes "
+                             "most of the adversarial margin; the default), rose / fell (mean activation rose or "
+                             "fell most), pushed (gradient x activation toward the adversarial class rose most)")
     attack.add_argument("--explain-units", type=int, default=4, help="--explain: units shown per image")
     attack.add_argument("--explain-steps", type=int, default=256,
                         help="--explain: feature-visualization steps (Lucid's 512 for full quality)")
@@ -132,7 +139,7 @@ def explain_units(model: Any, args: argparse.Namespace, photos: np.ndarray, labe
 
     changes = unit_changes(model, photos, result.images, args.explain, labels, result.prediction,
                            top=args.explain_units)
-    units = sorted({int(u) for u in changes.rose.ravel()})
+    units = sorted({int(u) for u in changes.ranked(args.explain_by).ravel()})
     print(f"--explain: feature visualizations of {len(units)} units of {args.explain}", file=sys.stderr)
     pictures = jaxvis.visualize(model, f"{args.explain}:{','.join(map(str, units))}", steps=args.explain_steps,
                                 seed=args.seed)
@@ -167,10 +174,12 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
                                                                                   saved[k] == result.targets[k])})
         if explained is not None:
             changes, pictures = explained
-            for unit in changes.rose[k]:
-                images.append(pictures[int(unit)])
-                labels.append(f"{stem}-unit{unit}-rose{changes.change[k, unit]:+.3f}")
-                values.append(float(changes.change[k, unit]))
+            for unit in changes.ranked(args.explain_by)[k]:
+                tiles = unit_tiles(changes, k, int(unit), pictures[int(unit)], photos[k], result.images[k])
+                images += list(tiles.values())
+                labels += [f"{stem}-unit{unit}-{part}-{args.explain_by}-margin{changes.restored[k, unit]:+.3f}"
+                           for part in tiles]
+                values += [float(changes.restored[k, unit])] * len(tiles)
             per_image[-1]["units"] = _unit_record(changes, k)
     config = {"command": "attack", "model": model.name, "method": args.method, "images": args.images,
               "target": None if result.targets is None else int(result.targets[0]), "norm": result.norm_name,
@@ -178,9 +187,8 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
     record = {"config": config, "environment": environment(), "total_s": took, "images": per_image,
               "success_rate": result.success_rate}
     title = f"{model.name}: {args.method} ({sum(p['success'] for p in per_image)}/{len(per_image)} fooled)"
-    columns = 3 + (args.explain_units if explained is not None else 0)
     paths = write_gallery(out, title, np.stack(images), labels, values, record, stem="image",
-                          value_name="p(top-1) / norm / change", columns=columns)
+                          value_name="p(top-1) / norm / margin removed by restoring the unit", columns=3)
     for item in per_image:
         print(f"{item['image']}: {item['clean']} ({item['clean_p']:.2f}) -> {item['adversarial']} "
               f"({item['adversarial_p']:.2f}), {result.norm_name} {item['norm']:.4g}, {item['steps']} steps"
@@ -188,17 +196,33 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
     print(f"{len(images)} images in {out}  (contact sheet: {paths['sheet']}, gallery: {paths['index']})")
 
 
+def unit_tiles(changes: Any, k: int, unit: int, picture: np.ndarray, clean: np.ndarray, adversarial: np.ndarray
+               ) -> dict[str, np.ndarray]:
+    """A unit's tiles for image k: its feature visualization and, for a layer with maps, its map over the clean
+    and over the adversarial image on one brightness scale (the larger peak of the two)."""
+    from jaxvis.units.examples import overlay
+
+    tiles = {"visualization": picture}
+    if changes.clean_maps.ndim == 4:
+        before, after = changes.clean_maps[k, ..., unit], changes.adversarial_maps[k, ..., unit]
+        peak = max(float(before.max()), float(after.max()))
+        tiles.update({"clean-map": overlay(clean, before, peak), "adversarial-map": overlay(adversarial, after, peak)})
+    return tiles
+
+
 def _unit_record(changes: Any, k: int) -> dict[str, Any]:
-    """run.json's view of image k's units: the layer, and per ranking the units with their numbers."""
+    """run.json's view of image k's units: the layer, the adversarial margin, and per ranking the units with
+    their numbers."""
     def entry(unit: int) -> dict[str, float]:
         return {"unit": int(unit), "clean": float(changes.clean[k, unit]),
                 "adversarial": float(changes.adversarial[k, unit]),
+                "margin_removed_by_restoring": float(changes.restored[k, unit]),
                 "to_true_class": [float(v) for v in changes.true_contribution[k, unit]],
                 "to_adversarial_class": [float(v) for v in changes.adversarial_contribution[k, unit]]}
 
-    return {"layer": changes.layer, "rose": [entry(u) for u in changes.rose[k]],
-            "fell": [entry(u) for u in changes.fell[k]], "pushed_adversarial_class": [entry(u) for u in
-                                                                                    changes.pushed[k]]}
+    return {"layer": changes.layer, "adversarial_margin": float(changes.margin[k]),
+            **{("pushed_adversarial_class" if by == "pushed" else by): [entry(u) for u in changes.ranked(by)[k]]
+               for by in RANKINGS}}
 
 
 def perturbation_map(delta: np.ndarray) -> np.ndarray:

@@ -20,12 +20,13 @@ CROP_CELLS = 3  # the crop around a peak spans this many cells of the activation
 DARKEST = 0.25  # brightness where a unit is silent
 
 
-def overlay(image: np.ndarray, activation: np.ndarray) -> np.ndarray:
+def overlay(image: np.ndarray, activation: np.ndarray, peak: float | None = None) -> np.ndarray:
     """`image` darkened where `activation` (h, w; upsampled bilinearly to the image) is low: full brightness
-    at the map's peak, `DARKEST` at zero and below (signed maps, e.g. residual sums, go dark where negative)."""
+    at `peak` (default: the map's own) and above, `DARKEST` at zero and below (signed maps, e.g. residual
+    sums, go dark where negative). Pass one `peak` to compare maps on one scale."""
     height, width = image.shape[:2]
     level = resize(np.repeat(activation[..., None], 3, axis=-1).astype(np.float32), height, width)[..., 0]
-    peak = float(level.max())
+    peak = float(level.max()) if peak is None else float(peak)
     level = np.clip(level / peak, 0, 1) if peak > 0 else np.ones_like(level)
     return image * (DARKEST + (1 - DARKEST) * level[..., None])
 
