@@ -29,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxvis.attacks.common import (AttackResult, adversarial_loss, best_of_restarts, check_attack_request,
                                    per_image_norm, result, select, succeeded)
@@ -169,7 +170,7 @@ def apgd(model: Model, images: Any, labels: Any, *, targets: Any = None, norm: s
     if restarts < 1:
         raise MethodOptionError(f"restarts must be at least 1, got {restarts}")
     images, labels, targets = check_attack_request(model, images, labels, targets, eps, norm, steps)
-    settings = Settings(jnp.float32(eps), jnp.int32(steps), jnp.bool_(early_stop), norm)
+    settings = Settings(np.float32(eps), np.int32(steps), np.bool_(early_stop), norm)
     key = jax.random.key(seed)
 
     def one(restart: int) -> tuple[Array, Array, Array]:

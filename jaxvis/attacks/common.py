@@ -162,7 +162,8 @@ def search_over_const(solve: Callable[..., tuple[Array, Array, Array, Array]], r
 
 
 def succeeded(logits: Array, labels: Array, targets: Array | None) -> Array:
-    prediction = jnp.argmax(logits, axis=-1)
+    """Per image: fooled (untargeted) or classified as its target. NumPy in, NumPy out (no compile)."""
+    prediction = logits.argmax(axis=-1)
     return prediction == targets if targets is not None else prediction != labels
 
 
@@ -185,20 +186,24 @@ def best_of_restarts(run_one: Callable[[int], tuple[Array, Array, Array]], resta
 
 
 def per_image_norm(delta: Array, norm: str) -> Array:
+    """Per image: the perturbation's L-inf or L2 norm. NumPy in, NumPy out (no compile)."""
     flat = delta.reshape(delta.shape[0], -1)
-    return jnp.abs(flat).max(axis=1) if norm == "linf" else jnp.sqrt((flat * flat).sum(axis=1))
+    return abs(flat).max(axis=1) if norm == "linf" else ((flat * flat).sum(axis=1)) ** 0.5
 
 
 def result(clean: Array, adversarial: Array, logits: Array, labels: Array, targets: Array | None, steps: Array,
            norm: str) -> AttackResult:
-    """The per-image record of a finished attack, from the adversarial images and their logits."""
+    """The per-image record of a finished attack, from the adversarial images and their logits (summarized in
+    NumPy: a cold call compiles no small programs for it)."""
+    clean, adversarial, logits = (np.asarray(a, np.float32) for a in (clean, adversarial, logits))
+    labels, targets = np.asarray(labels), None if targets is None else np.asarray(targets)
     return AttackResult(
-        images=np.asarray(adversarial, np.float32),
-        success=np.asarray(succeeded(logits, labels, targets)),
-        norm=np.asarray(per_image_norm(adversarial - clean, norm)),
+        images=adversarial,
+        success=succeeded(logits, labels, targets),
+        norm=per_image_norm(adversarial - clean, norm),
         steps=np.asarray(steps),
-        labels=np.asarray(labels),
-        targets=None if targets is None else np.asarray(targets),
-        prediction=np.asarray(jnp.argmax(logits, axis=-1)),
+        labels=labels,
+        targets=targets,
+        prediction=logits.argmax(axis=-1),
         norm_name=norm,
     )

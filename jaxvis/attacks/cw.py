@@ -28,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxvis.attacks.common import (AttackResult, check_attack_request, keep_smallest, margin, result,
@@ -151,7 +152,7 @@ def cw(model: Model, images: Any, labels: Any, *, targets: Any = None, binary_se
     if kappa < 0:
         raise MethodOptionError(f"kappa (the confidence margin) must be 0 or more, got {kappa}")
     images, labels, targets = check_attack_request(model, images, labels, targets, None, "l2", steps)
-    settings = Settings(jnp.int32(binary_search_steps), jnp.int32(steps), jnp.float32(learning_rate),
-                        jnp.float32(initial_const), jnp.float32(kappa), jnp.bool_(abort_early))
+    settings = Settings(np.int32(binary_search_steps), np.int32(steps), np.float32(learning_rate),
+                        np.float32(initial_const), np.float32(kappa), np.bool_(abort_early))
     adversarial, used, logits = RUN(settings, model, images, labels, targets)
     return result(images, adversarial, logits, labels, targets, used, "l2")

@@ -28,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxvis.attacks.common import (AttackResult, check_attack_request, cross_entropy, keep_smallest, result,
@@ -123,6 +124,6 @@ def lbfgs(model: Model, images: Any, labels: Any, *, targets: Any = None, search
     if not initial_const > 0:
         raise MethodOptionError(f"initial_const must be positive, got {initial_const}")
     images, labels, targets = check_attack_request(model, images, labels, targets, None, "l2", steps)
-    settings = Settings(jnp.int32(search_steps), jnp.int32(steps), jnp.float32(initial_const))
+    settings = Settings(np.int32(search_steps), np.int32(steps), np.float32(initial_const))
     adversarial, used, logits = RUN(settings, model, images, labels, targets)
     return result(images, adversarial, logits, labels, targets, used, "l2")

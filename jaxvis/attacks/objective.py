@@ -79,8 +79,8 @@ def pgd_objective(model: Model, images: Any, objective: Objective, *, norm: str 
     eps-ball; eps and step_size default to `pgd.DEFAULTS[norm]`. One compiled program for the batch."""
     eps, step_size = default_budget(norm, eps, step_size)
     images = jnp.asarray(check_attack_budget(model, images, eps, norm, steps, step_size), jnp.float32)
-    settings = Settings(jnp.float32(eps), jnp.float32(step_size), jnp.int32(steps), jnp.int32(seed),
-                        jnp.bool_(random_start), jnp.bool_(False), norm)
+    settings = Settings(np.float32(eps), np.float32(step_size), np.int32(steps), np.int32(seed),
+                        np.bool_(random_start), np.bool_(False), norm)
     adversarial, before, after = RUN(settings, model, objective, images)
     return ObjectiveAttackResult(np.asarray(adversarial, np.float32), np.asarray(before), np.asarray(after),
-                                 np.asarray(per_image_norm(adversarial - images, norm)), norm)
+                                 per_image_norm(np.asarray(adversarial) - np.asarray(images), norm), norm)

@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxvis.attacks.common import (AttackResult, adversarial_loss, best_of_restarts, check_attack_request,
                                    per_image_norm, result, select, succeeded)
@@ -121,8 +122,8 @@ def pgd(model: Model, images: Any, labels: Any, *, targets: Any = None, norm: st
     if restarts < 1:
         raise MethodOptionError(f"restarts must be at least 1, got {restarts}")
     images, labels, targets = check_attack_request(model, images, labels, targets, eps, norm, steps, step_size)
-    settings = Settings(jnp.float32(eps), jnp.float32(step_size), jnp.int32(steps), jnp.int32(seed),
-                        jnp.bool_(random_start), jnp.bool_(early_stop), norm)
-    one = lambda restart: RUN(settings, model, images, labels, targets, jnp.int32(restart))  # noqa: E731
+    settings = Settings(np.float32(eps), np.float32(step_size), np.int32(steps), np.int32(seed),
+                        np.bool_(random_start), np.bool_(early_stop), norm)
+    one = lambda restart: RUN(settings, model, images, labels, targets, np.int32(restart))  # noqa: E731
     adversarial, used, logits = best_of_restarts(one, restarts, labels, targets)
     return result(images, adversarial, logits, labels, targets, used, norm)
