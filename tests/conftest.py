@@ -12,6 +12,8 @@ import tempfile
 # Before jaxvis or jax are imported: keep the user's cache untouched and never try the network.
 os.environ.setdefault("JAXVIS_CACHE", tempfile.mkdtemp(prefix="jaxvis-test-cache-"))
 os.environ.setdefault("JAXVIS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one cache per pytest-xdist worker: no two write one file at once
+    os.environ["JAXVIS_CACHE"] = os.path.join(os.environ["JAXVIS_CACHE"], os.environ["PYTEST_XDIST_WORKER"])
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -12,6 +12,8 @@ import pytest
 from jaxvis.cli import main
 from jaxvis.io import read_image, save_image
 
+from helpers import forward
+
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
     try:
@@ -282,8 +284,9 @@ def test_attack_writes_adversarial_images_maps_sheet_gallery_and_record(capsys, 
 
 
 def test_attack_explain_shows_the_units_the_attack_raised_most(capsys, tmp_path, mobilenet):
-    """--explain: run.json lists the units of the layer whose mean activation rose most (recomputed here from
-    the captured activations), and the gallery holds one feature visualization per unit shown."""
+    """--explain --explain-by rose: run.json lists the units of the layer whose mean activation rose most
+    (recomputed here from the captured activations), and the gallery holds per unit shown its feature
+    visualization and its maps over the clean and the adversarial photo (brighter where the unit rose)."""
     import json
 
     import numpy as np
@@ -292,16 +295,22 @@ def test_attack_explain_shows_the_units_the_attack_raised_most(capsys, tmp_path,
 
     out = tmp_path / "explained"
     code, _, err = run(capsys, "attack", "mobilenet_v2", "sample:chelsea", "--method", "fgsm", "--eps", "2/255",
-                       "--explain", "features.14", "--explain-units", "2", "--explain-steps", "4", "--out", str(out))
+                       "--explain", "features.14", "--explain-by", "rose", "--explain-units", "2", "--explain-steps", "4",
+                       "--out", str(out))
     assert code == 0, err
     clean = read_photo("sample:chelsea", 224, 32)[None]
     adversarial = np.load(out / "adversarial.npy")
-    change = (np.asarray(mobilenet(adversarial, capture="features.14")["features.14"]).mean(axis=(1, 2))
-              - np.asarray(mobilenet(clean, capture="features.14")["features.14"]).mean(axis=(1, 2)))[0]
+    change = (np.asarray(forward(mobilenet, adversarial, capture="features.14")["features.14"]).mean(axis=(1, 2))
+              - np.asarray(forward(mobilenet, clean, capture="features.14")["features.14"]).mean(axis=(1, 2)))[0]
     units = json.loads((out / "run.json").read_text())["images"][0]["units"]
     assert units["layer"] == "features.14"
     assert [entry["unit"] for entry in units["rose"]] == np.argsort(-change)[:2].tolist()
-    assert len(list(out.glob("image_00-chelsea-unit*-rose*.png"))) == 2
+    assert len(list(out.glob("image_00-chelsea-unit*-visualization-rose-*.png"))) == 2
+    top = units["rose"][0]["unit"]
+    before, after = (read_image(next(out.glob(f"image_00-chelsea-unit{top}-{part}-map-rose-*.png")))
+                     for part in ("clean", "adversarial"))
+    assert after.mean() > before.mean()  # one brightness scale: the map that rose is the brighter one
+    assert set(units) >= {"carried", "rose", "fell", "pushed_adversarial_class", "adversarial_margin"}
 
 
 def test_attack_explain_refuses_an_unknown_layer_before_loading(capsys, tmp_path):

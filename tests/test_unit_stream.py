@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import planted_model
+from helpers import forward, planted_model
 from jaxvis.checkpoints import Checkpoints, ResumeMismatchError
 from jaxvis.units import quantiles, stream, topk
 from jaxvis.units.concept_set import build_concept_set
@@ -39,7 +39,7 @@ def test_survey_on_mobilenet_matches_brute_force(mobilenet, photos):
     from jaxvis.datasets import Stream, unlabelled_images
 
     images = np.concatenate([b.images for b in Stream(unlabelled_images(photos), 64, 11)])
-    acts = np.asarray(mobilenet(images, capture="features.4")["features.4"])  # (11, 8, 8, 32)
+    acts = np.asarray(forward(mobilenet, images, capture="features.4")["features.4"])  # (11, 8, 8, 32)
     peaks = acts.reshape(11, -1, acts.shape[-1]).max(axis=1)
     order = np.argsort(-peaks, axis=0, kind="stable")[:3].T  # (units, 3)
     np.testing.assert_array_equal(np.asarray(found.top.images), order)
