@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.errors import UnknownLayerError
-from jaxvis.models.model import OUTPUT, Model
+from jaxvis.models.model import OUTPUT, Model, apply
 
 Array = jax.Array
 
@@ -116,8 +116,8 @@ def restored_margin(model: Model, clean: np.ndarray, adversarial: np.ndarray, la
     if units.ndim != 2 or len(units) != len(clean):
         raise ValueError(f"units is (N, K) with N = {len(clean)} images; got shape {units.shape}")
     classes = _pairs(labels, adversarial_classes)
-    clean_maps = model(jnp.asarray(clean), capture=layer)[layer]
-    adversarial_maps = model(jnp.asarray(adversarial), capture=layer)[layer]
+    clean_maps, adversarial_maps = (apply(model, jnp.asarray(images), capture=(layer,))[layer]
+                                    for images in (clean, adversarial))
     width = clean_maps.shape[-1]
     if units.size and (units.min() < 0 or units.max() >= width):
         raise ValueError(f"units must lie in 0-{width - 1}: {layer} has {width} units")
