@@ -10,7 +10,14 @@ Each program is compiled in a fresh process with the compilation caches off
 - its initialization program (Fourier parameters and Adam state), with jax's partitionable
   threefry (jax's default) and with the non-partitionable form jaxvis traces its programs in;
 - one Plug-In Inversion stage (4 classes, ensemble 8, 128 px: the 64 px stage) and one DeepDream
-  octave (features.10, 274 x 274).
+  octave (features.10, 274 x 274);
+- the PGD program of `benchmarks/attacks_vs_torch.py` (10 steps, foolbox's photos, batch 16).
+
+    python benchmarks/compile_phases.py --against REV [--jobs pgd,visualize] [--repeats 2]
+
+compares with another git revision of jaxvis in the same run (a worktree of REV, imported
+in alternating processes), for the A/B that one machine's varying speed between
+sessions does not allow; its table goes into the section below the per-machine rows.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ JOBS = {
     "visualize init, partitionable threefry (jax default)": "init-partitionable",
     "PII stage, 64 px": "pii",
     "DeepDream octave, 274 px": "dream",
+    "PGD-10 L-inf, 16 photos at 224 px": "pgd",
 }
 
 
@@ -74,6 +82,15 @@ def worker(job: str) -> dict:
 
         photo = read_image("sample:astronaut")
         dream(model, resize(photo, 384, 384), "features.10", octaves=2, steps=1, progress=False)
+    elif job == "pgd":
+        from attacks_vs_torch import EPS, STEP, STEPS, photos
+
+        from jaxvis.attacks import pgd
+
+        images, labels = photos(16)
+        pgd(model, images, labels, eps=EPS, step_size=STEP, steps=STEPS, random_start=False, early_stop=False)
+        _, times = sys.modules["jaxvis.attacks.pgd"].RUN.last_compile
+        return times.as_dict()
     _, times = RUN_CHUNK.last_compile
     return times.as_dict()
 
@@ -83,12 +100,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", nargs=1, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--against", help="a git revision to compare with, in the same run")
+    parser.add_argument("--jobs", help=f"comma-separated, of {','.join(JOBS.values())} (--against only)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.worker:
         print(json.dumps(worker(args.worker[0])))
         return
     env = {**os.environ, "JAXVIS_COMPILATION_CACHE": "off"}
+    if args.against:
+        compare_revisions(args.against, args.jobs.split(",") if args.jobs else list(JOBS.values()), args.repeats,
+                          env, write=not args.no_write)
+        return
     rows = []
     for label, job in JOBS.items():
         runs = [in_fresh_process(__file__, job, env=env) for _ in range(args.repeats)]
@@ -98,15 +121,71 @@ def main() -> None:
                f"**{total:.2f}**", str(args.repeats)]
         rows = keep_row("compile_phases", label, row) if not args.no_write else [*rows, [processor(), *row]]
         print(row, flush=True)
-    table = markdown_table([MACHINE_HEADER, "program", "tracing s", "lowering s", "XLA compile s", "total s",
-                            "repeats"], rows)
-    text = ("## Compile time by phase (`benchmarks/compile_phases.py`)\n\n"
-            f"{ROWS_NAME_THEIR_MACHINE}; the latest: {machine()}. Each program compiled in a fresh process with the compilation caches off; "
-            "medians. Tracing = Python building the jaxpr (Flax modules, vmap, autodiff); lowering = StableHLO; "
-            "XLA compile = optimization and LLVM code generation.\n\n" + table)
+    text = section(rows)
     if not args.no_write:
         write_section("compile_phases", text)
     print(text)
+
+
+def section(rows: list[list[str]]) -> str:
+    """The RESULTS.md section: every machine's rows, then the latest comparison between revisions."""
+    table = markdown_table([MACHINE_HEADER, "program", "tracing s", "lowering s", "XLA compile s", "total s",
+                            "repeats"], rows)
+    return ("## Compile time by phase (`benchmarks/compile_phases.py`)\n\n"
+            f"{ROWS_NAME_THEIR_MACHINE}; the latest: {machine()}. Each program compiled in a fresh process with the compilation caches off; "
+            "medians. Tracing = Python building the jaxpr (Flax modules, vmap, autodiff); lowering = StableHLO; "
+            "XLA compile = optimization and LLVM code generation.\n\n" + table + _revision_table())
+
+
+def compare_revisions(revision: str, jobs: list[str], repeats: int, env: dict, write: bool) -> None:
+    """Each job's phases for this tree and for `revision`, in alternating fresh processes; medians."""
+    import subprocess
+    import tempfile
+
+    root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__)), check=True).stdout.strip()
+    described = subprocess.run(["git", "rev-parse", "--short", revision], capture_output=True, text=True, cwd=root,
+                               check=True).stdout.strip()
+    here = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=root,
+                          check=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as other:
+        subprocess.run(["git", "worktree", "add", "--detach", other, revision], cwd=root, check=True,
+                       capture_output=True)
+        try:
+            trees = {here: root, described: other}
+            rows = []
+            for job in jobs:
+                label = next(name for name, value in JOBS.items() if value == job)
+                runs: dict[str, list[dict]] = {name: [] for name in trees}
+                for _ in range(repeats):
+                    for name, tree in trees.items():
+                        runs[name].append(in_fresh_process(__file__, job, env={**env, "PYTHONPATH": tree}))
+                for name in trees:
+                    phases = [median([r[k] for r in runs[name]]) for k in ("trace_s", "lower_s", "compile_s")]
+                    rows.append([label, name, *(f"{v:.2f}" for v in phases), f"**{sum(phases):.2f}**", str(repeats)])
+                    print(rows[-1], flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", other], cwd=root, capture_output=True)
+    table = markdown_table(["program", "revision", "tracing s", "lowering s", "XLA compile s", "total s", "repeats"],
+                           rows)
+    text = (f"Against another revision (`--against {revision}`), on {machine()}: the same jobs, the two "
+            f"revisions' processes alternating in one run.\n\n{table}")
+    print(text)
+    if write:
+        with open(_REVISION_TABLE, "w", encoding="utf-8") as out:
+            out.write(text)
+        with open(os.path.join(os.path.dirname(_REVISION_TABLE), "compile_phases.json"), encoding="utf-8") as kept:
+            write_section("compile_phases", section(list(json.load(kept).values())))
+
+
+_REVISION_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compile_phases_revisions.md")
+
+
+def _revision_table() -> str:
+    if not os.path.exists(_REVISION_TABLE):
+        return ""
+    with open(_REVISION_TABLE, encoding="utf-8") as kept:
+        return "\n\n" + kept.read()
 
 
 if __name__ == "__main__":

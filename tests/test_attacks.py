@@ -173,6 +173,38 @@ def test_restarts_keep_the_best_start(mobilenet, batch):
     assert not np.array_equal(four.images, one.images)  # some image took another start
 
 
+@pytest.mark.parametrize("attack, passes", [("pgd", 1), ("apgd", 2)])
+def test_an_attack_gives_the_logits_of_its_images_without_a_forward_after_its_loop(mobilenet, batch, monkeypatch,
+                                                                                  attack, passes):
+    """PGD takes its final logits from one more pass of its loop (the backward skipped) and APGD carries them
+    from where each image was found: they equal an independent forward of the returned images, and the
+    program holds the network's forward `passes` times (PGD: the loop's; APGD: the start's and the loop's):
+    a forward after the loop would be one more copy to trace and compile."""
+    import importlib
+
+    import jaxvis.models.model as model_module
+
+    # the modules (jaxvis.attacks.pgd and .apgd as attributes are the functions)
+    pgd_module, apgd_module = (importlib.import_module(f"jaxvis.attacks.{name}") for name in ("pgd", "apgd"))
+
+    images, labels = batch
+    if attack == "pgd":
+        settings = pgd_module.Settings(np.float32(1 / 255), np.float32(0.25 / 255), np.int32(5), np.int32(0),
+                                       np.bool_(False), np.bool_(False))
+        run, args = pgd_module.run, (settings, mobilenet, images, labels, None, np.int32(0))
+    else:
+        settings = apgd_module.Settings(np.float32(1 / 255), np.int32(5), np.bool_(True))
+        start = apgd_module.sphere_start(jax.random.key(0), jnp.asarray(images), settings.eps, "linf")
+        run, args = apgd_module.run, (settings, mobilenet, images, labels, None, start)
+    adversarial, _, logits = jax.jit(run)(*args)
+    assert not np.array_equal(np.asarray(adversarial), images)
+    np.testing.assert_allclose(logits, forward(mobilenet, np.asarray(adversarial)), rtol=1e-4, atol=1e-4)
+    network, traced = model_module.forward, []
+    monkeypatch.setattr(model_module, "forward", lambda *a: traced.append(a) or network(*a))
+    jax.make_jaxpr(lambda *a: run(*a))(*args)  # a new function: not a hit in jit's trace cache
+    assert len(traced) == passes
+
+
 def test_another_eps_or_step_count_runs_the_compiled_program(mobilenet, batch):
     images, labels = batch
     pgd(mobilenet, images, labels, eps=2 / 255, steps=2)

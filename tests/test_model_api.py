@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,6 +81,28 @@ def test_model_is_a_pytree_of_its_weights(mobilenet):
     assert sum(leaf.size for leaf in leaves) == sum(leaf.size for leaf in jax.tree_util.tree_leaves(mobilenet.variables))
     doubled = jax.tree_util.tree_map(lambda v: v * 1.0, mobilenet)
     assert isinstance(doubled, jaxvis.Model) and doubled.arch is mobilenet.arch
+
+
+def test_a_parameter_of_the_wrong_shape_is_named(mobilenet, images):
+    """jaxvis's layers check a parameter's shape themselves (not through Flax's traced initializer)."""
+    import flax
+
+    params = flax.core.unfreeze(mobilenet.variables)
+    params["params"]["features"]["0"]["0"]["kernel"] = jnp.zeros((3, 3, 3, 8))  # 32 output channels
+    with pytest.raises(flax.errors.ScopeParamShapeError, match="kernel.*features/0/0"):
+        jax.eval_shape(lambda v, x: dataclasses.replace(mobilenet, variables=v)(x), params, images)
+
+
+def test_logits_alone_do_not_build_the_layer_table(mobilenet, images):
+    """The table of layer names is traced only when a layer is captured or edited (it costs a trace of the
+    whole network)."""
+    from jaxvis.models.model import layer_shapes
+
+    layer_shapes.cache_clear()
+    jax.eval_shape(mobilenet, images)
+    assert layer_shapes.cache_info().currsize == 0
+    jax.eval_shape(lambda x: mobilenet(x, capture="features.2"), images)
+    assert layer_shapes.cache_info().currsize == 1
 
 
 def test_unknown_layer_suggests_nearest_names(mobilenet, images):

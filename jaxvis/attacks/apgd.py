@@ -130,7 +130,8 @@ def run(settings: Settings, model: Model, images: Array, labels: Array, targets:
     fooled = succeeded(logits, labels, targets)
     state = dict(
         x=start, previous=start, grad=grad, best=start, best_grad=grad, best_loss=loss, adversarial=start,
-        fooled=fooled, step_size=jnp.full(count, 2.0) * eps, last_loss=jnp.zeros(count), rises=jnp.zeros(count),
+        fooled=fooled, best_logits=logits, adversarial_logits=logits, step_size=jnp.full(count, 2.0) * eps,
+        last_loss=jnp.zeros(count), rises=jnp.zeros(count),
         since_check=jnp.int32(0), window=window, halved_last=jnp.ones(count, bool), best_loss_at_check=loss,
         used=jnp.zeros(count, jnp.int32))
 
@@ -144,15 +145,18 @@ def run(settings: Settings, model: Model, images: Array, labels: Array, targets:
         higher = loss > s["best_loss"]
         s = dict(s, previous=select(moving, s["x"], s["previous"]), x=x, grad=grad, used=s["used"] + moving,
                  adversarial=select(now_fooled & moving, x, s["adversarial"]), fooled=s["fooled"] | now_fooled,
+                 adversarial_logits=select(now_fooled & moving, logits, s["adversarial_logits"]),
                  best=select(higher, x, s["best"]), best_grad=select(higher, grad, s["best_grad"]),
+                 best_logits=select(higher, logits, s["best_logits"]),
                  best_loss=jnp.where(higher, loss, s["best_loss"]),
                  rises=s["rises"] + (loss > s["last_loss"]), last_loss=loss, since_check=s["since_check"] + 1)
         at_checkpoint = s["since_check"] == s["window"]
         return jax.lax.cond(at_checkpoint, lambda s: checkpoint(s, shrink, shortest), lambda s: s, s)
 
     s = jax.lax.fori_loop(0, settings.steps, body, state)
+    # The logits of the returned images were computed where they were found: no forward pass after the loop.
     final = select(s["fooled"], s["adversarial"], s["best"])
-    return final, s["used"], model(final)
+    return final, s["used"], select(s["fooled"], s["adversarial_logits"], s["best_logits"])
 
 
 RUN = Program(run, "apgd")

@@ -87,7 +87,12 @@ def random_start(key: Array, clean: Array, eps: Array, norm: str) -> Array:
 
 def run(settings: Settings, model: Model, images: Array, labels: Array, targets: Array | None,
         restart: Array) -> tuple[Array, Array, Array]:
-    """One restart: the adversarial images, the steps each took and their final logits."""
+    """One restart: the adversarial images, the steps each took and their final logits.
+
+    The loop makes `steps + 1` forward passes and `steps` backward passes: the last pass only
+    gives the final logits, with its backward skipped (a `cond`), so the program holds one copy
+    of the network's forward rather than a second one after the loop (less to trace and compile).
+    """
     key = jax.random.fold_in(jax.random.key(settings.seed), restart)
     start = jnp.where(settings.random_start, random_start(key, images, settings.eps, settings.norm), images)
 
@@ -95,16 +100,18 @@ def run(settings: Settings, model: Model, images: Array, labels: Array, targets:
         logits = model(x)
         return adversarial_loss(logits, labels, targets).sum(), logits  # per-image gradients
 
-    def body(_: Array, carry: tuple[Array, Array]) -> tuple[Array, Array]:
-        adversarial, used = carry
-        grad, logits = jax.grad(loss, has_aux=True)(adversarial)
-        moving = ~(succeeded(logits, labels, targets) & settings.early_stop)
+    def body(step: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+        adversarial, used, _ = carry
+        total, pullback, logits = jax.vjp(loss, adversarial, has_aux=True)
+        last = step == settings.steps  # the extra pass: logits only
+        grad = jax.lax.cond(last, lambda: jnp.zeros_like(adversarial), lambda: pullback(jnp.ones_like(total))[0])
+        moving = ~(succeeded(logits, labels, targets) & settings.early_stop) & ~last
         stepped = adversarial + settings.step_size * gradient_step(grad, settings.norm)
         stepped = project(stepped, images, settings.eps, settings.norm)
-        return select(moving, stepped, adversarial), used + moving
+        return select(moving, stepped, adversarial), used + moving, logits
 
-    adversarial, used = jax.lax.fori_loop(0, settings.steps, body, (start, jnp.zeros(len(images), jnp.int32)))
-    return adversarial, used, model(adversarial)
+    no_logits = jnp.zeros((len(images), model.arch.num_classes), images.dtype)
+    return jax.lax.fori_loop(0, settings.steps + 1, body, (start, jnp.zeros(len(images), jnp.int32), no_logits))
 
 
 RUN = Program(run, "pgd")

@@ -41,6 +41,7 @@ from jaxvis.models.layers import (
     Linear,
     Sequential,
     make,
+    parameter,
 )
 from jaxvis.models.model import Architecture
 from jaxvis.models.probe import Probe, module_name, tap
@@ -93,8 +94,8 @@ class Embeddings(nn.Module):
     def __call__(self, x: Array, probe: Probe) -> Array:
         patches = PatchEmbeddings(name="patch_embeddings")(x, probe)  # (N, h, w, D)
         n, height, width, dim = patches.shape
-        cls = self.param("cls_token", nn.initializers.zeros, (1, 1, dim))
-        table = self.param("position_embeddings", nn.initializers.normal(0.02), (1, 1 + LEARNED_GRID**2, dim))
+        cls = parameter(self, "cls_token", nn.initializers.zeros, (1, 1, dim))
+        table = parameter(self, "position_embeddings", nn.initializers.normal(0.02), (1, 1 + LEARNED_GRID**2, dim))
         tokens = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, dim)), patches.reshape(n, height * width, dim)], 1)
         return tap(self, probe, tokens + resize_positions(table, height, width))
 
@@ -136,7 +137,7 @@ class Attention(nn.Module):
 class LayerScale(nn.Module):
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
-        return tap(self, probe, x * self.param("lambda1", nn.initializers.ones, (x.shape[-1],)))
+        return tap(self, probe, x * parameter(self, "lambda1", nn.initializers.ones, (x.shape[-1],)))
 
 
 class MLP(nn.Module):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,20 @@ from jaxvis.models.probe import Probe, module_name, tap
 Array = jax.Array
 # torch's default init for conv and linear weights: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def parameter(module: nn.Module, name: str, init: Callable[..., Array], shape: tuple[int, ...]) -> Array:
+    """`module.param(name, init, shape)`, with a plain shape check once the parameter exists.
+
+    Flax's own check traces the initializer (`jax.eval_shape` of `init`) for every parameter each
+    time the network is traced, a large share of the tracing time of a compiled program's first
+    call (`benchmarks/compile_phases.py` times tracing)."""
+    if not module.has_variable("params", name):
+        return module.param(name, init, shape)
+    value = module.get_variable("params", name)
+    if tuple(value.shape) != tuple(shape):
+        raise flax.errors.ScopeParamShapeError(name, module.scope.path_text, tuple(value.shape), tuple(shape))
+    return value
 
 
 class Conv2d(nn.Module):
@@ -37,8 +52,8 @@ class Conv2d(nn.Module):
     def setup(self) -> None:
         kh, kw = ops.pair(self.kernel_size)
         shape = (kh, kw, self.in_channels // self.groups, self.out_channels)
-        self.kernel = self.param("kernel", torch_default_init, shape)
-        self.bias = self.param("bias", nn.initializers.zeros, (self.out_channels,)) if self.use_bias else None
+        self.kernel = parameter(self, "kernel", torch_default_init, shape)
+        self.bias = parameter(self, "bias", nn.initializers.zeros, (self.out_channels,)) if self.use_bias else None
 
     def convolve(self, x: Array, kernel: Array, bias: Array | None, probe: Probe) -> Array:
         """This layer's geometry with a given kernel and bias (e.g. with a BatchNorm folded in)."""
@@ -72,14 +87,14 @@ class ConvTranspose2d(nn.Module):
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
         k = self.kernel_size
-        kernel = self.param("kernel", torch_default_init, (k, k, self.out_channels, self.in_channels))
+        kernel = parameter(self, "kernel", torch_default_init, (k, k, self.out_channels, self.in_channels))
         flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # HWIO of the equivalent dilated convolution
         edge = k - 1 - self.padding
         y = jax.lax.conv_general_dilated(x, flipped.astype(x.dtype), (1, 1), [(edge, edge)] * 2,
                                          lhs_dilation=(self.stride, self.stride),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.out_channels,))
+            y = y + parameter(self, "bias", nn.initializers.zeros, (self.out_channels,))
         return tap(self, probe, y)
 
 
@@ -92,8 +107,8 @@ class BatchNorm2d(nn.Module):
 
     def setup(self) -> None:
         c = self.num_features
-        self.scale = self.param("scale", nn.initializers.ones, (c,))
-        self.bias = self.param("bias", nn.initializers.zeros, (c,))
+        self.scale = parameter(self, "scale", nn.initializers.ones, (c,))
+        self.bias = parameter(self, "bias", nn.initializers.zeros, (c,))
         self.mean = self.variable("batch_stats", "mean", jnp.zeros, (c,)).value
         self.var = self.variable("batch_stats", "var", jnp.ones, (c,)).value
 
@@ -122,8 +137,8 @@ class Linear(nn.Module):
     use_bias: bool = True
 
     def setup(self) -> None:
-        self.kernel = self.param("kernel", torch_default_init, (self.in_features, self.out_features))
-        self.bias = self.param("bias", nn.initializers.zeros, (self.out_features,)) if self.use_bias else None
+        self.kernel = parameter(self, "kernel", torch_default_init, (self.in_features, self.out_features))
+        self.bias = parameter(self, "bias", nn.initializers.zeros, (self.out_features,)) if self.use_bias else None
 
     def __call__(self, x: Array, probe: Probe) -> Array:
         y = x @ self.kernel
@@ -135,8 +150,8 @@ class LayerNorm(nn.Module):
     eps: float = 1e-5
 
     def setup(self) -> None:
-        self.scale = self.param("scale", nn.initializers.ones, (self.dim,))
-        self.bias = self.param("bias", nn.initializers.zeros, (self.dim,))
+        self.scale = parameter(self, "scale", nn.initializers.ones, (self.dim,))
+        self.bias = parameter(self, "bias", nn.initializers.zeros, (self.dim,))
 
     def __call__(self, x: Array, probe: Probe) -> Array:
         return tap(self, probe, ops.layer_norm(x, self.scale, self.bias, self.eps))

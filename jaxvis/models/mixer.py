@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from converters.resolve import WeightSource
-from jaxvis.models.layers import LayerNorm, Linear, Sequential, make
+from jaxvis.models.layers import LayerNorm, Linear, Sequential, make, parameter
 from jaxvis.models.model import INCEPTION_MEAN, INCEPTION_STD, Architecture
 from jaxvis.models.probe import Probe, tap
 from jaxvis.models.vit import Mlp, PatchEmbed
@@ -46,8 +46,8 @@ class Affine(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
-        alpha = self.param("alpha", nn.initializers.ones, (1, 1, self.dim))
-        beta = self.param("beta", nn.initializers.zeros, (1, 1, self.dim))
+        alpha = parameter(self, "alpha", nn.initializers.ones, (1, 1, self.dim))
+        beta = parameter(self, "beta", nn.initializers.zeros, (1, 1, self.dim))
         return tap(self, probe, alpha * x + beta)
 
 
@@ -57,8 +57,8 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
-        ls1 = self.param("ls1", nn.initializers.constant(1e-4), (self.dim,))
-        ls2 = self.param("ls2", nn.initializers.constant(1e-4), (self.dim,))
+        ls1 = parameter(self, "ls1", nn.initializers.constant(1e-4), (self.dim,))
+        ls2 = parameter(self, "ls2", nn.initializers.constant(1e-4), (self.dim,))
         y = Affine(self.dim, name="norm1")(x, probe)
         x = x + ls1 * across_tokens(Linear(self.tokens, self.tokens, name="linear_tokens")(across_tokens(y), probe))
         y = Affine(self.dim, name="norm2")(x, probe)

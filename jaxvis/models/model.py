@@ -122,7 +122,7 @@ class Model:
         images = check_inputs(images, self.arch)
         names = [capture] if isinstance(capture, str) else list(capture or [])
         edit = dict(edit or {})
-        unknown = (set(names) | set(edit)) - set(self.layers)
+        unknown = (set(names) | set(edit)) - set(self.layers) if names or edit else set()
         if unknown:
             raise UnknownLayerError(sorted(unknown), self.name, self.layers)
         probe = Probe(

@@ -118,9 +118,25 @@ def _depthwise(x: Array, kernel: Array, stride: Pair, padding: Pair) -> Array:
     out = None
     for i in range(kh):
         for j in range(kw):
-            term = phases[:, i // sh : i // sh + ho, i % sh, j // sw : j // sw + wo, j % sw, :] * kernel[i, j, 0]
-            out = term if out is None else out + term
+            term = _times_tap(_tap_window(phases, i, j, stride, ho, wo), kernel, i, j)
+            out = term if out is None else lax.add(out, term)
     return out
+
+
+# The per-tap helpers below use lax directly: each jax.numpy operator on a traced array runs through its
+# own jit wrapper, and a network's k*k taps per depthwise conv made that a large share of tracing it.
+def _tap_window(phases: Array, i: int, j: int, stride: Pair, ho: int, wo: int) -> Array:
+    """What tap (i, j) reads, (n, ho, wo, c): phase (i % sh, j % sw) at offset (i // sh, j // sw)."""
+    (sh, sw), (n, c) = stride, (phases.shape[0], phases.shape[-1])
+    start = (0, i // sh, i % sh, j // sw, j % sw, 0)
+    window = lax.slice(phases, start, (n, start[1] + ho, start[2] + 1, start[3] + wo, start[4] + 1, c))
+    return lax.reshape(window, (n, ho, wo, c))
+
+
+def _times_tap(x: Array, kernel: Array, i: int, j: int) -> Array:
+    """`x * kernel[i, j, 0]` over the channels (the last axis)."""
+    c = kernel.shape[-1]
+    return lax.mul(x, over_channels(lax.reshape(lax.slice(kernel, (i, j, 0, 0), (i + 1, j + 1, 1, c)), (c,)), x))
 
 
 def _depthwise_fwd(x, kernel, stride, padding):
@@ -150,7 +166,8 @@ def _depthwise_input_grad(grad: Array, kernel: Array, shape: tuple[int, ...], st
             for i in range(pi, kh, sh):
                 for j in range(pj, kw, sw):
                     oy, ox = my - i // sh, mx - j // sw
-                    total = total + padded[:, oy : oy + rows_p, ox : ox + cols_p] * kernel[i, j, 0]
+                    window = lax.slice(padded, (0, oy, ox, 0), (n, oy + rows_p, ox + cols_p, c))
+                    total = lax.add(total, _times_tap(window, kernel, i, j))
             phase_cols.append(total)
         phase_rows.append(jnp.stack(phase_cols, axis=3))  # (n, R, C, sw, c)
     phases = jnp.stack(phase_rows, axis=2)  # (n, R, sh, C, sw, c)
@@ -163,8 +180,8 @@ def _depthwise_kernel_grad(x: Array, grad: Array, shape: tuple[int, ...], stride
     kh, kw = shape[:2]
     (sh, sw) = stride
     phases, ho, wo = _phases(x, kh, kw, stride, padding)
-    taps = [[jnp.sum(phases[:, i // sh : i // sh + ho, i % sh, j // sw : j // sw + wo, j % sw, :] * grad, axis=(0, 1, 2))
-             for j in range(kw)] for i in range(kh)]
+    taps = [[jnp.sum(_tap_window(phases, i, j, stride, ho, wo) * grad, axis=(0, 1, 2)) for j in range(kw)]
+            for i in range(kh)]
     return jnp.stack([jnp.stack(row) for row in taps])[:, :, None, :]
 
 
@@ -196,14 +213,25 @@ def fold_batchnorm(
     kernel: Array, bias: Array | None, scale: Array, shift: Array, mean: Array, var: Array, eps: float
 ) -> tuple[Array, Array]:
     """Kernel and bias of `bn(conv(x))` as one conv, for a BatchNorm in eval mode."""
-    factor = scale * lax.rsqrt(var + eps)
-    base = mean if bias is None else mean - bias
-    return kernel * factor, shift - base * factor
+    factor = lax.mul(scale, lax.rsqrt(lax.add(var, _scalar(eps, var))))
+    base = mean if bias is None else lax.sub(mean, bias)
+    return lax.mul(kernel, over_channels(factor, kernel)), lax.sub(shift, lax.mul(base, factor))
 
 
 def batchnorm(x: Array, scale: Array, shift: Array, mean: Array, var: Array, eps: float) -> Array:
     """Eval-mode BatchNorm over the last axis, computed like torch: (x - mean) / sqrt(var + eps) * w + b."""
-    return (x - mean) * lax.rsqrt(var + eps) * scale + shift
+    inverse = lax.rsqrt(lax.add(var, _scalar(eps, var)))
+    y = lax.mul(lax.sub(x, over_channels(mean, x)), over_channels(inverse, x))
+    return lax.add(lax.mul(y, over_channels(scale, x)), over_channels(shift, x))
+
+
+def over_channels(vector: Array, like: Array) -> Array:
+    """A per-channel (C,) vector broadcast over `like`'s last axis, in its dtype (lax: no jnp wrapper to trace)."""
+    return lax.broadcast_in_dim(lax.convert_element_type(vector, like.dtype), like.shape, (like.ndim - 1,))
+
+
+def _scalar(value: float, like: Array) -> Array:
+    return lax.full((), value, like.dtype)
 
 
 def layer_norm(x: Array, scale: Array | None, shift: Array | None, eps: float) -> Array:
@@ -273,7 +301,7 @@ def relu(x: Array) -> Array:
 
 @jax.custom_jvp
 def relu6(x: Array) -> Array:
-    return jnp.clip(x, 0.0, 6.0)
+    return lax.min(lax.max(x, _scalar(0.0, x)), _scalar(6.0, x))  # jnp.clip's ops, without its jit wrapper
 
 
 @relu6.defjvp
@@ -282,7 +310,8 @@ def _relu6_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Ar
     # XLA need not recompute the input (e.g. a k*k-term depthwise sum) inside the backward.
     (x,), (dx,) = primals, tangents
     y = relu6(x)
-    return y, jnp.where((y > 0.0) & (y < 6.0), dx, 0.0)
+    inside = lax.bitwise_and(lax.gt(y, _scalar(0.0, y)), lax.lt(y, _scalar(6.0, y)))
+    return y, lax.select(inside, dx, lax.full_like(dx, 0.0))
 
 
 @jax.custom_jvp

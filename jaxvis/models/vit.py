@@ -18,7 +18,8 @@ import jax.numpy as jnp
 
 from converters.resolve import WeightSource
 from jaxvis.models import ops
-from jaxvis.models.layers import Act, Conv2d, LayerNorm, Linear, Sequential, identity, make, torch_default_init
+from jaxvis.models.layers import (Act, Conv2d, LayerNorm, Linear, Sequential, identity, make, parameter,
+                                  torch_default_init)
 from jaxvis.models.model import INCEPTION_MEAN, INCEPTION_STD, Architecture
 from jaxvis.models.probe import Probe, tap
 
@@ -66,8 +67,8 @@ class TorchMultiheadAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
-        weight = self.param("in_proj_weight", torch_default_init, (3 * self.dim, self.dim))
-        bias = self.param("in_proj_bias", nn.initializers.zeros, (3 * self.dim,))
+        weight = parameter(self, "in_proj_weight", torch_default_init, (3 * self.dim, self.dim))
+        bias = parameter(self, "in_proj_bias", nn.initializers.zeros, (3 * self.dim,))
         y = multi_head_attention(x @ weight.T + bias, self.heads, probe.fast.attention_by_head)
         return tap(self, probe, Linear(self.dim, self.dim, name="out_proj")(y, probe))
 
@@ -96,7 +97,7 @@ class Encoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, probe: Probe) -> Array:
-        x = x + self.param("pos_embedding", nn.initializers.normal(0.02), (1, self.seq_length, self.dim))
+        x = x + parameter(self, "pos_embedding", nn.initializers.normal(0.02), (1, self.seq_length, self.dim))
         blocks = [make(EncoderBlock, self.dim, self.heads, self.mlp_dim)] * self.depth
         x = Sequential(blocks, [f"encoder_layer_{i}" for i in range(self.depth)], name="layers")(x, probe)
         return tap(self, probe, LayerNorm(self.dim, 1e-6, name="ln")(x, probe))
@@ -115,7 +116,7 @@ class TorchvisionViT(nn.Module):
     def __call__(self, x: Array, probe: Probe) -> Array:
         p = self.patch_size
         x = Conv2d(3, self.dim, p, p, name="conv_proj")(x, probe)
-        class_token = self.param("class_token", nn.initializers.zeros, (1, 1, self.dim))
+        class_token = parameter(self, "class_token", nn.initializers.zeros, (1, 1, self.dim))
         x = prepend_class_token(patches_to_tokens(x), class_token)
         x = Encoder((self.image_size // p) ** 2 + 1, self.depth, self.dim, self.heads, self.mlp_dim, name="encoder")(x, probe)
         return Sequential([make(Linear, self.dim, self.num_classes)], ["head"], name="heads")(x[:, 0], probe)
@@ -185,8 +186,8 @@ class TimmViT(nn.Module):
     def __call__(self, x: Array, probe: Probe) -> Array:
         tokens = (self.image_size // self.patch_size) ** 2 + 1
         x = PatchEmbed(self.patch_size, self.dim, name="patch_embed")(x, probe)
-        x = prepend_class_token(x, self.param("cls_token", nn.initializers.zeros, (1, 1, self.dim)))
-        x = x + self.param("pos_embed", nn.initializers.normal(0.02), (1, tokens, self.dim))
+        x = prepend_class_token(x, parameter(self, "cls_token", nn.initializers.zeros, (1, 1, self.dim)))
+        x = x + parameter(self, "pos_embed", nn.initializers.normal(0.02), (1, tokens, self.dim))
         x = Sequential([make(Block, self.dim, self.heads) for _ in range(self.depth)], name="blocks")(x, probe)
         x = LayerNorm(self.dim, 1e-6, name="norm")(x, probe)
         return Linear(self.dim, self.num_classes, name="head")(x[:, 0], probe)
