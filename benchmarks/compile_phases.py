@@ -146,8 +146,11 @@ def compare_revisions(revision: str, jobs: list[str], repeats: int, env: dict, w
                           cwd=os.path.dirname(os.path.abspath(__file__)), check=True).stdout.strip()
     described = subprocess.run(["git", "rev-parse", "--short", revision], capture_output=True, text=True, cwd=root,
                                check=True).stdout.strip()
-    here = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=root,
+    here = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root,
                           check=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--", "jaxvis", "converters"], capture_output=True, text=True,
+                      cwd=root, check=True).stdout.strip():
+        here += " + uncommitted changes"
     with tempfile.TemporaryDirectory() as other:
         subprocess.run(["git", "worktree", "add", "--detach", other, revision], cwd=root, check=True,
                        capture_output=True)
