@@ -97,6 +97,17 @@ def test_depthwise_kernel_gradient_matches_lax(kernel, stride, size):
     assert relative_error(grad(conv(FastPaths(False, False, True))), grad(conv(PLAIN))) < 1e-5
 
 
+def test_an_input_gradient_leaves_the_depthwise_kernel_gradient_out():
+    """A frozen network is differentiated only with respect to its input: the shifted depthwise conv's
+    backward then makes no kernel gradient (its k*k reductions), and makes it when the kernel is asked for."""
+    x, w = random((2, 9, 9, 8)), random((3, 3, 1, 8), 1)
+    conv = lambda x, w: ops.conv2d(x, w, None, padding=(1, 1), groups=8, fast=FastPaths(False, False, True))  # noqa: E731
+    cotangent = random((2, 9, 9, 8), 2)
+    input_only = jax.make_jaxpr(lambda x: jax.vjp(lambda x: conv(x, w), x)[1](cotangent))(x)
+    both = jax.make_jaxpr(lambda x, w: jax.vjp(conv, x, w)[1](cotangent))(x, w)
+    assert str(input_only).count("reduce_sum") == 0 and str(both).count("reduce_sum") == 9
+
+
 def test_gelu_matches_torch_exact_gelu_in_value_and_slope():
     """ops.gelu is the erf GELU with a hand-written derivative; checked against torch's in float64
     over [-12, 12]. Fails for the tanh approximation (error 5e-4), a dropped `x * density` term in

@@ -139,14 +139,28 @@ def _times_tap(x: Array, kernel: Array, i: int, j: int) -> Array:
     return lax.mul(x, over_channels(lax.reshape(lax.slice(kernel, (i, j, 0, 0), (i + 1, j + 1, 1, c)), (c,)), x))
 
 
+@jax.tree_util.register_static
+@dataclass(frozen=True)
+class _Wanted:
+    """Which gradients the backward pass must make (static: part of the residuals' structure)."""
+
+    input: bool
+    kernel: bool
+
+
 def _depthwise_fwd(x, kernel, stride, padding):
-    return _depthwise(x, kernel, stride, padding), (x, kernel)
+    # symbolic zeros: a frozen network's kernels are not differentiated, so their gradient (k*k
+    # reductions per conv) is neither traced nor compiled; nor is the input's where it is constant.
+    wanted = _Wanted(x.perturbed, kernel.perturbed)
+    return _depthwise(x.value, kernel.value, stride, padding), (x.value, kernel.value, wanted)
 
 
 def _depthwise_bwd(stride, padding, residuals, grad):
-    x, kernel = residuals
-    return _depthwise_input_grad(grad, kernel, x.shape, stride, padding), _depthwise_kernel_grad(
-        x, grad, kernel.shape, stride, padding)
+    x, kernel, wanted = residuals
+    if isinstance(grad, jax.custom_derivatives.SymbolicZero):  # the output does not reach the loss
+        return None, None
+    return (_depthwise_input_grad(grad, kernel, x.shape, stride, padding) if wanted.input else None,
+            _depthwise_kernel_grad(x, grad, kernel.shape, stride, padding) if wanted.kernel else None)
 
 
 def _depthwise_input_grad(grad: Array, kernel: Array, shape: tuple[int, ...], stride: Pair, padding: Pair) -> Array:
@@ -185,7 +199,7 @@ def _depthwise_kernel_grad(x: Array, grad: Array, shape: tuple[int, ...], stride
     return jnp.stack([jnp.stack(row) for row in taps])[:, :, None, :]
 
 
-_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
+_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd, symbolic_zeros=True)
 
 
 def materialize(x: Array, key: Array) -> Array:
