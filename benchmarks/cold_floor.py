@@ -15,12 +15,13 @@ compilation caches off:
   `attacks_vs_torch.py` measure them (jaxvis's cold and warm call, the peer's
   first call).
 
-The best cold speed-up a JAX program could reach here is then
-`peer first / (floor + jaxvis warm)`: the peer's whole first call over the
-floor's compile plus jaxvis's steps as fast as they already run (for the plain
-formulation, the warm call scaled by its gradient's time over the fast one's);
-the better formulation counts.  A bar above that ceiling cannot be met by
-cutting jaxvis's compile, only by faster steps or a faster XLA.  Jobs: the
+The best cold speed-up of a program that compiles the network's gradient
+whole is then `peer first / (floor + jaxvis warm)`: the peer's whole first call
+over the floor's compile plus jaxvis's steps as fast as they already run (for
+the plain formulation, the warm call scaled by its gradient's time over the
+fast one's); the better formulation counts.  A bar above that ceiling cannot
+be met by cutting jaxvis's compile, only by faster steps, a faster XLA, or
+not compiling the gradient as one program.  Jobs: the
 cold bars of #11 (one neuron, 64 and 512 steps, against Lucent) and #12 (PGD-10
 at batch 16 against torchattacks and foolbox's JAX backend, APGD-CE-100
 against torchattacks).
