@@ -1,6 +1,9 @@
 """How fast a cold call can be with XLA on this machine: each cold bar against the compile of the bare network gradient.
 
-    python benchmarks/cold_floor.py [--repeats 2]
+    python benchmarks/cold_floor.py [--repeats 2] [--jobs LABEL ...]
+
+(The peers as `feature_vis.py` and `attacks_vs_torch.py` install them: torch-lucent,
+torchattacks, foolbox with eagerpy; see their docstrings.)
 
 A cold call (a fresh process, an empty compilation cache) pays XLA's compile of
 a program that holds at least the network's input gradient, and then runs its
