@@ -13,7 +13,7 @@ compilation caches off:
 - the *floor*: tracing, lowering and XLA compile of the bare input gradient of
   MobileNetV2 at the job's input shape (nothing but the network: no
   parameterization, transforms, optimizer or loop), with jaxvis's CPU fast paths
-  and with plain `lax` convolutions; the smaller of the two;
+  and with plain `lax` convolutions, and one run of that gradient;
 - each job's end to end calls on both sides, as `feature_vis.py` and
   `attacks_vs_torch.py` measure them (jaxvis's cold and warm call, the peer's
   first call).
@@ -42,7 +42,9 @@ import warnings
 sys.path.insert(0, os.path.dirname(__file__))
 
 from common import (MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, in_fresh_process, keep_row,  # noqa: E402
-                    machine, markdown_table, median, write_section)
+                    machine, markdown_table, median, processor, write_section)
+
+CACHES_OFF = {**os.environ, "JAXVIS_COMPILATION_CACHE": "off"}  # every process compiles what it runs
 
 # label: (script, peer, job arguments, bare-gradient shape and target, bar on the cold speed-up)
 JOBS = {
@@ -91,8 +93,8 @@ def floor_worker(target: str, fast: str) -> dict:
 
 def end_to_end(script: str, side: str, job: tuple) -> dict:
     """One fresh process of `script`'s worker for `side` (jaxvis with its compilation cache off)."""
-    env = {**os.environ, "JAXVIS_COMPILATION_CACHE": "off"}
-    return in_fresh_process(os.path.join(os.path.dirname(os.path.abspath(__file__)), script), side, *job, env=env)
+    return in_fresh_process(os.path.join(os.path.dirname(os.path.abspath(__file__)), script), side, *job,
+                            env=CACHES_OFF)
 
 
 def measure(label: str, repeats: int) -> list[str]:
@@ -100,8 +102,7 @@ def measure(label: str, repeats: int) -> list[str]:
     runs: dict[str, list[float]] = {}
     for _ in range(repeats):  # the sides alternate
         for formulation in FORMULATIONS:
-            floor = in_fresh_process(__file__, target, formulation,
-                                     env={**os.environ, "JAXVIS_COMPILATION_CACHE": "off"})
+            floor = in_fresh_process(__file__, target, formulation, env=CACHES_OFF)
             runs.setdefault(f"floor {formulation}", []).append(floor["compile_s"])
             runs.setdefault(f"gradient {formulation}", []).append(floor["run_s"])
         ours = end_to_end(script, "jaxvis", job)
@@ -138,7 +139,7 @@ def main() -> None:
     rows = []
     for label in args.jobs:
         row = measure(label, args.repeats)
-        rows = keep_row("cold_floor", label, row) if not args.no_write else [*rows, [machine().split(";")[0], *row]]
+        rows = keep_row("cold_floor", label, row) if not args.no_write else [*rows, [processor(), *row]]
     table = markdown_table(
         [MACHINE_HEADER, "job", "peer first s", "jaxvis cold s", "jaxvis warm s", "floor s / gradient ms (fast paths)",
          "floor s / gradient ms (plain lax)", "speed-up cold", "ceiling", "bar", "bar within reach", "repeats"], rows)
