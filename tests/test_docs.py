@@ -101,6 +101,21 @@ def test_the_readme_and_the_docs_show_commands_and_mark_some_quick():
     assert any(s.quick for s in SHOWN) and len({s.argv[0] for s in SHOWN}) >= 10
 
 
+def test_the_readme_uses_only_the_shipped_sample_photos():
+    used = set(re.findall(r"sample:(\w+)", (ROOT / "README.md").read_text()))
+    assert used <= SHIPPED_SAMPLES, f"the README uses {sorted(used - SHIPPED_SAMPLES)}, which need scikit-image"
+
+
+def test_the_readme_reads_in_five_minutes():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def test_the_readme_links_to_files_that_exist():
+    targets = re.findall(r"\]\(([^)#\s]+)", (ROOT / "README.md").read_text())
+    local = [t for t in targets if "://" not in t]
+    assert local and all((ROOT / t).is_file() for t in local), [t for t in local if not (ROOT / t).is_file()]
+
+
 # ---------------------------------------------------------------- running the command line in the test
 
 class RequestChecked(BaseException):
