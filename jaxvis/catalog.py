@@ -44,6 +44,11 @@ def card(name: str) -> Card:
     return cards[name]
 
 
+def names() -> list[str]:
+    """Every registered architecture's name, in registration order."""
+    return list(_read())
+
+
 def card_of(arch: Any) -> Card:
     """The card of any `Architecture`, computed from the model (traces its shapes; imports jax)."""
     from jaxvis.models.model import layer_shapes

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.errors import JaxvisError
+from jaxvis.run_state import differences, saved_steps
 from jaxvis.structure import describe, digest
 
 FINGERPRINT = "config.json"
@@ -47,18 +48,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             out.update(_flatten(item, f"{prefix}{index}."))
         return out or {prefix[:-1]: []}
     return {prefix[:-1]: value}
-
-
-def differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """`key: saved -> wanted` for every key that differs (missing on one side: `(none)`)."""
-    keys = sorted(set(saved) | set(wanted))
-    return [f"{key}: {_short(saved.get(key, '(none)'))} -> {_short(wanted.get(key, '(none)'))}"
-            for key in keys if saved.get(key, "(none)") != wanted.get(key, "(none)")]
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Checkpoints:
@@ -91,7 +80,8 @@ class Checkpoints:
             raise ResumeMismatchError(
                 f"the checkpoint in {self.directory} is from a different run; what changed:\n  "
                 + "\n  ".join(changed)
-                + "\nrun it as it was to resume, or start afresh (drop --resume / resume=True, or another --out)."
+                + "\nrun it as it was to continue it, or start afresh (--fresh; in Python resume=False), or use "
+                  "another --out."
             )
 
     def latest(self, abstract_state: Any, history_shape: tuple[int, int]) -> tuple[Any, np.ndarray, int] | None:
@@ -117,9 +107,7 @@ class Checkpoints:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def steps(self) -> list[int]:
-        if not self.directory.is_dir():
-            return []
-        return sorted(int(p.name.split("_")[1]) for p in self.directory.glob("step_*") if p.name.split("_")[1].isdigit())
+        return saved_steps(self.directory)
 
 
 def _empty(leaf: Any) -> bool:

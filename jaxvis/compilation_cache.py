@@ -28,10 +28,7 @@ from pathlib import Path
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxvis.load import cache_dir
-
-ENV = "JAXVIS_COMPILATION_CACHE"
-OFF = {"0", "off", "false", "no", "none"}
+from jaxvis.cache_dirs import COMPILATION_ENV as ENV, compilation_dir
 _decided: list[Path | None] = []  # ensure_compilation_cache's answer, once per process
 
 
@@ -44,10 +41,9 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
     configured = jax.config.jax_compilation_cache_dir
     if configured:
         return Path(configured)
-    setting = str(directory) if directory is not None else os.environ.get(ENV, "")
-    if setting.strip().lower() in OFF:
+    base = compilation_dir(directory)
+    if base is None:
         return None
-    base = Path(setting).expanduser() if setting.strip() else cache_dir() / "xla"
     location = base / host_processor()
     jax.config.update("jax_compilation_cache_dir", str(location))
     compilation_cache.reset_cache()  # jax decides once per process; let the next compilation decide again

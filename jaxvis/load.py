@@ -19,13 +19,13 @@ import jax
 import numpy as np
 
 import converters
+from jaxvis.cache_dirs import CACHE_ENV, cache_dir  # noqa: F401  (re-exported)
 from jaxvis.errors import UnknownArchitectureError
 from jaxvis.models import ARCHITECTURES
 from jaxvis.models.model import Architecture, Model, random_variables, variable_shapes
 from jaxvis.models.ops import FastPaths
 
 PRETRAINED = "pretrained"
-CACHE_ENV = "JAXVIS_CACHE"
 Weights = Union[str, os.PathLike, Mapping[str, Any], None]
 
 
@@ -111,10 +111,6 @@ def load_file(arch: Architecture, weights: converters.ResolvedWeights, cache: bo
 def cache_location(arch: Architecture, sha256: str) -> Path:
     """Where the Flax checkpoint converted from the file with this sha256 is kept."""
     return cache_dir() / arch.name / sha256[:24]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or os.path.expanduser("~/.cache/jaxvis"))
 
 
 def _restore(location: Path) -> dict[str, Any] | None:

@@ -96,6 +96,7 @@ def optimize(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    description: str | None = None,
 ) -> Result:
     """Maximize `objective` for each unit; see the module docstring for the words.
 
@@ -113,6 +114,7 @@ def optimize(
         N steps; `resume=True` continues from the latest checkpoint there, and refuses
         one of a different run, naming what differs.
     stop_after: end (as if interrupted) after this many steps; for tests and budgets.
+    description: the progress bar's label (default: the objective's name).
     """
     units = _unit_array(units)
     _check_counts(steps=steps, batch=batch, ensemble=ensemble, chunk=chunk)
@@ -134,7 +136,7 @@ def optimize(
     begin = _start(plan, inputs, init, positions, devices, steps, store if resume else None, timings)
     advance = compiled_chunks(plan, model, inputs, timings)
     advance = stop_on_nonfinite(advance, units, timings)
-    bar = progress_bar(progress, steps, objectives.name, unit="step", done=begin.done)
+    bar = progress_bar(progress, steps, description or objectives.name, unit="step", done=begin.done)
     advance = with_progress_bar(advance, bar, len(units))
     if store is not None and checkpoint_every:
         advance = with_checkpoints(advance, store, checkpoint_every, steps)
@@ -213,7 +215,7 @@ def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str,
         if compile_times is not None:
             timings.update(compile_times.as_dict())
         state, values, images = executable(*args)
-        values = np.asarray(values)[:length]  # blocks until the chunk is computed
+        values = np.asarray(computed(values))[:length]
         elapsed = time.perf_counter() - start
         if "first_chunk_s" not in timings:
             timings["first_chunk_s"] = elapsed  # includes any compilation
@@ -226,6 +228,14 @@ def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str,
         return Progress(state, images, history, progress.done + length)
 
     return advance
+
+
+def computed(array: Any, poll_s: float = 0.05) -> Any:
+    """`array` once the device has computed it, waited for in short sleeps: Ctrl-C is answered within `poll_s`
+    instead of at the end of the chunk (a blocking wait inside XLA holds the interrupt back)."""
+    while hasattr(array, "is_ready") and not array.is_ready():
+        time.sleep(poll_s)
+    return array
 
 
 def stop_on_nonfinite(advance: Advance, units: np.ndarray, timings: dict[str, float]) -> Advance:

@@ -73,6 +73,7 @@ def run_stages(model: Model, builders: Sequence[StageBuilder], *, seed: int = 0,
             transform=stage.transform, step_transform=stage.step_transform, optimizer=stage.optimizer,
             steps=stage.steps, batch=stage.batch, ensemble=stage.ensemble, chunk=stage.chunk,
             seed=stage_seed(seed, index), progress=progress,
+            description=f"{stage.label} ({index + 1} of {len(builders)})" if len(builders) > 1 else None,
         )
         results.append(previous)
         timings[f"{stage.label}_s"] = time.perf_counter() - start

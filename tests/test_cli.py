@@ -171,14 +171,14 @@ def test_an_interrupted_run_keeps_its_state_under_the_cache_and_resumes(capsys, 
 
     monkeypatch.setattr(command, "run_visualization", interrupted_in_the_second_group)
     code, _, err = run(capsys, *args)
-    assert code == 130 and "--resume" in err
+    assert code == 130 and "the same command again continues" in err
     state = run_directory(out)
     assert (state / "group_1").is_dir() and not (out / "checkpoints").exists()  # state in the cache, not in --out
     assert sorted(p.name for p in out.glob("unit_*.png")) == ["unit_0002.png"]  # the finished group is kept
     monkeypatch.setattr(command, "run_visualization", real)
-    code, _, err = run(capsys, *args, "--resume")
+    code, _, err = run(capsys, *args, "--resume")  # still accepted; the same command alone does the same
     assert code == 0, err
-    assert "resuming from" in err  # group 1 came from its checkpoint
+    assert "resuming at step 0 of 4 in group 2 of 2" in err and "resuming from" in err  # group 1 from its checkpoint
     assert sorted(p.name for p in out.glob("unit_*.png")) == ["unit_0002.png", "unit_0005.png"]
     assert not state.exists()  # complete: nothing left to resume
 
@@ -212,11 +212,12 @@ def test_invert_writes_class_images_gallery_and_record_with_names(capsys, tmp_pa
 
 def test_dream_reconstruct_and_style_write_their_galleries(capsys, tmp_path):
     jobs = {
-        "dream": ("dream", "sample:chelsea", "--layer", "features.6,features.10", "--size", "96", "--octaves", "2",
-                  "--steps", "2"),
-        "rec": ("reconstruct", "sample:coffee", "sample:chelsea", "--layer", "features.6", "--size", "64",
-                "--steps", "3"),
-        "style": ("style", "sample:chelsea", "sample:brick", "--size", "64", "--steps", "2", "--param", "pixel"),
+        "dream": ("dream", "mobilenet_v2", "sample:chelsea", "--layer", "features.6,features.10", "--size", "96",
+                  "--octaves", "2", "--steps", "2"),
+        "rec": ("reconstruct", "mobilenet_v2", "sample:coffee", "sample:chelsea", "--layer", "features.6", "--size",
+                "64", "--steps", "3"),
+        "style": ("style", "mobilenet_v2", "sample:chelsea", "sample:brick", "--size", "64", "--steps", "2", "--param",
+                  "pixel"),
     }
     expected = {"dream": {"image_input.png", "image_dream.png"},
                 "rec": {"image_0-original.png", "image_0-features.6.png", "image_1-features.6.png"},
@@ -237,11 +238,13 @@ def test_dream_reconstruct_and_style_write_their_galleries(capsys, tmp_path):
         (("invert", "mobilenet_v2", "--classes", "1000"), "valid indices are 0..999"),
         (("invert", "mobilenet_v2", "--classes", "1", "--method", "deepinv"), "invalid choice: 'deepinv' (choose from 'pii', 'deepinversion', 'logit')"),
         (("invert", "mobilenet_v2", "--classes", "1", "--method", "logit", "--ensemble", "4"), "no ensemble"),
-        (("dream", "/no/such.png", "--layer", "features.6"), "does not exist"),
-        (("dream", "sample:chelsea", "--layer", "features.6", "--size", "40"), "below the 32 px"),
-        (("dream", "sample:chelsea", "--layer", "features.66", "--size", "200", "--octaves", "2"), "nearest"),
-        (("reconstruct", "sample:unicorn", "--layer", "features.6"), "unknown sample image"),
-        (("style", "sample:chelsea", "sample:brick", "--param", "fourier", "--pyramid", "2"), "pyramid needs"),
+        (("dream", "mobilenet_v2", "/no/such.png", "--layer", "features.6"), "does not exist"),
+        (("dream", "mobilenet_v2", "sample:chelsea", "--layer", "features.6", "--size", "40"), "below the 32 px"),
+        (("dream", "mobilenet_v2", "sample:chelsea", "--layer", "features.66", "--size", "200", "--octaves", "2"),
+         "nearest"),
+        (("reconstruct", "mobilenet_v2", "sample:unicorn", "--layer", "features.6"), "unknown sample image"),
+        (("style", "mobilenet_v2", "sample:chelsea", "sample:brick", "--param", "fourier", "--pyramid", "2"),
+         "pyramid needs"),
     ],
 )
 def test_method_command_errors_are_one_clear_line(capsys, tmp_path, args, message):

@@ -72,15 +72,22 @@ def check_attack_budget(model: Model, images: Any, eps: float | None, norm: str,
     if low < 0.0 or high > 1.0:
         raise InvalidImageError(f"attacks take images in [0, 1]; these range over [{low:.3g}, {high:.3g}]. "
                                 "Divide 8-bit images by 255 (the model normalizes them itself).")
-    largest = 1.0 if norm == "linf" else float(np.sqrt(np.prod(images.shape[1:])))
-    if eps is not None and not 0.0 < eps <= largest:
-        raise MethodOptionError(f"eps must be in (0, {largest:.4g}] for the {norm} norm on these images; got {eps}"
-                                + (" (write 8/255 for 8 intensity levels)" if norm == "linf" and eps > 1 else ""))
+    if eps is not None:
+        check_eps(eps, norm, images.shape[1:])
     if steps < 1:
         raise MethodOptionError(f"steps must be at least 1, got {steps}")
     if step_size is not None and not step_size > 0:
         raise MethodOptionError(f"the step size must be positive, got {step_size}")
     return images
+
+
+def check_eps(eps: float, norm: str, image_shape: tuple[int, ...]) -> None:
+    """`MethodOptionError` unless eps is a budget the norm allows on images of `image_shape` (H, W, 3) in [0, 1]:
+    at most 1 in L-inf, at most the distance from black to white in L2."""
+    largest = 1.0 if norm == "linf" else float(np.sqrt(np.prod(image_shape)))
+    if not 0.0 < eps <= largest:
+        raise MethodOptionError(f"eps must be in (0, {largest:.4g}] for the {norm} norm on these images; got {eps}"
+                                + (" (write 8/255 for 8 intensity levels)" if norm == "linf" and eps > 1 else ""))
 
 
 def _classes(values: Any, count: int, num_classes: int, what: str) -> np.ndarray:

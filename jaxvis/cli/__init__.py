@@ -1,6 +1,7 @@
 """The `jaxvis` command line: one module per group of commands.
 
     jaxvis models | layers | classify | convert        (jaxvis.cli.info)
+    jaxvis cache                                       (jaxvis.cli.cache)
     jaxvis visualize                                   (jaxvis.cli.visualize)
     jaxvis invert | dream | reconstruct | style        (jaxvis.cli.methods)
     jaxvis attack                                      (jaxvis.cli.attack)
@@ -15,11 +16,14 @@ input as one line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
+import re
 import sys
 from collections.abc import Sequence
 
 import converters
-from jaxvis.cli import attack, gan, info, methods, units, visualize
+from jaxvis.cli import attack, cache, gan, info, methods, units, visualize
 from jaxvis.cli.common import HelpFormatter
 from jaxvis.errors import JaxvisError
 
@@ -29,7 +33,9 @@ DESCRIPTION = "Understand vision networks by optimizing their input: feature vis
 EPILOG = """examples:
   jaxvis visualize mobilenet_v2                     the main job: features.14 channels 0-15 with Lucid's defaults
   jaxvis layers mobilenet_v2                        the layer names to visualize
-  jaxvis invert mobilenet_v2 --classes goldfish,volcano
+  jaxvis invert mobilenet_v2 --classes goldfish --size 64 --steps 40 --ensemble 4
+                                                    a quick class image; the reference budget (no --size/--steps/
+                                                    --ensemble) takes ~30 min a class on 2 CPU cores
   jaxvis attack mobilenet_v2 sample:chelsea --method apgd --eps 4/255
   jaxvis concepts concepts/ && jaxvis dissect mobilenet_v2 features.7 --data concepts/
   jaxvis gan edit dcgan_faces --remove eye          the units of a face generator that draw eyes, removed
@@ -40,21 +46,71 @@ EPILOG = """examples:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(invoked(argv))
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        refuse_unknown(parser, argv, unknown)
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except (JaxvisError, converters.ConversionError) as err:
-        print(f"jaxvis: error: {err}", file=sys.stderr)
+        print(f"jaxvis: error: {in_flag_words(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("jaxvis: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return reader_went_away()
 
 
-GROUPS = (info, visualize, methods, attack, units, gan)  # each module's COMMANDS, in the order `jaxvis --help` lists them
+def reader_went_away() -> int:
+    """The reader of stdout closed it (`jaxvis layers NAME | head`): stop quietly, as a killed-by-SIGPIPE
+    process does (Python's advice: point stdout at devnull so that the exit's flush does not fail again)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + 13  # 141: a shell's status for SIGPIPE
+
+
+# The Python API's words in messages that the library and converters raise, and the command line's for them.
+FLAG_WORDS = (
+    (re.compile(r"weights=PATH"), "--weights PATH"),
+    (re.compile(r",? ?or weights=None for a random init"), ""),
+    (re.compile(r"resume=True"), "--resume"),
+)
+
+
+def in_flag_words(message: str) -> str:
+    """`message` with the Python API's keyword arguments said as the command line's options."""
+    for pattern, flag in FLAG_WORDS:
+        message = pattern.sub(flag, message)
+    return message
+
+
+def refuse_unknown(parser: argparse.ArgumentParser, argv: Sequence[str], unknown: Sequence[str]) -> None:
+    """Exit with the usage of the command the user typed and the nearest of its options to each unknown one."""
+    command = innermost(parser, argv)
+    options = [option for action in command._actions for option in action.option_strings]
+    hints = []
+    for word in unknown:
+        near = difflib.get_close_matches(word.split("=", 1)[0], options, n=1) if word.startswith("-") else []
+        hints.append(f"{word} (did you mean {near[0]}?)" if near else word)
+    command.error(f"unrecognized arguments: {' '.join(hints)}")
+
+
+def innermost(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that `argv` names: `jaxvis gan edit ...` -> gan edit's."""
+    for word in argv:
+        choices = next((action.choices for action in parser._actions
+                        if isinstance(action, argparse._SubParsersAction)), {})
+        if word in choices:
+            parser = choices[word]
+    return parser
+
+
+GROUPS = (info, visualize, methods, attack, units, gan, cache)  # each module's COMMANDS, in the order `jaxvis --help` lists them
 
 
 def invoked(argv: Sequence[str]) -> str | None:

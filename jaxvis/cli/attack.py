@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import DEFAULT_OUT, add_parser, class_probabilities, load_model
+from jaxvis.cli.common import (DEFAULT_OUT, VIEW, add_parser, check_counts, class_probabilities, classify_view,
+                               load_model)
 from jaxvis.errors import JaxvisError
 
 RANKINGS = ("carried", "rose", "fell", "pushed")  # jaxvis.attacks.explain's, here so that --help needs no jax
@@ -93,28 +94,32 @@ def attack_options(method: str, eps: str | None, norm: str, steps: int | None, s
 
 
 def run_attack(args: argparse.Namespace) -> None:
+    from jaxvis.attacks.common import check_eps
     from jaxvis.gallery import check_output, prepare_output
     from jaxvis.imagenet import class_index, require_classifier
     from jaxvis.io import read_photo
     from jaxvis.load import architecture
+    from jaxvis.request import check_image_size
 
     arch = architecture(args.name)
     require_classifier(arch.name, arch.num_classes, "jaxvis attack (a class attack)")
+    check_counts(steps=args.steps, size=args.size, explain_units=args.explain_units,
+                 explain_steps=args.explain_steps)
     options = attack_options(args.method, args.eps, args.norm, args.steps, args.seed)
+    size = args.size or arch.input_size
+    check_image_size(arch, size, size)
+    if "eps" in options:
+        check_eps(options["eps"], args.norm, (size, size, 3))
     if args.explain is not None:
         from jaxvis.cli.methods import check_layers
 
         check_layers(arch, [args.explain])
-        if args.explain_units < 1 or args.explain_steps < 1:
-            raise JaxvisError("--explain-units and --explain-steps must be at least 1")
-    size = args.size or arch.input_size
     photos = np.stack([read_photo(source, size, arch.min_size, arch.name) for source in args.images])
     target = None if args.target is None else class_index(args.target, arch.num_classes)
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"attack-{args.method}-{arch.name}")
     from jaxvis import attacks
 
     model = load_model(args.name, args.weights)
-    out = prepare_output(out)
     clean = class_probabilities(model, photos)
     labels = clean.argmax(-1)  # untargeted: move each photo off the model's own clean class
     targets = None if target is None else np.full(len(photos), target)
@@ -122,6 +127,7 @@ def run_attack(args: argparse.Namespace) -> None:
         first = int(np.flatnonzero(targets == labels)[0])
         raise JaxvisError(f"{args.images[first]} is already classified as the target class {target}; choose "
                           "another --target")
+    out = prepare_output(out)
     print(f"{args.method}: {len(photos)} images on {model.name}", file=sys.stderr)
     start = time.perf_counter()
     result = getattr(attacks, args.method)(model, photos, labels, targets=targets, **options)
@@ -154,8 +160,7 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
     from jaxvis.io import to_float, to_uint8
 
     names = class_names()
-    after = class_probabilities(model, result.images)
-    saved = class_probabilities(model, to_float(to_uint8(result.images))).argmax(-1)  # the PNGs as written
+    after = png_probabilities(model, [to_float(to_uint8(image)) for image in result.images])  # the PNGs to be saved
     np.save(out / "adversarial.npy", result.images.astype(np.float32))
     images, labels, values, per_image = [], [], [], []
     for k, source in enumerate(args.images):
@@ -167,11 +172,8 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
                    f"{stem}-perturbation-x{0.5 / max(float(np.abs(result.images[k] - photos[k]).max()), 1e-12):.0f}"]
         values += [float(clean[k, before_class]), float(after[k, after_class]), float(result.norm[k])]
         per_image.append({"image": source, "clean": names[before_class], "clean_p": float(clean[k, before_class]),
-                          "adversarial": names[after_class], "adversarial_p": float(after[k, after_class]),
-                          "success": bool(result.success[k]), "norm": float(result.norm[k]),
-                          "steps": int(result.steps[k]), "png_still_fools": bool(saved[k] != before_class
-                                                                                  if result.targets is None else
-                                                                                  saved[k] == result.targets[k])})
+                          "png": f"image_{labels[-2]}.png", "success": bool(result.success[k]),
+                          "norm": float(result.norm[k]), "steps": int(result.steps[k])})
         if explained is not None:
             changes, pictures = explained
             for unit in changes.ranked(args.explain_by)[k]:
@@ -181,6 +183,7 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
                            for part in tiles]
                 values += [float(changes.restored[k, unit])] * len(tiles)
             per_image[-1]["units"] = _unit_record(changes, k)
+    judge_saved_pngs(model, out, per_image, result.images, None if result.targets is None else result.targets.tolist())
     config = {"command": "attack", "model": model.name, "method": args.method, "images": args.images,
               "target": None if result.targets is None else int(result.targets[0]), "norm": result.norm_name,
               **options}
@@ -189,11 +192,47 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
     title = f"{model.name}: {args.method} ({sum(p['success'] for p in per_image)}/{len(per_image)} fooled)"
     paths = write_gallery(out, title, np.stack(images), labels, values, record, stem="image",
                           value_name="p(top-1) / norm / margin removed by restoring the unit", columns=3)
+    print(f"{model.name} sees each image as `jaxvis classify` does: {VIEW}; the adversarial class is that of the "
+          "saved 8-bit PNG")
     for item in per_image:
-        print(f"{item['image']}: {item['clean']} ({item['clean_p']:.2f}) -> {item['adversarial']} "
-              f"({item['adversarial_p']:.2f}), {result.norm_name} {item['norm']:.4g}, {item['steps']} steps"
-              + ("" if item["success"] else "  [not fooled]"))
-    print(f"{len(images)} images in {out}  (contact sheet: {paths['sheet']}, gallery: {paths['index']})")
+        print(summary_line(item, result.norm_name, model.name))
+    print(f"{len(images)} images in {out}  (contact sheet: {paths['sheet']}, gallery: {paths['index']}; the exact "
+          f"float images: {out / 'adversarial.npy'})")
+
+
+def judge_saved_pngs(model: Any, out: Path, per_image: list[dict[str, Any]], adversarial: np.ndarray,
+                     targets: list[int] | None) -> None:
+    """Save each adversarial PNG, read it back as `jaxvis classify` reads it, and record what the model says of
+    it and whether it still fools it (off the clean class; onto the target, for a targeted attack)."""
+    from jaxvis.imagenet import class_names
+    from jaxvis.io import read_image, save_image
+
+    for item, image in zip(per_image, adversarial):
+        save_image(image, out / item["png"])
+
+    probabilities = png_probabilities(model, [read_image(out / item["png"]) for item in per_image])
+    for k, (item, probs) in enumerate(zip(per_image, probabilities)):
+        top = int(probs.argmax())
+        fools = class_names()[top] != item["clean"] if targets is None else top == targets[k]
+        item.update(adversarial=class_names()[top], adversarial_p=float(probs[top]), png_still_fools=bool(fools))
+
+
+def png_probabilities(model: Any, images: list[np.ndarray]) -> np.ndarray:
+    """Class probabilities of whole images as `jaxvis classify` computes them (see `classify_view`)."""
+    return class_probabilities(model, np.stack([classify_view(image, model.input_size) for image in images]))
+
+
+def summary_line(item: dict[str, Any], norm_name: str, model_name: str) -> str:
+    """One image's outcome in words: the clean class, the saved PNG's class, and plainly when the PNG (8-bit
+    rounded) no longer fools the model although the float image did."""
+    line = (f"{item['image']}: {item['clean']} ({item['clean_p']:.2f}) -> {item['adversarial']} "
+            f"({item['adversarial_p']:.2f}) in {item['png']}, {norm_name} {item['norm']:.4g}, {item['steps']} steps")
+    if not item["success"]:
+        return line + "  [not fooled]"
+    if not item["png_still_fools"]:
+        return line + (f"\n  the saved PNG no longer fools {model_name}: rounding to 8 bits undid the attack (the float "
+                       "image in adversarial.npy still fools it; a larger --eps survives the rounding)")
+    return line
 
 
 def unit_tiles(changes: Any, k: int, unit: int, picture: np.ndarray, clean: np.ndarray, adversarial: np.ndarray

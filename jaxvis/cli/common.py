@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxvis.errors import JaxvisError
+
 DEFAULT_OUT = Path("jaxvis-out")
 
 
@@ -36,6 +38,13 @@ def add_common(parser: argparse.ArgumentParser, out_hint: str) -> None:
     parser.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/{out_hint})")
 
 
+def check_counts(**counts: int | None) -> None:
+    """`JaxvisError` naming the first option (given as its keyword: batch_size for --batch-size) below 1."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise JaxvisError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
 def print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -44,10 +53,10 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 
 def run_directory(out: Path) -> Path:
     """Where an interrupted run in `out` keeps its optimization state: under the cache, keyed on `out`."""
-    from jaxvis.load import cache_dir
+    from jaxvis.cache_dirs import runs_dir
 
     key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
-    return cache_dir() / "runs" / key
+    return runs_dir() / key
 
 
 def load_model(name: str, weights: str | None):
@@ -93,6 +102,17 @@ def finish(out: Path, title: str, images: np.ndarray, labels: list[str], values:
 
 def minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+VIEW = "the central square, resized to the model's input size"  # classify's and attack's view of an image
+
+
+def classify_view(image: np.ndarray, size: int) -> np.ndarray:
+    """An image as `jaxvis classify` and `jaxvis attack` show it to a model (`VIEW`; `jaxvis.io.read_photo`'s
+    crop): an image already size x size is shown exactly as it is."""
+    from jaxvis.io import center_crop_resize
+
+    return center_crop_resize(image, size, crop_fraction=1.0)
 
 
 def class_probabilities(model: Any, images: np.ndarray, size: int | None = None) -> np.ndarray:

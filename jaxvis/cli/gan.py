@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import DEFAULT_OUT, HelpFormatter, load_model
+from jaxvis.cli.common import DEFAULT_OUT, HelpFormatter, check_counts, load_model
 from jaxvis.errors import JaxvisError, UnknownLayerError
 
 COMMANDS = ("gan", "ganpaint")
@@ -94,12 +94,6 @@ def generator_card(name: str, layer: str | None = None) -> Any:
     if layer is not None and layer not in arch.layers:
         raise UnknownLayerError([layer], arch.name, list(arch.layers))
     return arch
-
-
-def check_counts(**counts: int) -> None:
-    for name, value in counts.items():
-        if value < 1:
-            raise JaxvisError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
 def run_dissect(args: argparse.Namespace) -> None:

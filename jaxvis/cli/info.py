@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import converters
-from jaxvis.cli.common import add_parser, load_model, print_table
+from jaxvis.cli.common import VIEW, add_parser, check_counts, class_probabilities, load_model, print_table
 from jaxvis.errors import JaxvisError
 
 
@@ -72,22 +72,20 @@ def run_layers(args: argparse.Namespace) -> None:
 
 
 def run_classify(args: argparse.Namespace) -> None:
-    import jax
     import numpy as np
 
     from jaxvis.imagenet import class_names
-    from jaxvis.io import center_crop_resize, read_image
+    from jaxvis.io import read_photo
     from jaxvis.load import architecture
-    from jaxvis.models.model import logits
 
-    architecture(args.name)
-    images = [read_image(source) for source in args.images]  # fail on a bad path before loading a model
+    arch = architecture(args.name)
+    check_counts(top=args.top)
+    batch = np.stack([read_photo(source, arch.input_size, arch.min_size, arch.name) for source in args.images])
     model = load_model(args.name, args.weights)
-    batch = np.stack([center_crop_resize(image, model.input_size) for image in images])
-    probabilities = np.asarray(jax.nn.softmax(logits(model, batch), axis=-1))
+    probabilities = class_probabilities(model, batch)
     names = class_names()
     for source, probs in zip(args.images, probabilities):
-        print(f"{source}  ({model.name})")
+        print(f"{source}  ({model.name}, {VIEW})")
         for index in np.argsort(probs)[::-1][: args.top]:
             print(f"  {probs[index]:6.1%}  {index:4d}  {names[index]}")
 

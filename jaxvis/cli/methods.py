@@ -12,13 +12,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, class_probabilities, finish, load_model,
-                               plain, record, stage_saver)
+from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, check_counts, class_probabilities, finish,
+                               load_model, plain, record, stage_saver)
 from jaxvis.errors import JaxvisError, UnknownLayerError
 
 
@@ -36,7 +38,9 @@ def add_commands(commands: Any) -> None:
 
     invert = add_parser(commands, "invert", "class images by Plug-In Inversion, DeepInversion or logit maximization",
                         "  jaxvis invert mobilenet_v2 --classes goldfish,volcano          Plug-In Inversion, the "
-                        "reference budget\n"
+                        "reference budget: ~30 min a class on 2 CPU cores\n"
+                        "  jaxvis invert mobilenet_v2 --classes goldfish --size 64 --steps 40 --ensemble 4   a quick "
+                        "look\n"
                         "  jaxvis invert mobilenet_v2 --classes 1,207 --size 128 --ensemble 8 --steps 100\n"
                         "  jaxvis invert mobilenet_v2 --classes 1,207 --method deepinversion --steps 600")
     invert.add_argument("name", help="architecture, e.g. mobilenet_v2")
@@ -54,10 +58,12 @@ def add_commands(commands: Any) -> None:
     invert.set_defaults(run=run_invert)
 
     dream = add_parser(commands, "dream", "DeepDream a photo on one or more layers",
-                       "  jaxvis dream sample:astronaut --layer features.10 --size 384\n"
-                       "  jaxvis dream photo.jpg --model mobilenet_v2 --layer features.6,features.10 --octaves 3")
-    dream.add_argument("image", help="image file or sample:NAME (scikit-image's photos: astronaut, chelsea, ...)")
-    dream.add_argument("--model", default="mobilenet_v2", help="architecture")
+                       "  jaxvis dream mobilenet_v2 sample:astronaut --layer features.10 --size 384\n"
+                       "  jaxvis dream mobilenet_v2 photo.jpg --layer features.6,features.10 --octaves 3")
+    dream.add_argument("name", help="architecture, e.g. mobilenet_v2")
+    dream.add_argument("image", nargs="?", help="image file or sample:NAME (scikit-image's photos: astronaut, "
+                       "chelsea, ...)")
+    add_old_model_option(dream)
     dream.add_argument("--layer", required=True, help="layer name(s), comma-separated")
     dream.add_argument("--octaves", type=int, default=DREAM.octaves, help="image scales, smallest first")
     dream.add_argument("--octave-scale", type=float, default=DREAM.octave_scale, help="size ratio between octaves")
@@ -69,9 +75,10 @@ def add_commands(commands: Any) -> None:
     dream.set_defaults(run=run_dream)
 
     rec = add_parser(commands, "reconstruct", "feature inversion: images from a layer's activations",
-                     "  jaxvis reconstruct sample:coffee sample:chelsea --layer features.6 --size 160")
-    rec.add_argument("images", nargs="+", help="image files or sample:NAME (reconstructed in parallel)")
-    rec.add_argument("--model", default="mobilenet_v2", help="architecture")
+                     "  jaxvis reconstruct mobilenet_v2 sample:coffee sample:chelsea --layer features.6 --size 160")
+    rec.add_argument("name", help="architecture, e.g. mobilenet_v2")
+    rec.add_argument("images", nargs="*", help="image files or sample:NAME (reconstructed in parallel)")
+    add_old_model_option(rec)
     rec.add_argument("--layer", required=True, help="the layer whose activations are matched")
     rec.add_argument("--size", type=int, help="square size (default: the model's input size)")
     rec.add_argument("--steps", type=int, default=RECONSTRUCT_STEPS, help="Adam steps")
@@ -79,11 +86,12 @@ def add_commands(commands: Any) -> None:
     rec.set_defaults(run=run_reconstruct)
 
     style = add_parser(commands, "style", "neural style transfer (Gatys et al.)",
-                       "  jaxvis style sample:chelsea sample:brick --size 160 --param pixel --steps 150\n"
-                       "  jaxvis style photo.jpg painting.jpg --model vgg19 --weights vgg19.pth")
+                       "  jaxvis style mobilenet_v2 sample:chelsea sample:brick --size 160 --param pixel --steps 150\n"
+                       "  jaxvis style vgg19 photo.jpg painting.jpg --weights vgg19.pth")
+    style.add_argument("name", help="architecture, e.g. mobilenet_v2")
     style.add_argument("content", help="content image file or sample:NAME")
-    style.add_argument("style", help="style image file or sample:NAME")
-    style.add_argument("--model", default="mobilenet_v2", help="architecture")
+    style.add_argument("style", nargs="?", help="style image file or sample:NAME")
+    add_old_model_option(style)
     style.add_argument("--style-layers", help="comma-separated layer names (default: per model)")
     style.add_argument("--content-layer", help="layer name (default: per model)")
     style.add_argument("--param", default="auto", choices=["auto", "pixel", "fourier"],
@@ -100,6 +108,40 @@ def add_commands(commands: Any) -> None:
     style.set_defaults(run=run_style)
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+OLD_FORM = "image first with --model"
+
+
+def add_old_model_option(parser: argparse.ArgumentParser) -> None:
+    """The image-first form's --model, accepted for one more release (hidden from --help)."""
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+
+
+def looks_like_image(word: str) -> bool:
+    return word.startswith("sample:") or Path(word).suffix.lower() in IMAGE_SUFFIXES or Path(word).is_file()
+
+
+def model_first(args: argparse.Namespace, command: str, images: list[str | None], count: int | None) -> list[str]:
+    """The model (set on args.name) and the images of a command that takes `MODEL IMAGE...`, also from the
+    deprecated image-first form (`jaxvis dream IMAGE --model MODEL`), which prints a note on stderr.
+
+    images: the positionals after the first; count: how many images the command takes (None: one or more)."""
+    from jaxvis.catalog import names
+
+    given = [word for word in images if word is not None]
+    old = args.model is not None or (args.name not in names() and looks_like_image(args.name))
+    if old:
+        given, args.name = [args.name, *given], args.model or "mobilenet_v2"
+        print(f"jaxvis: note: `jaxvis {command} IMAGE... --model MODEL` is deprecated and goes in the next release; "
+              f"write `jaxvis {command} {args.name} {' '.join(given)} ...` (the model first, as in every command)",
+              file=sys.stderr)
+    if (count is not None and len(given) != count) or not given:
+        what = "one image" if count == 1 else f"{count} images" if count else "at least one image"
+        raise JaxvisError(f"jaxvis {command} takes the model and then {what}, e.g. jaxvis {command} mobilenet_v2 "
+                          f"{' '.join(['sample:chelsea', 'sample:brick'][: count or 1])}; got {len(given)}")
+    return given
+
+
 def run_invert(args: argparse.Namespace) -> None:
     from jaxvis.gallery import check_output, prepare_output
     from jaxvis.imagenet import class_indices, class_names, require_classifier
@@ -114,6 +156,8 @@ def run_invert(args: argparse.Namespace) -> None:
         raise JaxvisError("--classes names no class; e.g. --classes goldfish,207")
     if args.ensemble and args.method != "pii":
         raise JaxvisError(f"--ensemble is a Plug-In Inversion setting; --method {args.method} has no ensemble")
+    check_counts(size=args.size, steps=args.steps, ensemble=args.ensemble)
+    check_inversion_sizes(arch, args.method, args.size or arch.input_size)
     options: dict[str, Any] = {"size": args.size, "seed": args.seed, "steps": args.steps,
                                "ensemble": args.ensemble}
     options = {k: v for k, v in options.items() if v is not None}
@@ -123,7 +167,8 @@ def run_invert(args: argparse.Namespace) -> None:
     labels = [f"{k:02d}-{c:04d}-{class_names()[c].replace(' ', '_')}" for k, c in enumerate(classes)]
     print(f"{args.method}: {len(classes)} classes of {model.name}", file=sys.stderr)
     start = time.perf_counter()
-    result = invert(model, classes, method=args.method, on_stage=stage_saver(out, labels), **options)
+    with stages_said(out):
+        result = invert(model, classes, method=args.method, on_stage=stage_saver(out, labels), **options)
     images = result.images[:, 0]
     probabilities = class_probabilities(model, images, model.input_size)
     values = [float(p[c]) for p, c in zip(probabilities, classes)]
@@ -135,6 +180,42 @@ def run_invert(args: argparse.Namespace) -> None:
         else None
     finish(out, f"{model.name}: {args.method} inversion", images, labels, values, run_record, stem="class",
            value_name="p(target)", curves=curves)
+    for line in missed_targets(run_record["classes"], [class_names()[c] for c in classes]):
+        print(line)
+
+
+def check_inversion_sizes(arch: Any, method: str, size: int) -> None:
+    """The final size and the smallest one a method's stages use, checked against the architecture."""
+    from jaxvis.methods.deepinversion import DEFAULTS as DI
+    from jaxvis.methods.pii import check_stage_sizes
+    from jaxvis.request import check_image_size
+
+    check_image_size(arch, size, size)
+    if method == "pii":
+        check_stage_sizes(arch, size)
+    elif method == "deepinversion":
+        smallest = min(size // factor for factor, _ in DI.resolutions)
+        check_image_size(arch, smallest, smallest)
+
+
+def missed_targets(classes: dict[str, dict[str, Any]], targets: list[str], threshold: float = 0.5) -> list[str]:
+    """A line for each class image the model does not call its target (top-1 another class, or p below the
+    threshold), with its probability and what the model sees instead."""
+    return [f"{label}: missed its target: p({target}) = {entry['probability']:.2g}, the model's top-1 is "
+            f"{entry['top1']}" for (label, entry), target in zip(classes.items(), targets)
+            if entry["top1"] != target or entry["probability"] < threshold]
+
+
+@contextmanager
+def stages_said(out: Path) -> Iterator[None]:
+    """On Ctrl-C, say where the finished stages' images are before the interruption goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        stages = sorted((out / "stages").glob("*.png"))
+        print(f"jaxvis: interrupted; {len(stages)} images of the finished stages are in {out / 'stages'}"
+              if stages else "jaxvis: interrupted before the first stage finished; nothing was saved", file=sys.stderr)
+        raise
 
 
 def run_dream(args: argparse.Namespace) -> None:
@@ -142,21 +223,26 @@ def run_dream(args: argparse.Namespace) -> None:
     from jaxvis.io import read_image, resize
     from jaxvis.load import architecture
     from jaxvis.methods import dream
+    from jaxvis.methods.deepdream import check_octaves
 
-    arch = architecture(args.model)
+    [source] = model_first(args, "dream", [args.image], 1)
+    arch = architecture(args.name)
     layers = [layer.strip() for layer in args.layer.split(",") if layer.strip()]
     check_layers(arch, layers)
-    image = read_image(args.image)
+    check_counts(steps=args.steps, octaves=args.octaves, size=args.size, tile_size=args.tile_size)
+    image = read_image(source)
     if args.size:
         scale = args.size / max(image.shape[:2])
         image = resize(image, round(image.shape[0] * scale), round(image.shape[1] * scale))
+    check_octaves(arch, image.shape[0], image.shape[1], args.octaves, args.octave_scale)
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"dream-{arch.name}")
-    model = load_model(args.model, args.weights)
+    model = load_model(args.name, args.weights)
     out = prepare_output(out)
     start = time.perf_counter()
-    result = dream(model, image, layers, octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps,
-                   tile_size=args.tile_size, seed=args.seed, on_stage=stage_saver(out, ["dream"]))
-    options = {"image": args.image, "layers": layers, "octaves": args.octaves, "octave_scale": args.octave_scale,
+    with stages_said(out):
+        result = dream(model, image, layers, octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps,
+                       tile_size=args.tile_size, seed=args.seed, on_stage=stage_saver(out, ["dream"]))
+    options = {"image": source, "layers": layers, "octaves": args.octaves, "octave_scale": args.octave_scale,
                "steps": args.steps, "tile_size": args.tile_size}
     run_record = record(model, "dream", options, result, start)
     finish(out, f"{model.name}: DeepDream on {', '.join(layers)}", np.stack([image, result.images[0, 0]]),
@@ -169,13 +255,17 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     from jaxvis.io import read_photo
     from jaxvis.load import architecture
     from jaxvis.methods import reconstruct
+    from jaxvis.request import check_image_size
 
-    arch = architecture(args.model)
+    sources = model_first(args, "reconstruct", args.images, None)
+    arch = architecture(args.name)
     check_layers(arch, [args.layer])
+    check_counts(size=args.size, steps=args.steps)
     size = args.size or arch.input_size
-    originals = np.stack([read_photo(source, size, arch.min_size, arch.name) for source in args.images])
+    check_image_size(arch, size, size)
+    originals = np.stack([read_photo(source, size, arch.min_size, arch.name) for source in sources])
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"reconstruct-{arch.name}")
-    model = load_model(args.model, args.weights)
+    model = load_model(args.name, args.weights)
     out = prepare_output(out)
     start = time.perf_counter()
     result = reconstruct(model, originals, args.layer, steps=args.steps, seed=args.seed)
@@ -185,7 +275,7 @@ def run_reconstruct(args: argparse.Namespace) -> None:
         labels += [f"{k}-original", f"{k}-{args.layer}"]
         values += [float("nan"), float(value)]
         curves += [None, result.history[:, k]]
-    run_record = record(model, "reconstruct", {"images": args.images, "layer": args.layer, "size": size,
+    run_record = record(model, "reconstruct", {"images": sources, "layer": args.layer, "size": size,
                                                "steps": args.steps}, result, start)
     finish(out, f"{model.name}: reconstructions from {args.layer}", np.stack(images), labels, values, run_record,
            stem="image", curves=curves)
@@ -196,24 +286,33 @@ def run_style(args: argparse.Namespace) -> None:
     from jaxvis.io import read_photo
     from jaxvis.load import architecture
     from jaxvis.methods import style_losses, transfer_style
+    from jaxvis.methods.style import resolved_param
+    from jaxvis.request import check_image_size
 
-    arch = architecture(args.model)
+    content_source, style_source = model_first(args, "style", [args.content, args.style], 2)
+    arch = architecture(args.name)
     layers = [name.strip() for name in args.style_layers.split(",")] if args.style_layers else None
     check_layers(arch, (layers or []) + ([args.content_layer] if args.content_layer else []))
-    content = read_photo(args.content, args.size, arch.min_size, arch.name)
-    style = read_photo(args.style, args.size, arch.min_size, arch.name)
+    check_counts(size=args.size, steps=args.steps, pyramid=args.pyramid)
+    if args.pyramid > 1 and resolved_param(arch.name, args.param) != "pixel":
+        raise JaxvisError("--pyramid needs --param pixel (a Fourier image has no coarse-to-fine start)")
+    smallest = args.size // 2 ** (args.pyramid - 1)
+    check_image_size(arch, smallest, smallest)
+    content = read_photo(content_source, args.size, arch.min_size, arch.name)
+    style = read_photo(style_source, args.size, arch.min_size, arch.name)
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"style-{arch.name}")
-    model = load_model(args.model, args.weights)
+    model = load_model(args.name, args.weights)
     out = prepare_output(out)
     options = {"style_layers": layers, "content_layer": args.content_layer, "param": args.param,
                "optimizer": args.optimizer, "steps": args.steps, "pyramid": args.pyramid,
                "style_weight": args.style_weight}
     start = time.perf_counter()
-    result = transfer_style(model, content, style, seed=args.seed, on_stage=stage_saver(out, ["x", "content", "style"]),
-                            **options)
+    with stages_said(out):
+        result = transfer_style(model, content, style, seed=args.seed,
+                                on_stage=stage_saver(out, ["x", "content", "style"]), **options)
     image = result.images[0, 0]
     losses = style_losses(model, image, content, style, layers, args.content_layer)
-    run_record = record(model, "style", {"content": args.content, "style": args.style, "size": args.size,
+    run_record = record(model, "style", {"content": content_source, "style": style_source, "size": args.size,
                                          **options}, result, start)
     run_record["losses"] = {"result": losses, "content_image": style_losses(model, content, content, style, layers,
                                                                             args.content_layer)}

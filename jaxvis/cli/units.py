@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model
+from jaxvis.cli.common import DEFAULT_OUT, add_parser, check_counts, load_model
 from jaxvis.errors import JaxvisError
 
 COMMANDS = ("concepts", "dissect", "ablate", "examples", "atlas")
@@ -101,14 +101,16 @@ def _checked(args: argparse.Namespace, command: str) -> tuple[Any, Path]:
     from jaxvis.catalog import card
     from jaxvis.errors import UnknownLayerError
     from jaxvis.gallery import check_output
+    from jaxvis.request import check_image_size
 
     arch = card(args.name)
     if args.layer not in arch.layers:
         raise UnknownLayerError([args.layer], arch.name, list(arch.layers))
     if not Path(args.data).is_dir():
         raise JaxvisError(f"--data {args.data} is not a folder")
-    if args.batch_size < 1:
-        raise JaxvisError("--batch-size must be at least 1")
+    check_counts(batch_size=args.batch_size, size=args.size)
+    if args.size:
+        check_image_size(arch, args.size, args.size)
     return arch, check_output(Path(args.out) if args.out else DEFAULT_OUT / f"{command}-{arch.name}-{args.layer}")
 
 
@@ -129,6 +131,10 @@ def run_dissect(args: argparse.Namespace) -> None:
     from jaxvis.units.dissect import dissect
 
     _, out = _checked(args, "dissect")
+    check_counts(seg_size=args.seg_size)
+    if not 0 < args.quantile < 1 or not 0 <= args.iou <= 1:
+        raise JaxvisError(f"--quantile must lie strictly between 0 and 1 and --iou between 0 and 1; got "
+                          f"{args.quantile} and {args.iou}")
     data = read_concepts(args.data)  # layout errors before the model loads
     model = load_model(args.name, args.weights)
     result = dissect(model, args.layer, data, quantile=args.quantile, iou_threshold=args.iou, size=args.size,
@@ -149,6 +155,7 @@ def run_ablate(args: argparse.Namespace) -> None:
     arch, out = _checked(args, "ablate")
     require_classifier(arch.name, arch.num_classes, "jaxvis ablate (a class's accuracy)")
     target = class_index(args.target, arch.num_classes)
+    check_counts(top=args.top)
     images = ablate.ablation_images(args.data)  # layout errors before the model loads
     model = load_model(args.name, args.weights)
     ranking = ablate.rank_units(model, args.layer, images, target, size=args.size, batch_size=args.batch_size)
@@ -229,13 +236,14 @@ def _units(args: argparse.Namespace, arch: Any) -> list[int]:
 
 def run_atlas(args: argparse.Namespace) -> None:
     from jaxvis.gallery import prepare_output
+    from jaxvis.request import check_request
     from jaxvis.segmentation import read_concepts
     from jaxvis.units.atlas import build_atlas
 
     arch, out = _checked(args, "atlas")
     units = _units(args, arch)
-    if args.steps < 1:
-        raise JaxvisError("--steps must be at least 1")
+    check_counts(steps=args.steps)
+    check_request(arch, f"{args.layer}:{units[0]}", size=args.fv_size)  # the feature visualizations' size
     concepts = args.concepts
     if concepts is None and any((Path(args.data) / name).exists() for name in ("index.csv", "concepts.csv")):
         concepts = args.data

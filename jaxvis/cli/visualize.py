@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -10,16 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from converters.resolve import user_weight_file
-from jaxvis.cli.common import DEFAULT_OUT, add_parser, load_model, minutes, run_directory
+from jaxvis.cli.common import DEFAULT_OUT, add_parser, check_counts, load_model, minutes, run_directory
 from jaxvis.errors import JaxvisError
+from jaxvis.run_state import LOCK, differences, locked, save_request, saved_request, saved_steps
 
 EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps (~4 min, 2 CPU cores)
   jaxvis visualize mobilenet_v2 features.10 --channels 0-63 --steps 256 --out runs/f10
   jaxvis visualize googlenet inception4a --channels 3,7,9 --param maco --images 4 --diversity 100
   jaxvis visualize mobilenet_v2 logits --objective logit --channels 1,207,980
   jaxvis visualize dinov2_vits14_focus backbone.encoder.layer.6.mlp.activation --channels 0-7 --token patches
-An interrupted run keeps its optimization state under $JAXVIS_CACHE/runs/ (default ~/.cache/jaxvis);
-the same command with --resume continues it, and the state is removed once the run is complete."""
+An interrupted run (Ctrl-C) keeps its optimization state under $JAXVIS_CACHE/runs/ (default ~/.cache/jaxvis):
+the same command again continues it ("resuming at step S of T"); a changed one is refused, naming what
+changed, unless --fresh starts it over. The state is removed once the run is complete (`jaxvis cache` lists it)."""
 
 
 COMMANDS = ("visualize",)
@@ -55,24 +58,25 @@ def add_commands(commands: Any) -> None:
     vis.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same images")
     vis.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
     vis.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/NAME-LAYER)")
-    vis.add_argument("--resume", action="store_true", help="continue an interrupted run with the same --out")
+    vis.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run with the same --out (the same command does so by itself)")
+    vis.add_argument("--fresh", action="store_true", help="start over, discarding an interrupted run's state")
     vis.add_argument("--checkpoint-every", type=int, default=64, help="steps between saved optimization states")
     vis.set_defaults(run=run_visualize)
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from jaxvis.catalog import card
-    from jaxvis.gallery import check_output, environment, prepare_output, write_gallery
+    from jaxvis.gallery import check_output, prepare_output
     from jaxvis.request import check_request
 
     # The whole request is checked from the catalog, before jax, the weights or a compile.
     arch = card(args.name)
     layer = args.layer or arch.default_layer
-    for name in ("steps", "images", "ensemble", "group_size", "checkpoint_every"):
-        if getattr(args, name) < 1:
-            raise JaxvisError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    check_counts(steps=args.steps, images=args.images, ensemble=args.ensemble, group_size=args.group_size,
+                 checkpoint_every=args.checkpoint_every)
+    if args.resume and args.fresh:
+        raise JaxvisError("--resume continues an interrupted run and --fresh discards it: give one of them")
     token = f"@{args.token}" if args.token else ""
     unit_spec, _ = check_request(arch, f"{layer}:{args.channels}{token}", objective=args.objective, param=args.param,
                                  size=args.size)
@@ -81,22 +85,74 @@ def run_visualize(args: argparse.Namespace) -> None:
     if args.weights:
         user_weight_file(args.weights)
 
-    from jaxvis.methods.feature_visualization import run_visualization
-    from jaxvis.optimize import OptimizationDiverged
-
-    state_dir = run_directory(out)
-    if not args.resume and state_dir.exists():
-        shutil.rmtree(state_dir)  # an older interrupted run in this folder: starting afresh, as asked
-
     options = dict(objective=args.objective, size=args.size, steps=args.steps, seed=args.seed, param=args.param,
                    lr=args.lr, batch=args.images, ensemble=args.ensemble, diversity=args.diversity,
                    relu_override_steps=args.relu_override_steps)
     groups = [units[i : i + args.group_size] for i in range(0, len(units), args.group_size)]
-    print(f"jaxvis: {arch.name} {layer}: {len(units)} units x {args.steps} steps in {len(groups)} group"
-          f"{'s' if len(groups) > 1 else ''} of up to {args.group_size}; optimization state in {state_dir}",
-          file=sys.stderr)
-    model = load_model(args.name, args.weights)
-    out = prepare_output(out)
+    state_dir = run_directory(out)
+    request = {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
+               "group_size": args.group_size, "weights": weights_identity(args.weights), **options}
+    with locked(state_dir):
+        if args.fresh:
+            discard_state(state_dir)
+        else:
+            check_same_request(state_dir, request)
+        print(f"jaxvis: {arch.name} {layer}: {len(units)} units x {args.steps} steps in {len(groups)} group"
+              f"{'s' if len(groups) > 1 else ''} of up to {args.group_size}; optimization state in {state_dir}",
+              file=sys.stderr)
+        where = resume_point(state_dir, len(groups), args.steps)
+        if where:
+            print(f"jaxvis: resuming at step {where}", file=sys.stderr)
+        model = load_model(args.name, args.weights)
+        save_request(state_dir, request)
+        _visualize(args, arch, layer, token, model, groups, options, prepare_output(out), state_dir)
+
+
+def weights_identity(weights: str | None) -> dict[str, Any] | None:
+    """What tells a weight file's versions apart without reading it: its full path, size and modification time."""
+    if not weights:
+        return None
+    stat = os.stat(weights)
+    return {"path": str(Path(weights).resolve()), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
+
+
+def check_same_request(state_dir: Path, request: dict[str, Any]) -> None:
+    """Refuse to continue an interrupted run that was asked for differently, naming what changed."""
+    saved = saved_request(state_dir)
+    changed = differences(saved, request) if saved is not None else []
+    if changed:
+        raise JaxvisError("an interrupted run with this --out was started with other settings; what changed:\n  "
+                          + "\n  ".join(changed) + f"\nrun it as it was to continue it, add --fresh to start over "
+                          f"(its state in {state_dir} is discarded), or use another --out")
+
+
+def discard_state(state_dir: Path) -> None:
+    """Remove an interrupted run's state (keeping the lock this process holds)."""
+    for entry in state_dir.iterdir():
+        if entry.name != LOCK:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
+    """`S of T` (with the group, when there are several) where an interrupted run goes on, or None if it has no
+    saved steps: the first group whose newest checkpoint is short of `steps`."""
+    saved = [max(saved_steps(state_dir / f"group_{n}"), default=0) for n in range(1, group_count + 1)]
+    if not any(saved):
+        return None
+    number = next((n for n, done in enumerate(saved, 1) if done < steps), group_count)
+    return f"{saved[number - 1]} of {steps}" + (f" in group {number} of {group_count}" if group_count > 1 else "")
+
+
+def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, model: Any, groups: list[Any],
+               options: dict[str, Any], out: Path, state_dir: Path) -> None:
+    """Run the groups in order, writing the gallery after each, and remove the state once all are done."""
+    import numpy as np
+
+    from jaxvis.gallery import environment, write_gallery
+    from jaxvis.methods.feature_visualization import run_visualization
+    from jaxvis.optimize import OptimizationDiverged
+
+    units = np.concatenate(groups)
     record = {"config": {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
                          **options},
               "environment": environment(), "units": {}, "timings": []}
@@ -109,7 +165,7 @@ def run_visualize(args: argparse.Namespace) -> None:
             began = time.perf_counter()
             try:
                 _, result = run_visualization(model, spec, checkpoint_dir=state_dir / f"group_{number}",
-                                              checkpoint_every=args.checkpoint_every, resume=args.resume, **options)
+                                              checkpoint_every=args.checkpoint_every, resume=True, **options)
             except OptimizationDiverged as err:
                 result = err.result
                 print(f"jaxvis: {err}", file=sys.stderr)
@@ -131,8 +187,8 @@ def run_visualize(args: argparse.Namespace) -> None:
                 print(f"jaxvis: group 1 took {minutes(took)}; about {minutes(took * (len(groups) - 1))} more for the "
                       f"other {len(groups) - 1}", file=sys.stderr)
     except KeyboardInterrupt:
-        print(f"jaxvis: interrupted; finished groups are in {out}; continue with the same command and --resume",
-              file=sys.stderr)
+        print(f"jaxvis: interrupted; finished groups are in {out}; the same command again continues from the last "
+              f"saved step (--fresh starts over)", file=sys.stderr)
         raise
     shutil.rmtree(state_dir, ignore_errors=True)  # complete: nothing to resume
     print(f"{len(images)} images in {out} after {minutes(time.perf_counter() - start)}  "

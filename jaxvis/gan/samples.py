@@ -88,9 +88,9 @@ def latents(count: int, size: int, seed: int, first: int = 0) -> np.ndarray:
 
 
 def default_root(generator: Model, seed: int) -> Path:
-    from jaxvis.load import cache_dir
+    from jaxvis.cache_dirs import gan_dir
 
-    return cache_dir() / "gan" / f"{generator.name}-{digest(generator.variables)}" / f"seed{seed}"
+    return gan_dir() / f"{generator.name}-{digest(generator.variables)}" / f"seed{seed}"
 
 
 def require_generator(model: Model, what: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,22 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tu
     return [(round(height / scale**k), round(width / scale**k)) for k in reversed(range(octaves))]
 
 
+def check_octaves(arch: Any, height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
+    """The octave sizes of a height x width image, or `InvalidImageError` if the smallest is below what `arch`
+    (an `Architecture` or a catalog `Card`) accepts."""
+    if octaves < 1 or not scale > 0:
+        raise MethodOptionError(f"DeepDream needs at least 1 octave and a positive octave scale; got {octaves} and "
+                                f"{scale}")
+    sizes = octave_sizes(height, width, octaves, scale)
+    smallest = min(min(size) for size in sizes)
+    if smallest < arch.min_size:
+        raise InvalidImageError(
+            f"the smallest of {octaves} octaves (scale {scale}) of a {height}x{width} image "
+            f"is {smallest} px, below the {arch.min_size} px {arch.name} accepts; use fewer octaves or a larger image."
+        )
+    return sizes
+
+
 def dream(
     model: Model,
     image: np.ndarray,
@@ -80,13 +97,7 @@ def dream(
     if not layers:
         raise MethodOptionError("name at least one layer to dream on, e.g. features.10 (`jaxvis layers NAME` lists them)")
     image = np.asarray(image, np.float32)
-    sizes = octave_sizes(image.shape[0], image.shape[1], octaves, octave_scale)
-    smallest = min(min(size) for size in sizes)
-    if smallest < model.arch.min_size:
-        raise InvalidImageError(
-            f"the smallest of {octaves} octaves (scale {octave_scale}) of a {image.shape[0]}x{image.shape[1]} image "
-            f"is {smallest} px, below the {model.arch.min_size} px {model.name} accepts; use fewer octaves or a larger image."
-        )
+    sizes = check_octaves(model.arch, image.shape[0], image.shape[1], octaves, octave_scale)
     if model.arch.fixed_size:
         check_image_shape((1, *image.shape), "float32", model.arch)
     objective: Objective = sum((deepdream_objective(layer) for layer in layers[1:]), deepdream_objective(layers[0]))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +64,17 @@ def stage_sizes(size: int) -> list[int]:
     """The reference's `range(2 * step, size + 1, step)` with step = size // 8."""
     step = size // 8
     return list(range(2 * step, size + 1, step))
+
+
+def check_stage_sizes(arch: Any, final: int, zoom: bool = True) -> None:
+    """`InvalidImageError` if the first zoom stage of a run ending at `final` px is below what `arch` (an
+    `Architecture` or a catalog `Card`) accepts."""
+    first = stage_sizes(final)[0]
+    if zoom and not arch.fixed_size and first < arch.min_size:
+        raise InvalidImageError(
+            f"Plug-In Inversion at size {final} starts at 2·({final}//8) = {first} px, below the "
+            f"{arch.min_size} px that {arch.name} accepts; use size >= {-(-arch.min_size // 2) * 8}."
+        )
 
 
 def paste_pad(size: int, zoom: bool = True, center: bool = True) -> int:
@@ -175,12 +187,7 @@ def plug_in(
     targets = np.asarray(units)
     final = size or model.input_size
     check_image_shape((1, final, final, 3), "float32", model.arch)
-    first = stage_sizes(final)[0]
-    if zoom and not model.arch.fixed_size and first < model.arch.min_size:
-        raise InvalidImageError(
-            f"Plug-In Inversion at size {final} starts at 2·({final}//8) = {first} px, below the "
-            f"{model.arch.min_size} px that {model.name} accepts; use size >= {-(-model.arch.min_size // 2) * 8}."
-        )
+    check_stage_sizes(model.arch, final, zoom)
     builders = stages(model, targets, final, ensemble=ensemble, steps=steps, zoom=zoom, center=center, recipe=recipe,
                       objective_for=objective_for, label=label, model_size=model_size)
     return run_stages(model, builders, seed=seed, progress=progress, on_stage=on_stage, units=targets)

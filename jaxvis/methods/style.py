@@ -174,7 +174,7 @@ def transfer_style(
     pyramid: levels of an image pyramid (pixel only): solve at 1/2^(levels-1) of the
         size first, each level starting from the previous result upsampled.
     """
-    param = ("pixel" if model.name.startswith("vgg") else "fourier") if param == "auto" else param
+    param = resolved_param(model.name, param)
     defaults = default_layers(model) if style_layers is None or content_layer is None else None
     spec = StyleTransfer(tuple(style_layers or defaults[0]), content_layer or defaults[1], content_weight,
                          style_weight if style_weight is not None else STYLE_WEIGHT.get(param, 1e6))
@@ -216,6 +216,11 @@ def transfer_style(
 
     result = run_stages(model, [level(i) for i in range(pyramid)], seed=seed, progress=progress, on_stage=on_stage)
     return replace(result, images=result.images[:, :1])  # x, without the content and style images
+
+
+def resolved_param(model_name: str, param: str) -> str:
+    """`auto` made concrete: pixels for VGG (Gatys's setting), Fourier otherwise."""
+    return ("pixel" if model_name.startswith("vgg") else "fourier") if param == "auto" else param
 
 
 def style_losses(model: Model, image: np.ndarray, content: np.ndarray, style: np.ndarray,

@@ -1,0 +1,383 @@
+"""What a new user tripped over on the command line (issue 31, point 7): each fixed, each checked here."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxvis.cli import main
+
+CLI_MODULES = ("info", "visualize", "methods", "attack", "units", "gan")
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture()
+def no_model_loading(monkeypatch):
+    """Loading any weights fails the test: the requests using it must be refused before that."""
+    def refuse(*_a, **_k):
+        raise AssertionError("the model was loaded before the request was checked")
+
+    for name in ("common", *CLI_MODULES):
+        module = importlib.import_module(f"jaxvis.cli.{name}")
+        if hasattr(module, "load_model"):
+            monkeypatch.setattr(module, "load_model", refuse)
+
+
+# --- the attack's summary describes the saved PNGs, seen as classify sees them ------------------------------
+
+
+def test_the_attacks_class_for_a_saved_png_is_what_classify_says_of_it(capsys, tmp_path):
+    out = tmp_path / "attack"
+    code, stdout, err = run(capsys, "attack", "mobilenet_v2", "sample:chelsea", "--method", "fgsm", "--eps", "2/255",
+                            "--out", str(out))
+    assert code == 0, err
+    said = re.search(r"-> (.+) \((\d\.\d\d)\) in (\S+\.png)", stdout)
+    assert said, stdout
+    name, probability, png = said.group(1), said.group(2), out / said.group(3)
+    code, classified, err = run(capsys, "classify", "mobilenet_v2", str(png), "--top", "1")
+    assert code == 0, err
+    percent, _, top = classified.splitlines()[1].split(None, 2)
+    assert top == name and f"{float(percent.rstrip('%')) / 100:.2f}" == probability
+    entry = json.loads((out / "run.json").read_text())["images"][0]
+    assert entry["adversarial"] == name and entry["png"] == png.name
+    assert entry["png_still_fools"] == (name != entry["clean"])
+
+
+def test_a_saved_png_that_no_longer_fools_is_judged_so_and_said_plainly(mobilenet, tmp_path):
+    """The PNG judged is the file on disk: an 'adversarial' image that is the clean photo itself fools nothing."""
+    from jaxvis.cli.attack import judge_saved_pngs, summary_line
+    from jaxvis.io import read_photo
+
+    photo = read_photo("sample:chelsea", 224, 32)
+    item = {"image": "sample:chelsea", "clean": "Egyptian cat", "clean_p": 0.79, "png": "image_00.png",
+            "success": True, "norm": 0.0078, "steps": 10}
+    judge_saved_pngs(mobilenet, tmp_path, [item], photo[None], None)
+    assert (tmp_path / "image_00.png").exists()
+    assert item["adversarial"] == "Egyptian cat" and item["png_still_fools"] is False
+    assert "the saved PNG no longer fools mobilenet_v2" in summary_line(item, "linf", "mobilenet_v2")
+    judge_saved_pngs(mobilenet, tmp_path, [item], photo[None], [285])  # targeted at Egyptian cat: it holds
+    assert item["png_still_fools"] is True
+    assert "no longer fools" not in summary_line(item, "linf", "mobilenet_v2")
+
+
+def test_classify_and_attack_show_an_image_the_same_way():
+    """Both use the whole central square: an image already at the input size is shown exactly as it is."""
+    from jaxvis.cli.common import classify_view
+    from jaxvis.io import read_photo
+
+    image = np.random.default_rng(0).random((224, 224, 3), dtype=np.float32)
+    np.testing.assert_array_equal(classify_view(image, 224), image)
+    wide = np.random.default_rng(1).random((100, 160, 3), dtype=np.float32)
+    np.testing.assert_array_equal(classify_view(wide, 100), wide[:, 30:130])
+
+
+# --- Ctrl-C, then the same command again ---------------------------------------------------------------------
+
+
+VISUALIZE = ("visualize", "mobilenet_v2", "features.10", "--channels", "2", "--size", "32", "--steps", "4",
+             "--checkpoint-every", "2")
+
+
+def interrupt_after_first_checkpoint(monkeypatch):
+    from jaxvis.checkpoints import Checkpoints
+
+    real = Checkpoints.save
+
+    def save_then_interrupt(self, step, *args):
+        real(self, step, *args)
+        monkeypatch.setattr(Checkpoints, "save", real)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoints, "save", save_then_interrupt)
+
+
+def test_the_same_command_continues_an_interrupted_run_where_it_stopped(capsys, tmp_path, monkeypatch):
+    from jaxvis.cli.common import run_directory
+
+    out, whole = tmp_path / "vis", tmp_path / "uninterrupted"
+    interrupt_after_first_checkpoint(monkeypatch)
+    code, _, err = run(capsys, *VISUALIZE, "--out", str(out))
+    assert code == 130 and "the same command again continues" in err
+    code, _, err = run(capsys, *VISUALIZE, "--out", str(out))
+    assert code == 0, err
+    assert "resuming at step 2 of 4" in err and "step_2" in err  # from the checkpoint, not from step 0
+    assert not run_directory(out).exists()  # complete: nothing left to resume
+    code, _, err = run(capsys, *VISUALIZE, "--out", str(whole))
+    assert code == 0 and "resuming" not in err
+    from jaxvis.io import read_image
+
+    np.testing.assert_allclose(read_image(out / "unit_0002.png"), read_image(whole / "unit_0002.png"), atol=2 / 255)
+
+
+def test_a_changed_command_is_refused_before_loading_and_fresh_starts_over(capsys, tmp_path, monkeypatch):
+    import jaxvis.cli.visualize as command
+
+    out = tmp_path / "vis"
+    interrupt_after_first_checkpoint(monkeypatch)
+    assert run(capsys, *VISUALIZE, "--out", str(out))[0] == 130
+    real_load = command.load_model
+    monkeypatch.setattr(command, "load_model", lambda *_: pytest.fail("loaded before refusing"))
+    code, _, err = run(capsys, *VISUALIZE, "--lr", "0.1", "--out", str(out))
+    assert code == 2 and "lr: 0.05 -> 0.1" in err and "--fresh" in err
+    monkeypatch.setattr(command, "load_model", real_load)
+    code, _, err = run(capsys, *VISUALIZE, "--lr", "0.1", "--fresh", "--out", str(out))
+    assert code == 0 and "resuming" not in err, err
+
+
+def test_a_run_held_by_a_live_process_is_refused_before_loading(capsys, tmp_path, no_model_loading):
+    import socket
+
+    from jaxvis.cli.common import run_directory
+
+    out = tmp_path / "vis"
+    state = run_directory(out)
+    state.mkdir(parents=True)
+    (state / "lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    code, _, err = run(capsys, *VISUALIZE, "--out", str(out))
+    assert code == 2 and f"pid {os.getppid()}" in err and not out.exists()
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_the_lock_excludes_a_second_holder_and_a_dead_holders_lock_is_taken_over(tmp_path, capsys):
+    import socket
+
+    from jaxvis.run_state import RunLockedError, lock_holder, locked
+
+    folder = tmp_path / "state"
+    with locked(folder):
+        assert lock_holder(folder) == {"pid": os.getpid(), "host": socket.gethostname()}
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+            with locked(folder):
+                pass
+    assert not folder.exists()  # only the lock was there
+    folder.mkdir()
+    gone = dead_pid()
+    (folder / "lock").write_text(json.dumps({"pid": gone, "host": socket.gethostname()}))
+    with locked(folder):
+        assert lock_holder(folder)["pid"] == os.getpid()
+    assert f"taking over the lock of process {gone}" in capsys.readouterr().err
+
+
+def test_cache_lists_what_jaxvis_keeps_with_sizes_and_clears_one_kind(capsys, tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("JAXVIS_CACHE", str(tmp_path))
+    monkeypatch.delenv("JAXVIS_COMPILATION_CACHE", raising=False)
+    files = {"runs/a1/group_1/x": 1000, "runs/b2/x": 24, "xla/cpu-1/p": 3000, "mobilenet_v2/abc/w": 2048,
+             "gan/dcgan_faces-1/s": 10}
+    for name, count in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x" * count)
+    (tmp_path / "runs/b2/lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    size_of_b2 = 24 + (tmp_path / "runs/b2/lock").stat().st_size
+    code, out, _ = run(capsys, "cache")
+    rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines()[1:]}
+    assert code == 0 and rows["runs"] == ["2", f"{(1000 + size_of_b2) / 1024:.1f}", "KB"]
+    assert rows["programs"] == ["1", f"{3000 / 1024:.1f}", "KB"] and rows["models"] == ["1", "2.0", "KB"]
+    assert rows["gan"] == ["1", "10", "B"]
+    code, out, _ = run(capsys, "cache", "clear", "runs")
+    assert code == 0 and "kept 1 that a running jaxvis holds" in out
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["b2"]  # the held run stays
+    assert (tmp_path / "xla/cpu-1/p").exists() and (tmp_path / "mobilenet_v2/abc/w").exists()
+    code, _, err = run(capsys, "cache", "clear", "modles")
+    assert code == 2 and "unknown kind 'modles'" in err
+
+
+# --- invert: Ctrl-C answered at once, where the stages are, the classes that missed ---------------------------
+
+
+def test_a_wait_for_the_device_answers_ctrl_c_at_once(tmp_path):
+    """A chunk that computes for seconds: Ctrl-C sent 1 s in ends the process well before the chunk would."""
+    script = tmp_path / "chunk.py"
+    script.write_text(textwrap.dedent("""
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the test runner's SIGINT is ignored
+        import jax, jax.numpy as jnp
+        from jaxvis.optimize import computed
+
+        @jax.jit
+        def slow(x):
+            return jax.lax.fori_loop(0, 400, lambda i, y: jnp.tanh(y @ y.T + 1.0), x)
+
+        x = jnp.ones((1000, 1000)); slow(x[:2, :2]).block_until_ready()
+        started = time.perf_counter(); slow(x).block_until_ready(); print(time.perf_counter() - started, flush=True)
+        print("go", flush=True)
+        try:
+            computed(slow(x))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    whole = float(process.stdout.readline())
+    assert whole > 3, f"the chunk took {whole:.1f} s: too short to tell"
+    assert process.stdout.readline().strip() == "go"
+    import time
+
+    sent = time.perf_counter() + 1
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    assert process.stdout.readline().strip() == "interrupted"
+    assert time.perf_counter() - sent < whole / 2
+    process.kill()
+
+
+def test_an_interrupted_method_says_where_its_finished_stages_are(tmp_path, capsys):
+    from jaxvis.cli.methods import stages_said
+
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "00-goldfish_stage_56px.png").write_bytes(b"")
+    with pytest.raises(KeyboardInterrupt), stages_said(tmp_path):
+        raise KeyboardInterrupt
+    assert f"1 images of the finished stages are in {tmp_path / 'stages'}" in capsys.readouterr().err
+
+
+def test_classes_that_missed_their_target_are_named():
+    from jaxvis.cli.methods import missed_targets
+
+    classes = {"00-0001-goldfish": {"probability": 0.97, "top1": "goldfish"},
+               "01-0207-golden_retriever": {"probability": 0.0014, "top1": "prayer rug"},
+               "02-0980-volcano": {"probability": 0.3, "top1": "volcano"}}
+    lines = missed_targets(classes, ["goldfish", "golden retriever", "volcano"])
+    assert len(lines) == 2 and "p(golden retriever) = 0.0014" in lines[0] and "prayer rug" in lines[0]
+    assert lines[1].startswith("02-0980-volcano")
+
+
+def test_each_stage_bar_is_labelled_with_its_stage(monkeypatch):
+    import jaxvis.stages as stages
+
+    seen = []
+
+    def record(model, objective, **options):
+        seen.append(options["description"])
+        raise StopIteration
+
+    monkeypatch.setattr(stages, "optimize", record)
+    builders = [lambda key, previous, label=label: stages.Stage(label, None, None, None, 1) for label in ("a", "b")]
+    with pytest.raises(StopIteration):
+        stages.run_stages(None, builders)
+    assert seen == ["a (1 of 2)"]
+
+
+def test_the_top_level_inversion_example_says_what_it_costs(capsys):
+    _, out, _ = run(capsys, "--help")
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "jaxvis invert" in line)
+    assert "--steps" in lines[at] and "min a class" in " ".join(lines[at : at + 3])
+
+
+# --- every command checks its whole request before loading or creating anything ------------------------------
+
+
+@pytest.mark.parametrize("args,message", [
+    (("style", "mobilenet_v2", "sample:chelsea", "sample:brick", "--size", "7"), "at least 32x32"),
+    (("style", "mobilenet_v2", "sample:chelsea", "sample:brick", "--pyramid", "0"), "--pyramid must be at least 1"),
+    (("attack", "mobilenet_v2", "sample:chelsea", "--eps", "300"), "eps must be in (0, 1]"),
+    (("attack", "mobilenet_v2", "sample:chelsea", "--norm", "l2", "--eps", "1000"), "eps must be in (0, 388]"),
+    (("attack", "mobilenet_v2", "sample:chelsea", "--size", "7"), "at least 32x32"),
+    (("invert", "mobilenet_v2", "--classes", "1", "--size", "7"), "at least 32x32"),
+    (("invert", "mobilenet_v2", "--classes", "1", "--size", "64"), "starts at 2·(64//8) = 16 px"),
+    (("invert", "mobilenet_v2", "--classes", "1", "--steps", "0"), "--steps must be at least 1"),
+    (("dream", "mobilenet_v2", "sample:chelsea", "--layer", "features.6", "--octaves", "0"), "--octaves must be"),
+    (("dream", "mobilenet_v2", "sample:chelsea", "--layer", "features.6", "--size", "40"), "below the 32 px"),
+    (("reconstruct", "mobilenet_v2", "sample:coffee", "--layer", "features.6", "--size", "7"), "at least 32x32"),
+    (("reconstruct", "mobilenet_v2", "sample:coffee", "--layer", "features.6", "--steps", "0"), "--steps must"),
+    (("visualize", "mobilenet_v2", "--steps", "0"), "--steps must be at least 1"),
+])
+def test_a_refused_request_loads_nothing_and_creates_no_folder(capsys, tmp_path, no_model_loading, args, message):
+    out = tmp_path / "not-yet"
+    code, _, err = run(capsys, *args, "--out", str(out))
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("dissect", "mobilenet_v2", "features.7", "--quantile", "2"), "--quantile must lie strictly between 0 and 1"),
+    (("ablate", "mobilenet_v2", "features.7", "--class", "1", "--top", "0"), "--top must be at least 1"),
+    (("examples", "mobilenet_v2", "features.7", "--size", "7"), "at least 32x32"),
+    (("atlas", "mobilenet_v2", "features.7", "--fv-size", "4"), "too small to visualize"),
+])
+def test_a_refused_unit_request_loads_nothing_and_creates_no_folder(capsys, tmp_path, no_model_loading, args,
+                                                                    message):
+    out = tmp_path / "not-yet"
+    code, _, err = run(capsys, *args, "--data", str(tmp_path), "--out", str(out))
+    assert code == 2 and message in err, err
+    assert not out.exists()
+
+
+def test_classify_checks_its_request_before_loading(capsys, no_model_loading):
+    code, _, err = run(capsys, "classify", "mobilenet_v2", "sample:chelsea", "--top", "0")
+    assert code == 2 and "--top must be at least 1" in err
+
+
+# --- a reader that closes the pipe early ----------------------------------------------------------------------
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    process = subprocess.Popen([sys.executable, "-m", "jaxvis.cli", "layers", "mobilenet_v2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the first line (`| head -0`)
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+# --- one argument order: the model first --------------------------------------------------------------------
+
+
+def test_dream_style_and_reconstruct_take_the_model_first_and_note_the_old_order(capsys, tmp_path, no_model_loading):
+    out = str(tmp_path / "o")
+    code, _, err = run(capsys, "dream", "mobilenet_v2", "sample:chelsea", "--layer", "features.66", "--out", out)
+    assert code == 2 and "nearest: features.6" in err and "deprecated" not in err
+    code, _, err = run(capsys, "dream", "sample:chelsea", "--layer", "features.66", "--model", "mobilenet_v2",
+                       "--out", out)
+    assert code == 2 and "nearest: features.6" in err
+    assert "deprecated" in err and "jaxvis dream mobilenet_v2 sample:chelsea" in err
+    code, _, err = run(capsys, "style", "sample:chelsea", "sample:brick", "--size", "7", "--out", out)
+    assert code == 2 and "deprecated" in err and "at least 32x32" in err
+    code, _, err = run(capsys, "reconstruct", "sample:coffee", "sample:chelsea", "--layer", "feature.6", "--out", out)
+    assert code == 2 and "deprecated" in err and "nearest: features.6" in err
+    for command in ("dream", "style", "reconstruct"):
+        _, usage, _ = run(capsys, command, "--help")
+        examples = usage.split("examples:")[1]
+        assert all(line.split()[2] in ("mobilenet_v2", "vgg19") for line in examples.strip().splitlines()), examples
+
+
+# --- the command line's words -------------------------------------------------------------------------------
+
+
+def test_errors_say_the_options_not_the_python_keywords(capsys, monkeypatch):
+    monkeypatch.setenv("JAXVIS_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")
+    code, _, err = run(capsys, "classify", "resnet50", "sample:chelsea")
+    assert code == 2 and "no pretrained weights found" in err, err
+    assert "--weights PATH" in err and "weights=" not in err
+
+
+def test_a_mistyped_option_gets_its_commands_usage_and_the_nearest_option(capsys):
+    code, _, err = run(capsys, "visualize", "mobilenet_v2", "--chanels", "3")
+    assert code == 2 and "usage: jaxvis visualize" in err and "did you mean --channels?" in err
+    code, _, err = run(capsys, "gan", "edit", "dcgan_faces", "--remove", "eye", "--sampels=8")
+    assert code == 2 and "usage: jaxvis gan edit" in err and "did you mean --samples?" in err
