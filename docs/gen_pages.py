@@ -35,7 +35,7 @@ MARKER = re.compile(r"<!--\s*(defaults|results):\s*(\S+)\s*-->")
 
 def cli_reference() -> str:
     """The CLI reference page: `jaxvis --help`, then each command (and `gan` action) in parser order."""
-    os.environ["COLUMNS"] = "100"  # argparse wraps usage lines to the terminal: keep the page stable
+    os.environ["COLUMNS"] = "88"  # argparse wraps usage lines to the terminal: keep the page stable
     from jaxvis.cli import build_parser
 
     parser = build_parser()
@@ -83,6 +83,7 @@ def option_row(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
         name = action.metavar or action.dest
         name += " ..." if action.nargs in ("+", "*") else ""
     meaning = parser._get_formatter()._expand_help(action) if action.help else ""
+    meaning = meaning.removesuffix(f" (default: {action.default})")  # the formatter's: the default has a column
     meaning += " (required)" if action.required and action.option_strings else ""
     default = "" if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings \
         else f"`{action.default}`"
@@ -113,7 +114,9 @@ def api_pages(root: Path = ROOT) -> dict[str, str]:
 
 
 def api_nav(pages: dict[str, str]) -> list[dict[str, str]]:
-    return [{uri.rsplit("/", 1)[-1][:-3]: uri} for uri in sorted(pages)]
+    """Nav entries titled by package, `jaxvis` itself first."""
+    names = sorted((uri.rsplit("/", 1)[-1][:-3], uri) for uri in pages)
+    return [{name: uri} for name, uri in sorted(names, key=lambda item: (item[0] != "jaxvis", item[0]))]
 
 
 # ---------------------------------------------------------------- defaults with their citations
