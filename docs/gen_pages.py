@@ -28,6 +28,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 PACKAGES = ("jaxvis", "converters")
 SKIPPED_PACKAGES = ("jaxvis.cli",)  # the command line is documented from its parsers instead
 API_NAV_TITLE = "API reference"
+NO_CITATION = "none on its line (the docstring above may give it)"
 MARKER = re.compile(r"<!--\s*(defaults|results):\s*(\S+)\s*-->")
 
 
@@ -92,7 +93,7 @@ def option_row(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
 
 
 def cell(text: str) -> str:
-    return html.escape(" ".join(text.split())).replace("|", "\\|")
+    return html.escape(" ".join(text.split()), quote=False).replace("|", "\\|")
 
 
 # ---------------------------------------------------------------- the API, from the source tree
@@ -135,14 +136,13 @@ def defaults_table(target: str, root: Path = ROOT) -> str:
                 for node in recipe.body if isinstance(node, ast.AnnAssign) and node.value is not None]
     else:
         caption = f"Module constants of `{target}`"
-        rows = [(name, ast.get_source_segment(source, node.value), comments.get(node.lineno, ""))
-                for node in tree.body for name in constant_names(node) if is_value(node)]
+        rows = [(name, value, comments.get(node.lineno, ""))
+                for node in tree.body if is_value(node) for name, value in constant_values(source, node)]
     if not rows:
         raise ValueError(f"{target} has no Recipe and no UPPER_CASE constants to tabulate")
     lines = [f"*Defaults, read from `{target}` at build time. {cell(caption)}*", "",
-             "| default | value | source cited in the code |", "|---|---|---|"]
-    lines += [f"| `{name}` | `{' '.join(value.split())}` | {cell(note) or '(no citation in the code)'} |"
-              for name, value, note in rows]
+             "| default | value | source cited on its line in the code |", "|---|---|---|"]
+    lines += [f"| `{name}` | `{' '.join(value.split())}` | {cell(note) or NO_CITATION} |" for name, value, note in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -152,10 +152,17 @@ def line_comments(source: str) -> dict[int, str]:
     return {tok.start[0]: tok.string.lstrip("#").strip() for tok in tokens if tok.type == tokenize.COMMENT}
 
 
-def constant_names(node: ast.stmt) -> list[str]:
+def constant_values(source: str, node: ast.stmt) -> list[tuple[str, str]]:
+    """(NAME, value as written) of a module-level UPPER_CASE assignment; `A, B = 1, 2` gives both pairs."""
     targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-    names = [n.id for t in targets for n in (t.elts if isinstance(t, ast.Tuple) else [t]) if isinstance(n, ast.Name)]
-    return [n for n in names if n.isupper()]
+    pairs = []
+    for target in targets:
+        if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+            pairs += [(t.id, ast.get_source_segment(source, v)) for t, v in zip(target.elts, node.value.elts)
+                      if isinstance(t, ast.Name)]
+        elif isinstance(target, ast.Name):
+            pairs.append((target.id, ast.get_source_segment(source, node.value)))
+    return [(name, value) for name, value in pairs if name.isupper()]
 
 
 def is_value(node: ast.stmt) -> bool:

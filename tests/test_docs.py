@@ -116,6 +116,45 @@ def test_the_readme_links_to_files_that_exist():
     assert local and all((ROOT / t).is_file() for t in local), [t for t in local if not (ROOT / t).is_file()]
 
 
+# ---------------------------------------------------------------- the generated parts
+
+@pytest.fixture(scope="module")
+def gen_pages():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        return importlib.import_module("gen_pages")
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+
+
+def test_a_defaults_table_shows_each_value_with_the_citation_on_its_line(gen_pages, tmp_path):
+    (tmp_path / "recipe.py").write_text('''
+@dataclass(frozen=True)
+class Recipe:
+    """The paper's defaults."""
+
+    steps: int = 401  # loop range(400 + 1)
+    jitter: int = 32
+''')
+    (tmp_path / "constants.py").write_text("EPS = 8 / 255  # torchattacks\nA, B = 0.2, 0.3  # of the steps\nRUN = f(1)\n")
+    recipe = gen_pages.defaults_table("recipe.py", root=tmp_path)
+    assert "The paper's defaults." in recipe and "| `steps` | `401` | loop range(400 + 1) |" in recipe
+    assert f"| `jitter` | `32` | {gen_pages.NO_CITATION} |" in recipe
+    constants = gen_pages.defaults_table("constants.py", root=tmp_path)
+    assert "| `EPS` | `8 / 255` | torchattacks |" in constants and "| `B` | `0.3` | of the steps |" in constants
+    assert "RUN" not in constants  # a program, not a default
+
+
+def test_a_results_section_is_the_scripts_text_under_its_name(gen_pages, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# R\n\n<!-- begin speed -->\n## Speed (`benchmarks/speed.py`)\n\n| a |\n|---|\n| 1 |\n"
+                       "<!-- end speed -->\n")
+    section = gen_pages.results_section("speed", "../results.md", results)
+    assert "`python benchmarks/speed.py`" in section and "| 1 |" in section and "## Speed" not in section
+    with pytest.raises(ValueError, match="no section"):
+        gen_pages.results_section("other", "results.md", results)
+
+
 # ---------------------------------------------------------------- running the command line in the test
 
 class RequestChecked(BaseException):
