@@ -281,11 +281,14 @@ def test_each_stage_bar_is_labelled_with_its_stage(monkeypatch):
     assert seen == ["a (1 of 2)"]
 
 
-def test_the_top_level_inversion_example_says_what_it_costs(capsys):
+def test_the_top_level_inversion_example_is_a_valid_quick_one_and_says_what_the_default_costs(capsys, tmp_path,
+                                                                                             no_model_loading):
     _, out, _ = run(capsys, "--help")
     lines = out.splitlines()
     at = next(i for i, line in enumerate(lines) if "jaxvis invert" in line)
-    assert "--steps" in lines[at] and "min a class" in " ".join(lines[at : at + 3])
+    assert "~1 min" in lines[at + 1] and "~30 min a class" in lines[at + 2]
+    with pytest.raises(AssertionError, match="the model was loaded"):  # its request passes every check
+        main([*lines[at].split()[1:], "--out", str(tmp_path / "out")])
 
 
 # --- every command checks its whole request before loading or creating anything ------------------------------

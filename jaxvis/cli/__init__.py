@@ -33,9 +33,9 @@ DESCRIPTION = "Understand vision networks by optimizing their input: feature vis
 EPILOG = """examples:
   jaxvis visualize mobilenet_v2                     the main job: features.14 channels 0-15 with Lucid's defaults
   jaxvis layers mobilenet_v2                        the layer names to visualize
-  jaxvis invert mobilenet_v2 --classes goldfish --size 64 --steps 40 --ensemble 4
-                                                    a quick class image; the reference budget (no --size/--steps/
-                                                    --ensemble) takes ~30 min a class on 2 CPU cores
+  jaxvis invert mobilenet_v2 --classes goldfish,volcano --method logit --size 128 --steps 128
+                                                    class images in ~1 min on 2 CPU cores; the default method,
+                                                    Plug-In Inversion at its reference budget, takes ~30 min a class
   jaxvis attack mobilenet_v2 sample:chelsea --method apgd --eps 4/255
   jaxvis concepts concepts/ && jaxvis dissect mobilenet_v2 features.7 --data concepts/
   jaxvis gan edit dcgan_faces --remove eye          the units of a face generator that draw eyes, removed

@@ -39,8 +39,8 @@ def add_commands(commands: Any) -> None:
     invert = add_parser(commands, "invert", "class images by Plug-In Inversion, DeepInversion or logit maximization",
                         "  jaxvis invert mobilenet_v2 --classes goldfish,volcano          Plug-In Inversion, the "
                         "reference budget: ~30 min a class on 2 CPU cores\n"
-                        "  jaxvis invert mobilenet_v2 --classes goldfish --size 64 --steps 40 --ensemble 4   a quick "
-                        "look\n"
+                        "  jaxvis invert mobilenet_v2 --classes goldfish,volcano --method logit --size 128 --steps 128"
+                        "   ~1 min\n"
                         "  jaxvis invert mobilenet_v2 --classes 1,207 --size 128 --ensemble 8 --steps 100\n"
                         "  jaxvis invert mobilenet_v2 --classes 1,207 --method deepinversion --steps 600")
     invert.add_argument("name", help="architecture, e.g. mobilenet_v2")
