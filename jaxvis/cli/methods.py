@@ -198,12 +198,11 @@ def check_inversion_sizes(arch: Any, method: str, size: int) -> None:
         check_image_size(arch, smallest, smallest)
 
 
-def missed_targets(classes: dict[str, dict[str, Any]], targets: list[str], threshold: float = 0.5) -> list[str]:
-    """A line for each class image the model does not call its target (top-1 another class, or p below the
-    threshold), with its probability and what the model sees instead."""
+def missed_targets(classes: dict[str, dict[str, Any]], targets: list[str]) -> list[str]:
+    """A line for each class image whose top-1 class is not its target, with the target's probability and what
+    the model sees instead."""
     return [f"{label}: missed its target: p({target}) = {entry['probability']:.2g}, the model's top-1 is "
-            f"{entry['top1']}" for (label, entry), target in zip(classes.items(), targets)
-            if entry["top1"] != target or entry["probability"] < threshold]
+            f"{entry['top1']}" for (label, entry), target in zip(classes.items(), targets) if entry["top1"] != target]
 
 
 @contextmanager
