@@ -13,6 +13,8 @@ from jaxvis.cli.common import add_parser, print_table
 
 COMMANDS = ("cache",)
 KINDS = ("runs", "programs", "models", "gan")
+WHAT = {"runs": "interrupted runs' optimization states", "programs": "compiled programs (XLA)",
+        "models": "converted weights (orbax checkpoints)", "gan": "GAN samples"}
 EXAMPLES = """  jaxvis cache                    what is kept, where, and its size
   jaxvis cache clear runs         forget interrupted runs (a run another jaxvis is continuing is kept)
   jaxvis cache clear              everything: run states, compiled programs, converted models, GAN samples"""
@@ -40,6 +42,13 @@ def kept(kind: str) -> list[Path]:
 
         return [entry for name in names() for entry in children(cache_dir() / name)]
     return children(gan_dir())
+
+
+def where(kind: str) -> str:
+    """The folder one kind of kept thing lives in."""
+    if kind == "programs":
+        return str(compilation_dir() or "nowhere: switched off by $JAXVIS_COMPILATION_CACHE")
+    return str({"runs": runs_dir(), "models": cache_dir() / "ARCHITECTURE", "gan": gan_dir()}[kind])
 
 
 def children(folder: Path) -> list[Path]:
@@ -75,11 +84,6 @@ def in_use(path: Path) -> bool:
     return holder is not None and is_alive(holder)
 
 
-WHERE = {"runs": runs_dir, "programs": compilation_dir, "models": cache_dir, "gan": gan_dir}
-WHAT = {"runs": "interrupted runs' optimization states", "programs": "compiled programs (XLA)",
-        "models": "converted models (orbax)", "gan": "GAN samples"}
-
-
 def run_cache(args: argparse.Namespace) -> None:
     from jaxvis.errors import JaxvisError
 
@@ -94,7 +98,7 @@ def run_cache(args: argparse.Namespace) -> None:
     for kind in KINDS:
         entries = kept(kind)
         rows.append((kind, str(len(entries)), human(sum(size(entry) for entry in entries)),
-                     f"{WHERE[kind]() or 'off'}  ({WHAT[kind]})"))
+                     f"{where(kind)}  ({WHAT[kind]})"))
     print_table(rows)
 
 

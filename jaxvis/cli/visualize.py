@@ -93,14 +93,14 @@ def run_visualize(args: argparse.Namespace) -> None:
     request = {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
                "group_size": args.group_size, "weights": weights_identity(args.weights), **options}
     with locked(state_dir):
-        if args.fresh:
-            discard_state(state_dir)
-        else:
+        where = None if args.fresh else resume_point(state_dir, len(groups), args.steps)
+        if where:
             check_same_request(state_dir, request)
+        else:
+            discard_state(state_dir)  # --fresh, or nothing saved to continue from
         print(f"jaxvis: {arch.name} {layer}: {len(units)} units x {args.steps} steps in {len(groups)} group"
               f"{'s' if len(groups) > 1 else ''} of up to {args.group_size}; optimization state in {state_dir}",
               file=sys.stderr)
-        where = resume_point(state_dir, len(groups), args.steps)
         if where:
             print(f"jaxvis: resuming at step {where}", file=sys.stderr)
         model = load_model(args.name, args.weights)
