@@ -219,14 +219,17 @@ def test_a_wait_for_the_device_answers_ctrl_c_at_once(tmp_path):
         from jaxvis.optimize import computed
 
         @jax.jit
-        def slow(x):
-            return jax.lax.fori_loop(0, 400, lambda i, y: jnp.tanh(y @ y.T + 1.0), x)
+        def slow(x, count):
+            return jax.lax.fori_loop(0, count, lambda i, y: jnp.tanh(y @ y.T + 1.0), x)
 
-        x = jnp.ones((1000, 1000)); slow(x[:2, :2]).block_until_ready()
-        started = time.perf_counter(); slow(x).block_until_ready(); print(time.perf_counter() - started, flush=True)
+        x = jnp.ones((500, 500)); slow(x, 1).block_until_ready()
+        started = time.perf_counter(); slow(x, 20).block_until_ready()
+        count = int(20 * 6 / (time.perf_counter() - started))  # about 6 s on any machine
+        started = time.perf_counter(); slow(x, count).block_until_ready()
+        print(time.perf_counter() - started, flush=True)
         print("go", flush=True)
         try:
-            computed(slow(x))
+            computed(slow(x, count))
         except KeyboardInterrupt:
             print("interrupted", flush=True)
     """))
