@@ -60,3 +60,13 @@ def test_real_weights_load_from_their_pth_without_the_references(tmp_path):
         hidden=REFERENCES,
         JAXVIS_CACHE=str(tmp_path / "cache"),
     )
+
+
+def test_ci_runs_the_readme_set_up_commands_as_written():
+    readme_blocks = (ROOT / "README.md").read_text().split("```bash\n")
+    readme_commands = [block.split("\n```")[0].strip() for block in readme_blocks[1:]]
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith((".venv/", "python3 -m venv"))]
+    assert len(ci_lines) == 2 and ci_lines == readme_commands[:2]
+    main, tests = ci_lines
+    assert "-e . " in main and "[test]" not in main and "jaxvis visualize mobilenet_v2" in main
+    assert "-e '.[test]'" in tests and tests.endswith("pytest -q")
