@@ -1,8 +1,10 @@
 """PyTorch state_dicts -> Flax variable trees whose names mirror the torch modules.
 
 Imports nothing from jaxvis: it maps a source state_dict onto the target tree it
-is given and says precisely what did not fit.  torch is imported only to read
-pickle-based `.pth` files (`.safetensors` need no torch).
+is given and says precisely what did not fit.  It never imports torch: PyTorch's
+checkpoints are read by `converters.torch_file` (allow-listed unpickling, nothing
+executed), `.safetensors` by safetensors' numpy backend, weights fetched by
+`converters.download` with the standard library.
 """
 
 from converters.errors import (
