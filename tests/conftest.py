@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated jaxvis cache, no downloads, the real MobileNetV2, real photos.
+"""Shared fixtures: an isolated jaxvis cache, no downloads, the real MobileNetV2, a tiny CNN, real photos.
 
 Helper functions live in `helpers.py` (`from helpers import ...` works from any directory:
 pytest puts this folder on the import path).
@@ -12,6 +12,9 @@ import tempfile
 # Before jaxvis or jax are imported: keep the user's cache untouched and never try the network.
 os.environ.setdefault("JAXVIS_CACHE", tempfile.mkdtemp(prefix="jaxvis-test-cache-"))
 os.environ.setdefault("JAXVIS_OFFLINE", "1")
+# XLA's persistent cache (under JAXVIS_CACHE) keeps every program, even those that compile fast: a test's
+# subprocess reuses what this worker compiled before (the variable passes to subprocesses).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one cache per pytest-xdist worker: no two write one file at once
     os.environ["JAXVIS_CACHE"] = os.path.join(os.environ["JAXVIS_CACHE"], os.environ["PYTEST_XDIST_WORKER"])
 
@@ -24,6 +27,14 @@ import jaxvis  # noqa: E402
 @pytest.fixture(scope="session")
 def mobilenet():
     return jaxvis.load("mobilenet_v2")
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn():
+    """`helpers.tiny_cnn()`: a few-layer CNN with fixed random weights, for the mechanics that need no real network."""
+    from helpers import tiny_cnn
+
+    return tiny_cnn()
 
 
 @pytest.fixture(scope="session")

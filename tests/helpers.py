@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxvis
+from jaxvis.models import ops
+from jaxvis.models.layers import Act, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, Sequential, make
 from jaxvis.models.model import Architecture, Model
 from jaxvis.models.probe import Probe
 
@@ -129,6 +131,53 @@ def planted_model() -> Model:
     """A model whose units detect colours by construction (dissection must find them)."""
     variables = PLANTED.module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), Probe())
     return Model(PLANTED, variables)
+
+
+class TinyCNN(nn.Module):
+    """A few-layer CNN named like a torch model: stem conv, depthwise conv, pointwise conv, strided conv (each
+    with BatchNorm and ReLU6/ReLU), average pooling and a linear head (`classifier.0`)."""
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array, probe: Probe) -> jax.Array:
+        relu6, relu = make(Act, ops.relu6), make(Act, ops.relu)
+        features = [
+            make(Conv2d, 3, 16, 3, 2, 1, use_bias=False), make(BatchNorm2d, 16), relu6,  # features.0-2
+            make(Conv2d, 16, 16, 3, 1, 1, groups=16, use_bias=False), make(BatchNorm2d, 16), relu6,  # depthwise 3-5
+            make(Conv2d, 16, 32, 1, use_bias=False), make(BatchNorm2d, 32), relu,  # features.6-8
+            make(Conv2d, 32, 32, 3, 2, 1, use_bias=False), make(BatchNorm2d, 32), relu,  # features.9-11
+        ]
+        x = Sequential(features, name="features")(x, probe)
+        x = AdaptiveAvgPool2d(1, name="avgpool")(x, probe)
+        return Sequential([make(Linear, 32, self.num_classes)], name="classifier")(ops.flatten_like_torch(x), probe)
+
+
+TINY_CNN = Architecture(name="tiny_cnn", family="cnn", source="test", build=TinyCNN, min_size=8, input_size=32,
+                        num_classes=10, default_layer="features.8")
+TINY_DEAD = ("features.11", 5)  # (layer, channel): a ReLU output that is 0 everywhere (its BatchNorm bias is -30)
+
+
+@functools.cache
+def tiny_cnn(seed: int = 0) -> Model:
+    """TINY_CNN with fixed random weights (He-scaled), non-trivial BatchNorm statistics, TINY_DEAD planted, and the
+    CPU fast paths on (as `jaxvis.load` gives)."""
+    from jaxvis.models.model import random_variables
+
+    rng = np.random.default_rng(seed)
+    variables = jax.tree_util.tree_map(np.asarray, random_variables(TINY_CNN, seed))
+    features_params, features_stats = variables["params"]["features"], variables["batch_stats"]["features"]
+    for index, stats in features_stats.items():  # the BatchNorms
+        width = stats["mean"].shape[0]
+        stats["mean"], stats["var"] = rng.normal(0, 0.1, width), rng.uniform(0.5, 2.0, width)
+        features_params[index]["scale"], features_params[index]["bias"] = rng.uniform(0.5, 1.5, width), \
+            rng.normal(0, 0.1, width)
+    for layer in (*features_params.values(), *variables["params"]["classifier"].values()):
+        if "kernel" in layer:  # torch's default init shrinks activations layer after layer; He-like scale instead
+            layer["kernel"] = layer["kernel"] * np.sqrt(6.0)
+    features_params["10"]["bias"][TINY_DEAD[1]] = -30.0
+    variables = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float32), variables)
+    return Model(TINY_CNN, variables).with_fast_paths(True)
 
 
 def dinov2_graph():

@@ -1,4 +1,8 @@
-"""The optimization engine: determinism, chunking, resume after a kill, sharding, divergence, bad input."""
+"""The optimization engine: determinism, chunking, resume after a kill, sharding, divergence, bad input.
+
+Mechanics only: on the tiny CNN (`helpers.tiny_cnn`), except where jaxvis's own executable store needs a model
+made of jaxvis's code (the new-process test).
+"""
 
 from __future__ import annotations
 
@@ -21,8 +25,11 @@ from jaxvis import param as P
 from jaxvis import transforms as T
 from jaxvis.checkpoints import ResumeMismatchError
 from jaxvis.optimize import OptimizationDiverged, optimize
+from helpers import TINY_DEAD
 
-LAYER = "features.6"
+LAYER = "features.8"  # (1, 16, 16, 32) for the 32 px images of small_run
+TESTS = os.path.dirname(os.path.abspath(__file__))
+TINY_IN_SUBPROCESS = f"import sys; sys.path.insert(0, {TESTS!r}); from helpers import tiny_cnn; model = tiny_cnn()"
 
 
 def small_run(model, **options):
@@ -32,12 +39,12 @@ def small_run(model, **options):
     return optimize(model, options.pop("objective"), **options)
 
 
-def test_same_seed_same_images_and_chunking_does_not_matter(mobilenet):
-    first, again = small_run(mobilenet), small_run(mobilenet, chunk=8)
+def test_same_seed_same_images_and_chunking_does_not_matter(tiny_cnn):
+    first, again = small_run(tiny_cnn), small_run(tiny_cnn, chunk=8)
     np.testing.assert_allclose(first.images, again.images, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(first.history, again.history, rtol=1e-5, atol=1e-5)
     assert first.images.shape == (3, 1, 32, 32, 3) and first.history.shape == (8, 3)
-    assert not np.allclose(small_run(mobilenet, seed=1).images, first.images)
+    assert not np.allclose(small_run(tiny_cnn, seed=1).images, first.images)
 
 
 def compilations(caplog) -> list[str]:
@@ -45,7 +52,7 @@ def compilations(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(run_chunk)")]
 
 
-def test_runtime_values_do_not_compile_again(mobilenet, caplog):
+def test_runtime_values_do_not_compile_again(tiny_cnn, caplog):
     """Seed, units, steps, learning rate, ReLU-redirection steps, objective weights and chunking are arguments."""
     import jax
 
@@ -54,18 +61,18 @@ def test_runtime_values_do_not_compile_again(mobilenet, caplog):
 
     base = dict(objective=weighted(0.5), relu_override_steps=2, optimizer=optimizers.adam(0.05), batch=2)
     with jax.log_compiles(True), caplog.at_level(logging.WARNING):
-        first = small_run(mobilenet, **base)
+        first = small_run(tiny_cnn, **base)
         assert len(compilations(caplog)) == 1
         others = [
-            small_run(mobilenet, **{**base, "seed": 7}),
-            small_run(mobilenet, **{**base, "units": jnp.asarray([9, 4, 1])}),
-            small_run(mobilenet, **{**base, "steps": 13}),  # chunks of 4, 4, 4 and 1 steps
-            small_run(mobilenet, **{**base, "optimizer": optimizers.adam(0.2, b1=0.5)}),
-            small_run(mobilenet, **{**base, "relu_override_steps": 5}),
-            small_run(mobilenet, **{**base, "objective": weighted(3.0)}),
+            small_run(tiny_cnn, **{**base, "seed": 7}),
+            small_run(tiny_cnn, **{**base, "units": jnp.asarray([9, 4, 1])}),
+            small_run(tiny_cnn, **{**base, "steps": 13}),  # chunks of 4, 4, 4 and 1 steps
+            small_run(tiny_cnn, **{**base, "optimizer": optimizers.adam(0.2, b1=0.5)}),
+            small_run(tiny_cnn, **{**base, "relu_override_steps": 5}),
+            small_run(tiny_cnn, **{**base, "objective": weighted(3.0)}),
         ]
         assert len(compilations(caplog)) == 1, compilations(caplog)
-        small_run(mobilenet, **{**base, "transform": T.compose(T.jitter(5), T.flip())})  # another structure
+        small_run(tiny_cnn, **{**base, "transform": T.compose(T.jitter(5), T.flip())})  # another structure
         assert len(compilations(caplog)) == 2
     longer = others.pop(2)
     assert longer.steps == 13 and np.allclose(longer.history[:8], first.history, rtol=1e-5, atol=1e-5)
@@ -116,24 +123,24 @@ def test_a_new_process_loads_the_compiled_program_instead_of_compiling(tmp_path)
     assert run("own")["last"] == first["last"]
 
 
-def test_the_objective_increases(mobilenet):
-    result = small_run(mobilenet, steps=24, chunk=8)
+def test_the_objective_increases(tiny_cnn):
+    result = small_run(tiny_cnn, steps=24, chunk=8, units=jnp.asarray([0, 3, 5]))  # units on at the start
     assert np.all(result.history[-1] > result.history[0] + 0.1)
 
 
-def test_batch_and_ensemble_axes(mobilenet):
-    result = small_run(mobilenet, batch=2, ensemble=3, steps=4)
+def test_batch_and_ensemble_axes(tiny_cnn):
+    result = small_run(tiny_cnn, batch=2, ensemble=3, steps=4)
     assert result.images.shape == (3, 2, 32, 32, 3)
     assert not np.allclose(result.images[:, 0], result.images[:, 1])  # each image of a unit has its own init
 
 
-def test_resume_after_a_kill_ends_with_the_same_images(mobilenet, tmp_path):
-    uninterrupted = small_run(mobilenet, steps=12)
+def test_resume_after_a_kill_ends_with_the_same_images(tiny_cnn, tmp_path):
+    uninterrupted = small_run(tiny_cnn, steps=12)
     code = f"""
         import os, signal, jax.numpy as jnp, jaxvis
         from jaxvis import objectives as O, param as P, transforms as T
         from jaxvis.optimize import optimize
-        model = jaxvis.load("mobilenet_v2")
+        {TINY_IN_SUBPROCESS}
         optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(3), param=P.fourier(32),
                  transform=T.compose(T.jitter(4), T.flip()), steps=12, chunk=4, progress=False, seed=0,
                  checkpoint_dir={str(tmp_path)!r}, checkpoint_every=4, stop_after=8)
@@ -142,7 +149,7 @@ def test_resume_after_a_kill_ends_with_the_same_images(mobilenet, tmp_path):
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_4", "step_8"]
-    resumed = small_run(mobilenet, steps=12, checkpoint_dir=tmp_path, checkpoint_every=4, resume=True)
+    resumed = small_run(tiny_cnn, steps=12, checkpoint_dir=tmp_path, checkpoint_every=4, resume=True)
     np.testing.assert_allclose(resumed.images, uninterrupted.images, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(resumed.history, uninterrupted.history, rtol=1e-5, atol=1e-5)
 
@@ -153,34 +160,34 @@ def test_resume_after_a_kill_ends_with_the_same_images(mobilenet, tmp_path):
         ({"optimizer": optimizers.adam(0.2)}, r"optimizer\.learning_rate: 0\.05 -> 0\.2"),
         ({"transform": T.compose(T.jitter(6), T.flip())}, r"transform\.transforms\.0\.distance: 4 -> 6"),
         ({"units": jnp.asarray([0, 1, 5])}, r"units: \[0, 1, 2\] -> \[0, 1, 5\]"),
-        ({"objective": lambda u: O.feature_match(LAYER, jnp.ones((1, 4, 4, 32)) * u)}, r"objective_structure"),
+        ({"objective": lambda u: O.feature_match(LAYER, jnp.ones((1, 16, 16, 32)) * u)}, r"objective_structure"),
         ({"seed": 3}, r"seed: 0 -> 3"),
     ],
 )
-def test_resume_refuses_a_changed_run_naming_what_changed(mobilenet, tmp_path, change, named):
-    small_run(mobilenet, steps=4, checkpoint_dir=tmp_path, checkpoint_every=4, optimizer=optimizers.adam(0.05))
+def test_resume_refuses_a_changed_run_naming_what_changed(tiny_cnn, tmp_path, change, named):
+    small_run(tiny_cnn, steps=4, checkpoint_dir=tmp_path, checkpoint_every=4, optimizer=optimizers.adam(0.05))
     with pytest.raises(ResumeMismatchError, match=named):
-        small_run(mobilenet, steps=4, checkpoint_dir=tmp_path, checkpoint_every=4, resume=True,
+        small_run(tiny_cnn, steps=4, checkpoint_dir=tmp_path, checkpoint_every=4, resume=True,
                   **{"optimizer": optimizers.adam(0.05), **change})
 
 
-def test_resume_refuses_another_objective_target(mobilenet, tmp_path):
-    target = np.zeros((1, 4, 4, 32), np.float32)
+def test_resume_refuses_another_objective_target(tiny_cnn, tmp_path):
+    target = np.zeros((1, 16, 16, 32), np.float32)
     run = dict(steps=4, checkpoint_dir=tmp_path, checkpoint_every=4, units=jnp.arange(1))
-    small_run(mobilenet, objective=O.feature_match(LAYER, target), **run)
+    small_run(tiny_cnn, objective=O.feature_match(LAYER, target), **run)
     with pytest.raises(ResumeMismatchError, match=r"objective_numbers: \w+ -> \w+"):
-        small_run(mobilenet, objective=O.feature_match(LAYER, target + 1), resume=True, **run)
+        small_run(tiny_cnn, objective=O.feature_match(LAYER, target + 1), resume=True, **run)
 
 
-def test_sharded_over_eight_devices_gives_the_same_images(mobilenet, tmp_path):
-    single = small_run(mobilenet, units=jnp.arange(5), steps=4)
+def test_sharded_over_eight_devices_gives_the_same_images(tiny_cnn, tmp_path):
+    single = small_run(tiny_cnn, units=jnp.arange(5), steps=4)
     np.save(tmp_path / "single.npy", single.images)
     code = f"""
         import jax, numpy as np, jax.numpy as jnp, jaxvis
         from jaxvis import objectives as O, param as P, transforms as T
         from jaxvis.optimize import optimize
         assert jax.local_device_count() == 8
-        model = jaxvis.load("mobilenet_v2")
+        {TINY_IN_SUBPROCESS}
         result = optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(5), param=P.fourier(32),
                           transform=T.compose(T.jitter(4), T.flip()), steps=4, chunk=4, progress=False, seed=0)
         np.testing.assert_allclose(result.images, np.load({str(tmp_path / 'single.npy')!r}), rtol=1e-4, atol=1e-5)
@@ -191,7 +198,7 @@ def test_sharded_over_eight_devices_gives_the_same_images(mobilenet, tmp_path):
     assert run.returncode == 0 and "sharded ok (5, 1, 32, 32, 3)" in run.stdout, run.stderr[-3000:]
 
 
-def test_nan_stops_with_the_step_and_keeps_finished_images(mobilenet):
+def test_nan_stops_with_the_step_and_keeps_finished_images(tiny_cnn):
     def explode(index, acts):  # one function for every unit: only its number differs
         value = acts[LAYER][..., index].mean()
         return jnp.where(value > 0.6, jnp.nan, value)
@@ -200,28 +207,28 @@ def test_nan_stops_with_the_step_and_keeps_finished_images(mobilenet):
         return O.custom(explode, [LAYER], "exploding", params=unit)
 
     with pytest.raises(OptimizationDiverged, match=r"NaN/Inf at step (\d+)") as error:
-        optimize(mobilenet, exploding, units=jnp.arange(2), param=P.fourier(32), steps=64, chunk=1,
+        optimize(tiny_cnn, exploding, units=jnp.asarray([2, 6]), param=P.fourier(32), steps=64, chunk=1,  # from ~0
                  progress=False, optimizer=optax.adam(0.1))
     result = error.value.result
     assert error.value.step == result.steps >= 1
     assert np.isfinite(result.images).all() and np.isfinite(result.history).all()
 
 
-def test_relu_redirection_moves_a_dead_unit_during_the_first_steps_only(mobilenet):
-    """Channel 216 of features.10.conv.1.2 (a ReLU6 output) is off everywhere on the starting image, so its
-    true gradient is zero: only Lucid's redirected gradient moves the image, and only while t < relu_steps."""
+def test_relu_redirection_moves_a_dead_unit_during_the_first_steps_only(tiny_cnn):
+    """TINY_DEAD (a ReLU output) is off everywhere on the starting image, so its true gradient is zero: only
+    Lucid's redirected gradient moves the image, and only while t < relu_steps."""
 
     from jaxvis.optimize import stack_objectives
     from jaxvis.plan import RUN_CHUNK, INIT_STATE, Inputs, Plan
 
-    layer, unit = "features.10.conv.1.2", 216
-    plan = Plan(P.fourier(64), optimizers.adam(0.05), T.identity(), T.identity(), (layer,), redirect_relu=True)
+    layer, unit = TINY_DEAD
+    plan = Plan(P.fourier(32), optimizers.adam(0.05), T.identity(), T.identity(), (layer,), redirect_relu=True)
     objectives = stack_objectives(lambda u: O.channel(layer, u), np.asarray([unit]))
     state = INIT_STATE(plan, jnp.asarray(0), jnp.arange(1))
 
     def moved(t: int, relu_steps: int) -> float:
         inputs = Inputs(objectives, jnp.asarray(0), jnp.asarray(relu_steps))
-        after, _, _ = RUN_CHUNK(plan, mobilenet, inputs, state, jnp.asarray(t), jnp.asarray(1))
+        after, _, _ = RUN_CHUNK(plan, tiny_cnn, inputs, state, jnp.asarray(t), jnp.asarray(1))
         return float(jnp.abs(after.theta - state.theta).max())
 
     assert moved(t=1, relu_steps=0) == 0.0  # dead: no true gradient
@@ -229,8 +236,8 @@ def test_relu_redirection_moves_a_dead_unit_during_the_first_steps_only(mobilene
     assert moved(t=5, relu_steps=3) == 0.0  # and the true gradient again after them
 
 
-def test_objective_on_unknown_or_no_layer_is_refused(mobilenet):
+def test_objective_on_unknown_or_no_layer_is_refused(tiny_cnn):
     with pytest.raises(jaxvis.UnknownLayerError, match="features.60"):
-        optimize(mobilenet, O.channel("features.60", 0), param=P.pixel(32), steps=1, progress=False)
+        optimize(tiny_cnn, O.channel("features.60", 0), param=P.pixel(32), steps=1, progress=False)
     with pytest.raises(ValueError, match="reads no layer"):
-        optimize(mobilenet, -O.total_variation(), param=P.pixel(32), steps=1, progress=False)
+        optimize(tiny_cnn, -O.total_variation(), param=P.pixel(32), steps=1, progress=False)
