@@ -141,8 +141,9 @@ def test_safetensors_convert_without_torch(tmp_path, resnet18_state_dict):
     run_hiding(
         f"""
         import numpy as np, jaxvis
+        from jaxvis.models.model import apply  # compiled: one program, not one per operation
         model = jaxvis.load("resnet18", weights={str(path)!r})
-        out = np.asarray(model(np.load({str(tmp_path / 'images.npy')!r})))
+        out = np.asarray(apply(model, np.load({str(tmp_path / 'images.npy')!r})))
         assert "torch" not in sys.modules
         np.testing.assert_allclose(out, np.load({str(tmp_path / 'expected.npy')!r}), rtol=1e-5, atol=1e-5)
         """
@@ -159,8 +160,9 @@ def test_pth_converts_without_torch(tmp_path, resnet18_state_dict):
         run_hiding(
             f"""
             import numpy as np, jaxvis
+            from jaxvis.models.model import apply  # compiled: one program, not one per operation
             model = jaxvis.load("resnet18", weights={str(path)!r})
-            out = np.asarray(model(np.load({str(tmp_path / 'images.npy')!r})))
+            out = np.asarray(apply(model, np.load({str(tmp_path / 'images.npy')!r})))
             assert "torch" not in sys.modules
             np.testing.assert_array_equal(out, np.load({str(tmp_path / 'expected.npy')!r}))
             """
@@ -220,7 +222,8 @@ def test_weights_not_found_lists_where_it_looked(tmp_path, monkeypatch):
 def test_second_load_reads_the_cache_without_torch(tmp_path, mobilenet_file):
     env = {"JAXVIS_CACHE": str(tmp_path / "cache")}
     first = subprocess.run(
-        [sys.executable, "-c", "import jaxvis, numpy as np; np.save('first.npy', jaxvis.load('mobilenet_v2')(np.ones((1, 64, 64, 3), np.float32)))"],
+        [sys.executable, "-c", "import jaxvis, numpy as np; from jaxvis.models.model import apply; "
+         "np.save('first.npy', apply(jaxvis.load('mobilenet_v2'), np.ones((1, 64, 64, 3), np.float32)))"],
         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **env}, timeout=600,
     )
     assert first.returncode == 0, first.stderr[-2000:]
@@ -228,7 +231,8 @@ def test_second_load_reads_the_cache_without_torch(tmp_path, mobilenet_file):
     second = run_hiding(
         f"""
         import numpy as np, jaxvis
-        out = np.asarray(jaxvis.load("mobilenet_v2")(np.ones((1, 64, 64, 3), np.float32)))
+        from jaxvis.models.model import apply  # compiled, as in the first process
+        out = np.asarray(apply(jaxvis.load("mobilenet_v2"), np.ones((1, 64, 64, 3), np.float32)))
         assert "torch" not in sys.modules
         np.testing.assert_array_equal(out, np.load({str(tmp_path / 'first.npy')!r}))
         """,
