@@ -1,4 +1,6 @@
-"""The model interface every method builds on: capture, edit, layers, jit/grad/vmap, early exit, bad images."""
+"""The model interface every method builds on: capture, edit, layers, jit/grad/vmap, early exit, bad images.
+
+The mechanics run on the tiny CNN (`helpers.tiny_cnn`); the real MobileNetV2 where its names and depth are the point."""
 
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ def images():
     return jnp.asarray(np.random.default_rng(0).random((2, 96, 96, 3), dtype=np.float32))
 
 
+@pytest.fixture(scope="module")
+def small_images():
+    """For the tiny CNN: 40 px, not its input size (32)."""
+    return jnp.asarray(np.random.default_rng(0).random((2, 40, 40, 3), dtype=np.float32))
+
+
 def test_layers_are_torch_module_names_in_forward_order(mobilenet):
     layers = mobilenet.layers
     assert layers[0] == "features.0.0" and layers[-1] == "logits"
@@ -27,26 +35,26 @@ def test_layers_are_torch_module_names_in_forward_order(mobilenet):
     assert len(layers) == len(set(layers))
 
 
-def test_capture_returns_named_activations_with_their_shapes(mobilenet, images):
-    acts = forward(mobilenet, images, capture=["features.14", "classifier.1", "logits"])
-    assert acts["features.14"].shape == (2, 3, 3, 160)
-    assert mobilenet.layer_shapes(96)["features.14"] == (1, 3, 3, 160)
-    np.testing.assert_array_equal(acts["classifier.1"], acts["logits"])
-    np.testing.assert_allclose(acts["logits"], forward(mobilenet, images), rtol=1e-6, atol=1e-6)
+def test_capture_returns_named_activations_with_their_shapes(tiny_cnn, small_images):
+    acts = forward(tiny_cnn, small_images, capture=["features.11", "classifier.0", "logits"])
+    assert acts["features.11"].shape == (2, 10, 10, 32)
+    assert tiny_cnn.layer_shapes(40)["features.11"] == (1, 10, 10, 32)
+    np.testing.assert_array_equal(acts["classifier.0"], acts["logits"])
+    np.testing.assert_allclose(acts["logits"], forward(tiny_cnn, small_images), rtol=1e-6, atol=1e-6)
 
 
-def test_edit_changes_the_forward_downstream_only(mobilenet, images):
+def test_edit_changes_the_forward_downstream_only(tiny_cnn, small_images):
     def zero_channel_5(a):
         return a.at[..., 5].set(0.0)
 
-    plain = forward(mobilenet, images, capture=["features.13", "features.14"])
-    edited = forward(mobilenet, images, capture=["features.13", "features.14"], edit={"features.14": zero_channel_5})
-    np.testing.assert_array_equal(edited["features.13"], plain["features.13"])
-    assert np.all(edited["features.14"][..., 5] == 0)
-    assert np.abs(plain["features.14"][..., 5]).max() > 0
-    logits = forward(mobilenet, images)
-    assert not np.allclose(forward(mobilenet, images, edit={"features.14": zero_channel_5}), logits)
-    np.testing.assert_allclose(forward(mobilenet, images, edit={"features.14": lambda a: a}), logits, rtol=1e-6)
+    plain = forward(tiny_cnn, small_images, capture=["features.7", "features.8"])
+    edited = forward(tiny_cnn, small_images, capture=["features.7", "features.8"], edit={"features.8": zero_channel_5})
+    np.testing.assert_array_equal(edited["features.7"], plain["features.7"])
+    assert np.all(edited["features.8"][..., 5] == 0)
+    assert np.abs(plain["features.8"][..., 5]).max() > 0
+    logits = forward(tiny_cnn, small_images)
+    assert not np.allclose(forward(tiny_cnn, small_images, edit={"features.8": zero_channel_5}), logits)
+    np.testing.assert_allclose(forward(tiny_cnn, small_images, edit={"features.8": lambda a: a}), logits, rtol=1e-6)
 
 
 def test_edit_must_keep_the_shape(mobilenet, images):
@@ -61,26 +69,27 @@ def test_capturing_an_early_layer_does_not_trace_the_rest(mobilenet, images):
     assert "dot_general" in str(full) and "1280" not in str(early)
 
 
-def test_gradient_with_respect_to_images(mobilenet, images):
-    loss = lambda x: mobilenet(x, capture="features.14")["features.14"][..., 7].mean()
-    grad = jax.jit(jax.grad(loss))(images)
-    assert grad.shape == images.shape and np.isfinite(grad).all() and np.abs(grad).max() > 0
+def test_gradient_with_respect_to_images(tiny_cnn, small_images):
+    loss = lambda x: tiny_cnn(x, capture="features.8")["features.8"][..., 7].mean()
+    grad = jax.jit(jax.grad(loss))(small_images)
+    assert grad.shape == small_images.shape and np.isfinite(grad).all() and np.abs(grad).max() > 0
     step = 1e-2 * grad / jnp.abs(grad).max()
-    assert loss(images + step) > loss(images)  # ascent along the gradient increases the activation
+    assert loss(small_images + step) > loss(small_images)  # ascent along the gradient increases the activation
 
 
-def test_vmap_over_a_leading_axis_equals_a_loop(mobilenet, images):
-    stacked = jnp.stack([images, images[::-1] * 0.5])  # (2 groups, 2 images, H, W, 3)
-    mapped = jax.jit(jax.vmap(lambda x: mobilenet(x, capture="features.10")["features.10"]))(stacked)
+def test_vmap_over_a_leading_axis_equals_a_loop(tiny_cnn, small_images):
+    stacked = jnp.stack([small_images, small_images[::-1] * 0.5])  # (2 groups, 2 images, H, W, 3)
+    mapped = jax.jit(jax.vmap(lambda x: tiny_cnn(x, capture="features.8")["features.8"]))(stacked)
     for k in range(2):
-        np.testing.assert_allclose(mapped[k], forward(mobilenet, stacked[k], capture=["features.10"])["features.10"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(mapped[k], forward(tiny_cnn, stacked[k], capture=["features.8"])["features.8"],
+                                   rtol=1e-5, atol=1e-5)
 
 
-def test_model_is_a_pytree_of_its_weights(mobilenet):
-    leaves = jax.tree_util.tree_leaves(mobilenet)
-    assert sum(leaf.size for leaf in leaves) == sum(leaf.size for leaf in jax.tree_util.tree_leaves(mobilenet.variables))
-    doubled = jax.tree_util.tree_map(lambda v: v * 1.0, mobilenet)
-    assert isinstance(doubled, jaxvis.Model) and doubled.arch is mobilenet.arch
+def test_model_is_a_pytree_of_its_weights(tiny_cnn):
+    leaves = jax.tree_util.tree_leaves(tiny_cnn)
+    assert sum(leaf.size for leaf in leaves) == sum(leaf.size for leaf in jax.tree_util.tree_leaves(tiny_cnn.variables))
+    doubled = jax.tree_util.tree_map(lambda v: v * 1.0, tiny_cnn)
+    assert isinstance(doubled, jaxvis.Model) and doubled.arch is tiny_cnn.arch
 
 
 def test_a_parameter_of_the_wrong_shape_is_named(mobilenet, images):
@@ -135,7 +144,7 @@ def test_bad_images_are_refused_with_a_specific_message(mobilenet, bad, match):
 
 
 def test_fixed_size_models_refuse_other_sizes():
-    model = jaxvis.load("vit_small_patch16_224", weights=None)
+    model = jaxvis.Model(jaxvis.architecture("vit_small_patch16_224"), None)  # refused before any weight is read
     with pytest.raises(jaxvis.InvalidImageError, match="exactly 224x224"):
         model(np.zeros((1, 160, 160, 3), np.float32))
 
@@ -169,14 +178,14 @@ def test_alexnet_min_size_is_where_torch_stops_too():
             reference(torch.zeros(1, 3, 62, 62))
 
 
-def test_redirected_relu_gradient_leaves_the_forward_and_live_gradients_alone(mobilenet, images):
-    layer = "features.14"
+def test_redirected_relu_gradient_leaves_the_forward_and_live_gradients_alone(tiny_cnn, small_images):
+    layer = "features.8"
     value = lambda m, x, flag: m(x, capture=layer, redirect_relu=flag)[layer][..., 7].mean()
-    forward_on, forward_off = value(mobilenet, images, True), value(mobilenet, images, False)
+    forward_on, forward_off = value(tiny_cnn, small_images, True), value(tiny_cnn, small_images, False)
     assert forward_on == forward_off
     grad = jax.jit(jax.grad(value, argnums=1))
-    on, off = grad(mobilenet, images, jnp.asarray(True)), grad(mobilenet, images, jnp.asarray(False))
-    plain = grad(mobilenet, images, None)
+    on, off = grad(tiny_cnn, small_images, jnp.asarray(True)), grad(tiny_cnn, small_images, jnp.asarray(False))
+    plain = grad(tiny_cnn, small_images, None)
     np.testing.assert_allclose(off, plain, rtol=0, atol=1e-6 * np.abs(plain).max())
     # Every image here has live gradient, so redirection (per image, only where none flows) changes nothing.
     np.testing.assert_allclose(on, plain, rtol=0, atol=1e-6 * np.abs(plain).max())
