@@ -2,7 +2,9 @@
 
 Same-model accuracy is reached by plain logit ascent too, so these tests check the
 recipe itself: each fails when its piece (zoom, centering, ColorShift, the
-ensemble, the shared jitter, the schedule) is dropped or changed.
+ensemble, the shared jitter, the schedule) is dropped or changed. Only the architecture's fixed size matters to
+the recipe, so it is built for the tiny CNN (`helpers.tiny_cnn`), and once per module where its options are
+the defaults.
 """
 
 from __future__ import annotations
@@ -32,36 +34,42 @@ def build_all(model, final=224, **options):
     return built
 
 
-def test_zoom_stages_grow_the_canvas_from_a_quarter_to_the_full_size(mobilenet):
-    stages = build_all(mobilenet)
+@pytest.fixture(scope="module")
+def default_stages(tiny_cnn):
+    """`build_all` with the defaults, built once for the tests that only read it."""
+    return build_all(tiny_cnn)
+
+
+def test_zoom_stages_grow_the_canvas_from_a_quarter_to_the_full_size(default_stages):
+    stages = default_stages
     assert [s.init.shape[2] for s in stages] == [56, 84, 112, 140, 168, 196, 224]
     assert [s.param.size for s in stages] == [56, 84, 112, 140, 168, 196, 224]
     assert pii.stage_sizes(384) == [96, 144, 192, 240, 288, 336, 384]
 
 
-def test_each_stage_pastes_the_previous_image_into_fresh_noise_with_a_border_of_s_over_16(mobilenet):
-    for stage in build_all(mobilenet)[1:]:
+def test_each_stage_pastes_the_previous_image_into_fresh_noise_with_a_border_of_s_over_16(default_stages):
+    for stage in default_stages[1:]:
         canvas = np.asarray(stage.init[:, 0])
         size, pad = canvas.shape[1], 224 // 16
         inner = slice(pad // 2, pad // 2 + size - pad)
         np.testing.assert_allclose(canvas[:, inner, inner], 0.25, atol=1e-6)  # the previous stage, resized
         border = np.concatenate([canvas[:, : pad // 2].ravel(), canvas[:, size - pad // 2 :].ravel()])
         assert 0.4 < border.mean() < 0.6 and border.std() > 0.25  # U(0, 1) noise around it
-    first = np.asarray(build_all(mobilenet)[0].init)
+    first = np.asarray(default_stages[0].init)
     assert 0.45 < first.mean() < 0.55 and first.std() > 0.25  # the first stage is all noise
 
 
-def test_zoom_only_and_center_only_variants(mobilenet):
-    zoom_only = build_all(mobilenet, center=False)[1]
+def test_zoom_only_and_center_only_variants(tiny_cnn):
+    zoom_only = build_all(tiny_cnn, center=False)[1]
     np.testing.assert_allclose(zoom_only.init, 0.25, atol=1e-6)  # pad 0: the previous image fills the canvas
-    center_only = build_all(mobilenet, zoom=False)
+    center_only = build_all(tiny_cnn, zoom=False)
     assert {s.init.shape[2] for s in center_only} == {224}  # the canvas stays S x S
     cropped = center_only[0].step_transform(KEY, jnp.zeros((1, 224, 224, 3)))
     assert cropped.shape == (1, 56, 56, 3)  # stage i optimizes the central i x i
 
 
-def test_the_jitter_is_one_circular_shift_of_up_to_32_px_per_step(mobilenet):
-    stage = build_all(mobilenet)[2]
+def test_the_jitter_is_one_circular_shift_of_up_to_32_px_per_step(default_stages):
+    stage = default_stages[2]
     size = 112
     image = np.arange(size * size * 3, dtype=np.float32).reshape(1, size, size, 3)
     shifts = set()
@@ -76,8 +84,8 @@ def test_the_jitter_is_one_circular_shift_of_up_to_32_px_per_step(mobilenet):
     assert len(shifts) > 20
 
 
-def test_every_view_gets_its_own_colorshift_with_the_papers_ranges(mobilenet):
-    stage = build_all(mobilenet)[-1]
+def test_every_view_gets_its_own_colorshift_with_the_papers_ranges(default_stages):
+    stage = default_stages[-1]
     assert stage.ensemble == pii.DEFAULTS.ensemble == 48
     assert ColorShift(1.0, 1.0) in getattr(stage.transform, "transforms", (stage.transform,))
     image = jnp.concatenate([jnp.zeros((1, 4, 4, 3)), jnp.ones((1, 4, 4, 3))], axis=2)  # left 0, right 1
@@ -92,8 +100,8 @@ def test_every_view_gets_its_own_colorshift_with_the_papers_ranges(mobilenet):
         assert abs(np.corrcoef(values[:, 0], values[:, 1])[0, 1]) < 0.1
 
 
-def test_the_optimizer_is_adam_05_099_at_001_with_cosine_annealing_over_the_stage(mobilenet):
-    optimizer = build_all(mobilenet)[0].optimizer
+def test_the_optimizer_is_adam_05_099_at_001_with_cosine_annealing_over_the_stage(default_stages):
+    optimizer = default_stages[0].optimizer
     assert (optimizer.learning_rate, optimizer.b1, optimizer.b2) == (0.01, 0.5, 0.99)
     schedule = optimizer.schedule
     assert float(schedule(jnp.asarray(0))) == pytest.approx(1.0)
@@ -104,27 +112,27 @@ def test_the_optimizer_is_adam_05_099_at_001_with_cosine_annealing_over_the_stag
 def test_fixed_size_networks_see_every_stage_resized_to_their_input():
     import jaxvis
 
-    resmlp = jaxvis.load("resmlp_12_224", weights=None)
+    resmlp = jaxvis.Model(jaxvis.architecture("resmlp_12_224"), None)  # the recipe reads only its architecture
     stage = build_all(resmlp)[0]
     assert stage.init.shape[2] == 56
     assert stage.transform(KEY, jnp.zeros((1, 56, 56, 3))).shape == (1, 224, 224, 3)
 
 
-def test_other_networks_see_each_stage_at_its_size_unless_model_size_is_given(mobilenet):
+def test_other_networks_see_each_stage_at_its_size_unless_model_size_is_given(tiny_cnn):
     """model_size: what feature inversion under PII's recipe needs (activations compared at one size)."""
-    assert pii.view_transform(mobilenet, 128)(KEY, jnp.zeros((1, 32, 32, 3))).shape == (1, 32, 32, 3)
-    assert pii.view_transform(mobilenet, 128, model_size=128)(KEY, jnp.zeros((1, 32, 32, 3))).shape == (1, 128, 128, 3)
+    assert pii.view_transform(tiny_cnn, 128)(KEY, jnp.zeros((1, 32, 32, 3))).shape == (1, 32, 32, 3)
+    assert pii.view_transform(tiny_cnn, 128, model_size=128)(KEY, jnp.zeros((1, 32, 32, 3))).shape == (1, 128, 128, 3)
 
 
-def test_plug_in_runs_the_recipe_on_any_objective(mobilenet):
+def test_plug_in_runs_the_recipe_on_any_objective(tiny_cnn):
     """`plug_in` with channel objectives: each image drives its own channel above the other's (a diagonal).
     Fails if `objective_for` is ignored (the class objective is used) or the units are mixed up."""
     from jaxvis import objectives
     from jaxvis.methods.pii import plug_in
     from jaxvis.models.model import apply
 
-    layer = "features.7"
-    result = plug_in(mobilenet, lambda unit: objectives.channel(layer, unit), np.array([3, 40]), size=128,
+    layer = "features.8"
+    result = plug_in(tiny_cnn, lambda unit: objectives.channel(layer, unit), np.array([3, 6]), size=64,
                      ensemble=2, steps=12, progress=False)
-    acts = np.asarray(apply(mobilenet, result.images[:, 0], capture=(layer,))[layer]).mean(axis=(1, 2))
-    assert acts[0, 3] > acts[1, 3] and acts[1, 40] > acts[0, 40]
+    acts = np.asarray(apply(tiny_cnn, result.images[:, 0], capture=(layer,))[layer]).mean(axis=(1, 2))
+    assert acts[0, 3] > acts[1, 3] and acts[1, 6] > acts[0, 6]
