@@ -1,4 +1,5 @@
-"""Feature-visualization quality on the real MobileNetV2, the one-liner's specs, and its errors."""
+"""Feature-visualization quality on the real MobileNetV2, the one-liner's specs, and its errors (the diversity
+term's effect and the one-liner's output format on the tiny CNN, `helpers.tiny_cnn`)."""
 
 from __future__ import annotations
 
@@ -36,14 +37,15 @@ def test_each_image_drives_its_own_channel(mobilenet, eight_channels):
     assert np.all(eight_channels.history[-1] > eight_channels.history[0])
 
 
-def test_diversity_makes_a_units_images_differ(mobilenet):
-    options = dict(size=48, model_size=48, steps=32, batch=2, progress=False)
-    _, plain = run_visualization(mobilenet, f"{LAYER}:3", **options)
-    _, diverse = run_visualization(mobilenet, f"{LAYER}:3", diversity=100.0, **options)
+def test_diversity_makes_a_units_images_differ(tiny_cnn):
+    layer = "features.8"
+    options = dict(size=32, model_size=32, steps=32, batch=2, progress=False)
+    _, plain = run_visualization(tiny_cnn, f"{layer}:3", **options)
+    _, diverse = run_visualization(tiny_cnn, f"{layer}:3", diversity=100.0, **options)
 
     def similarity(images):
-        acts = jax.jit(lambda m, x: m(x, capture=[LAYER])[LAYER])(mobilenet, jnp.asarray(images))
-        return -float(jaxvis.objectives.diversity(LAYER)({LAYER: acts}))
+        acts = jax.jit(lambda m, x: m(x, capture=[layer])[layer])(tiny_cnn, jnp.asarray(images))
+        return -float(jaxvis.objectives.diversity(layer)({layer: acts}))
 
     assert similarity(diverse.images[0]) < similarity(plain.images[0]) - 0.05
 
@@ -57,8 +59,8 @@ def test_class_logit_visualizations_are_classified_as_their_class(mobilenet):
         assert target in np.argsort(row)[::-1][:5]
 
 
-def test_one_liner_returns_float_images_of_the_requested_shape(mobilenet):
-    images = jaxvis.visualize(mobilenet, "features.14:3,7", size=40, steps=2, progress=False)
+def test_one_liner_returns_float_images_of_the_requested_shape(tiny_cnn):
+    images = jaxvis.visualize(tiny_cnn, "features.8:3,7", size=40, steps=2, progress=False)
     assert images.shape == (2, 40, 40, 3) and images.dtype == np.float32
     assert 0 <= images.min() and images.max() <= 1
 
