@@ -251,8 +251,18 @@ def test_vgg_average_pooling_keeps_names_and_shapes():
 
 
 def test_pii_runs_the_same_recipe_on_a_fixed_size_mlp():
-    """Fixed-size networks (ViT, Mixer, ResMLP) see every stage resized to S, as in the reference."""
-    resmlp = jaxvis.load("resmlp_12_224", weights=None)
+    """Fixed-size networks (ViT, Mixer, ResMLP) see every stage resized to S, as in the reference. A ResMLP of
+    2 blocks of width 32 (random weights either way): the same fixed-size path as resmlp_12_224 (its 224 px
+    input, 16 px patches, ResBlocks), without compiling 12 full-width blocks once per stage."""
+    import dataclasses
+
+    from jaxvis.models.mixer import RESMLP_12_224, MlpMixer, ResBlock
+    from jaxvis.models.model import Model, random_variables
+
+    arch = dataclasses.replace(RESMLP_12_224, name="resmlp_2x32_224", default_layer="blocks.1",
+                               build=lambda: MlpMixer(ResBlock, dim=32, depth=2))
+    resmlp = Model(arch, random_variables(arch))
+    assert resmlp.arch.fixed_size and resmlp.arch.input_size == 224
     result = invert(resmlp, [1, 2], method="pii", steps=2, ensemble=2, progress=False)
     assert result.images.shape == (2, 1, 224, 224, 3) and result.history.shape == (14, 2)
     assert np.isfinite(result.history).all()
