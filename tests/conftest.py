@@ -37,6 +37,26 @@ def tiny_cnn():
     return tiny_cnn()
 
 
+@pytest.fixture()
+def tiny_cnn_by_name(monkeypatch, tiny_cnn):
+    """The CLI knows `tiny_cnn` by name in this test (registered, with its catalog card; every command's
+    `load_model` gives it)."""
+    import importlib
+
+    from jaxvis import catalog
+    from jaxvis.models import ARCHITECTURES
+
+    monkeypatch.setitem(ARCHITECTURES, "tiny_cnn", tiny_cnn.arch)
+    cards = {**catalog._read(), "tiny_cnn": catalog.card_of(tiny_cnn.arch)}
+    monkeypatch.setattr(catalog, "_read", lambda: cards)
+    for name in ("attack", "gan", "info", "methods", "units", "visualize"):
+        module = importlib.import_module(f"jaxvis.cli.{name}")
+        real = module.load_model
+        monkeypatch.setattr(module, "load_model", lambda arch, weights, real=real: tiny_cnn if arch == "tiny_cnn"
+                            else real(arch, weights))
+    return "tiny_cnn"
+
+
 @pytest.fixture(scope="session")
 def photos():
     """scikit-image's chelsea (a cat) and coffee (an espresso), preprocessed to 224x224."""

@@ -210,17 +210,19 @@ def test_invert_writes_class_images_gallery_and_record_with_names(capsys, tmp_pa
     assert "p(target)" in (out / "index.html").read_text() and "2 images in" in stdout
 
 
-def test_dream_reconstruct_and_style_write_their_galleries(capsys, tmp_path):
+def test_dream_reconstruct_and_style_write_their_galleries(capsys, tmp_path, tiny_cnn_by_name):
+    """The commands' files, on the tiny CNN (`helpers.tiny_cnn`): what they compute is tested in test_methods."""
     jobs = {
-        "dream": ("dream", "mobilenet_v2", "sample:chelsea", "--layer", "features.6,features.10", "--size", "96",
+        "dream": ("dream", tiny_cnn_by_name, "sample:chelsea", "--layer", "features.5,features.8", "--size", "96",
                   "--octaves", "2", "--steps", "2"),
-        "rec": ("reconstruct", "mobilenet_v2", "sample:coffee", "sample:chelsea", "--layer", "features.6", "--size",
+        "rec": ("reconstruct", tiny_cnn_by_name, "sample:coffee", "sample:chelsea", "--layer", "features.5", "--size",
                 "64", "--steps", "3"),
-        "style": ("style", "mobilenet_v2", "sample:chelsea", "sample:brick", "--size", "64", "--steps", "2", "--param",
-                  "pixel"),
+        "style": ("style", tiny_cnn_by_name, "sample:chelsea", "sample:brick", "--size", "64", "--steps", "2",
+                  "--param", "pixel", "--style-layers", "features.2,features.5,features.8", "--content-layer",
+                  "features.8"),
     }
     expected = {"dream": {"image_input.png", "image_dream.png"},
-                "rec": {"image_0-original.png", "image_0-features.6.png", "image_1-features.6.png"},
+                "rec": {"image_0-original.png", "image_0-features.5.png", "image_1-features.5.png"},
                 "style": {"image_content.png", "image_style.png", "image_result.png"}}
     for name, args in jobs.items():
         out = tmp_path / name
