@@ -119,7 +119,7 @@ def test_scikit_image_photos_labelled_with_the_models_own_predictions(mobilenet)
     """No labels: the model's clean answers are the labels (100% clean accuracy by construction); PGD at 2/255
     moves it off every one of them, at 1/255 FGSM off some."""
     batches = self_labelled(mobilenet, [f"sample:{n}" for n in ("chelsea", "coffee", "astronaut", "rocket")],
-                            batch_size=3)
+                            size=SIZE, batch_size=3)
     assert [len(b.labels) for b in batches] == [3, 1]
     report = evaluate(mobilenet, batches, pgd, eps=[2 / 255], progress=False, steps=10)
     assert report.clean_accuracy == 1.0 and report.robust_accuracy(2 / 255) == 0.0
