@@ -99,11 +99,11 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "classify" in result.stdout
 
 
-def test_visualize_writes_pngs_sheet_gallery_and_record(capsys, tmp_path):
+def test_visualize_writes_pngs_sheet_gallery_and_record(capsys, tmp_path, tiny_cnn_by_name):
     import json
 
     out = tmp_path / "vis"
-    code, stdout, err = run(capsys, "visualize", "mobilenet_v2", "features.10", "--channels", "2,5", "--size", "32",
+    code, stdout, err = run(capsys, "visualize", tiny_cnn_by_name, "features.8", "--channels", "2,5", "--size", "32",
                             "--steps", "4", "--out", str(out))
     assert code == 0, err
     assert sorted(p.name for p in out.glob("*.png")) == ["contact_sheet.png", "unit_0002.png", "unit_0005.png"]
@@ -151,14 +151,15 @@ def test_visualize_checks_the_whole_request_before_loading_or_creating_anything(
     assert not out.exists()
 
 
-def test_an_interrupted_run_keeps_its_state_under_the_cache_and_resumes(capsys, tmp_path, monkeypatch):
+def test_an_interrupted_run_keeps_its_state_under_the_cache_and_resumes(capsys, tmp_path, monkeypatch,
+                                                                        tiny_cnn_by_name):
     import importlib
 
     command = importlib.import_module("jaxvis.methods.feature_visualization")  # the CLI imports run_visualization from here as it runs
     from jaxvis.cli.common import run_directory
 
     out = tmp_path / "vis"
-    args = ("visualize", "mobilenet_v2", "features.10", "--channels", "2,5", "--group-size", "1", "--size", "32",
+    args = ("visualize", tiny_cnn_by_name, "features.8", "--channels", "2,5", "--group-size", "1", "--size", "32",
             "--steps", "4", "--checkpoint-every", "2", "--out", str(out))
     real = command.run_visualization
     calls = []
