@@ -17,11 +17,27 @@ os.environ.setdefault("JAXVIS_OFFLINE", "1")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one cache per pytest-xdist worker: no two write one file at once
     os.environ["JAXVIS_CACHE"] = os.path.join(os.environ["JAXVIS_CACHE"], os.environ["PYTEST_XDIST_WORKER"])
+    # Two workers share the cores: the torch references and NumPy's BLAS get one thread each, or their
+    # threads fight XLA's and the other worker's (a float64 torch check: 13 s alone, 390 s oversubscribed).
+    for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import jaxvis  # noqa: E402
+
+# The files that take longest, handed to the workers first (with --no-loadscope-reorder; pytest-xdist would
+# otherwise order files by their number of tests), so that no worker starts a long file when the other
+# is nearly done.  Measured with `pytest --durations`; the rest keep their collection order.
+LONGEST_FILES_FIRST = ("test_methods.py", "test_attacks.py", "test_cli.py", "test_docs.py", "test_evaluate.py",
+                       "test_vit_methods.py", "test_fast_paths.py", "test_converters.py", "test_cli_ux.py",
+                       "test_torch_file.py", "test_param_transforms.py", "test_pii.py", "test_engine.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep their order in a file
 
 
 @pytest.fixture(scope="session")
