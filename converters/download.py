@@ -24,6 +24,8 @@ from collections.abc import Callable
 from email.message import Message
 from pathlib import Path
 
+from tqdm import tqdm
+
 from converters.errors import ChecksumError, WeightFileError
 
 CHUNK = 1 << 20
@@ -85,14 +87,15 @@ def _fetch(url: str, directory: Path, headers_seen: Callable[[Message], None]) -
         with os.fdopen(handle, "wb") as out, opener.open(request, timeout=TIMEOUT_S) as response:
             headers_seen(response.headers)
             total = int(response.headers.get("Content-Length") or 0)
-            progress = _Progress(url.rsplit("/", 1)[-1], total)
-            while chunk := response.read(CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                progress.advance(len(chunk))
-            progress.close()
-        if total and progress.done != total:
-            raise WeightFileError(f"download of {url} stopped after {progress.done} of {total} bytes")
+            with tqdm(total=total or None, unit="B", unit_scale=True, file=sys.stderr,
+                      desc=f"downloading {url.rsplit('/', 1)[-1]}") as progress:
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    progress.update(len(chunk))
+                received = progress.n
+        if total and received != total:
+            raise WeightFileError(f"download of {url} stopped after {received} of {total} bytes")
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -117,28 +120,6 @@ class _HeaderRecorder(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
         self.seen(headers)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-class _Progress:
-    """Bytes received, on stderr (tqdm where it is installed, a line per 10% otherwise)."""
-
-    def __init__(self, name: str, total: int):
-        self.done, self.total, self.bar = 0, total, None
-        try:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=f"downloading {name}", file=sys.stderr)
-        except ImportError:
-            print(f"downloading {name} ({total or '?'} bytes)", file=sys.stderr)
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        if self.bar is not None:
-            self.bar.update(count)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _mismatch(what: str, expected: str, actual: str) -> str:

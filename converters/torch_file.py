@@ -61,6 +61,10 @@ class _Sealed:
 
     __slots__ = ()
 
+    def __init__(self, **fields: Any):
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise UnsafeWeightFileError(f"the pickle sets attribute {name!r} of {self!r}, which no state_dict does")
 
@@ -74,9 +78,7 @@ class _StorageRef(_Sealed):
     __slots__ = ("key", "dtype", "numel")
 
     def __init__(self, key: str, dtype: np.dtype, numel: int):
-        object.__setattr__(self, "key", key)
-        object.__setattr__(self, "dtype", dtype)
-        object.__setattr__(self, "numel", numel)
+        super().__init__(key=key, dtype=dtype, numel=numel)
 
     def __repr__(self) -> str:
         return f"storage {self.key!r} ({self.numel} x {self.dtype})"
@@ -93,10 +95,7 @@ class _TensorRef(_Sealed):
                 raise WeightFileError(f"a tensor's {name} is {value!r}, not a non-negative integer")
         if not isinstance(storage, _StorageRef) or len(size) != len(stride):
             raise WeightFileError(f"a tensor is rebuilt from {storage!r} with size {size} and stride {stride}")
-        object.__setattr__(self, "storage", storage)
-        object.__setattr__(self, "offset", offset)
-        object.__setattr__(self, "size", size)
-        object.__setattr__(self, "stride", stride)
+        super().__init__(storage=storage, offset=offset, size=size, stride=stride)
 
     def __repr__(self) -> str:
         return f"tensor {self.size} of {self.storage!r}"
@@ -107,9 +106,8 @@ class _Global(_Sealed):
 
     __slots__ = ("name", "call")
 
-    def __init__(self, name: str, call: Callable[..., Any]):
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "call", call)
+    def __init__(self, name: str, call: Callable[..., Any], **fields: Any):
+        super().__init__(name=name, call=call, **fields)
 
     def __call__(self, *args: Any) -> Any:
         return self.call(*args)
@@ -124,8 +122,7 @@ class _StorageType(_Global):
     __slots__ = ("dtype",)
 
     def __init__(self, name: str, dtype: np.dtype):
-        super().__init__(f"torch.{name}", _not_callable(f"torch.{name}"))
-        object.__setattr__(self, "dtype", dtype)
+        super().__init__(f"torch.{name}", _not_callable(f"torch.{name}"), dtype=dtype)
 
 
 class _OrderedDict(OrderedDict):
