@@ -22,10 +22,11 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 
 
 @pytest.fixture(scope="module")
-def atlas(mobilenet, tmp_path_factory):
+def atlas(tiny_cnn, tmp_path_factory):
+    """A CNN's atlas, on the tiny CNN: the pages and their links are what is tested, not the network."""
     concepts = build_concept_set(tmp_path_factory.mktemp("atlas-concepts"), photos=["sample:coffee",
                                  "sample:astronaut"], crops_per_photo=2, collages=2, size=96)
-    return build_atlas(mobilenet, "features.4", concepts, tmp_path_factory.mktemp("atlas"), units=[3, 5, 7],
+    return build_atlas(tiny_cnn, "features.5", concepts, tmp_path_factory.mktemp("atlas"), units=[3, 5, 7],
                        concepts=concepts, directions=2, top=3, steps=4, fv_size=64, size=96, batch_size=4,
                        progress=False)
 

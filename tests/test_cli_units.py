@@ -82,9 +82,9 @@ def test_dissect_of_a_plain_photo_folder_says_what_it_needs(capsys, tmp_path):
     assert "neither index.csv (Broden) nor concepts.csv" in capsys.readouterr().err
 
 
-def test_atlas_writes_the_site_and_dissects_a_concept_folder(capsys, tmp_path, concepts):
+def test_atlas_writes_the_site_and_dissects_a_concept_folder(capsys, tmp_path, concepts, tiny_cnn_by_name):
     out = tmp_path / "atlas"
-    assert main(["atlas", "mobilenet_v2", "features.4", "--data", str(concepts), "--units", "0,2", "--steps", "2",
+    assert main(["atlas", tiny_cnn_by_name, "features.5", "--data", str(concepts), "--units", "0,2", "--steps", "2",
                  "--fv-size", "32", "--size", "96", "--directions", "1", "--top", "2", "--out", str(out)]) == 0
     assert sorted(p.name for p in (out / "units").iterdir()) == ["unit-0.html", "unit-2.html"]
     record = json.loads((out / "atlas.json").read_text())
