@@ -22,6 +22,7 @@ in another run (other classes, seed or step count) reuse it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,7 @@ def pii_optimizer(steps: int = DEFAULTS.steps, learning_rate: float = DEFAULTS.l
     return adam(learning_rate, b1=DEFAULTS.betas[0], b2=DEFAULTS.betas[1], eps=1e-8, schedule=cosine(max(steps - 1, 1)))
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))  # one program per stage, not a compile per primitive
 def paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int) -> jax.Array:
     """`new_init`: U(0, 1) noise (count, size, size, 3) with `previous` resized to size − pad in its center."""
     canvas = jax.random.uniform(key, (count, size, size, 3), jnp.float32)
