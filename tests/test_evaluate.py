@@ -12,7 +12,7 @@ import pytest
 
 import jaxvis
 from jaxvis.attacks import cw, evaluate, fgsm, pgd
-from jaxvis.attacks.evaluate import self_labelled
+from jaxvis.attacks.evaluate import _padded, self_labelled
 from jaxvis.datasets import labelled_images, stream
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import logits
@@ -68,9 +68,7 @@ def in_batches_of(size: int, attack, batch) -> np.ndarray:
     results = []
     for start in range(0, len(batch.images), size):
         images, labels = batch.images[start:start + size], batch.labels[start:start + size]
-        pad = size - len(images)
-        results.append(np.asarray(attack(np.concatenate([images, images[:1].repeat(pad, 0)]),
-                                          np.concatenate([labels, labels[:1].repeat(pad, 0)])))[:len(images)])
+        results.append(np.asarray(attack(_padded(images, size), _padded(labels, size)))[:len(images)])
     return np.concatenate(results)
 
 
