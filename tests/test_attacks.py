@@ -310,11 +310,17 @@ def test_lbfgs_finds_perturbations_smaller_than_one_fgsm_level(mobilenet, refere
 
 
 def test_targeted_lbfgs_reaches_its_targets(mobilenet, reference, batch):
+    """...in the program the untargeted attack runs in (whether it targets is a runtime value)."""
+    from jaxvis.attacks.lbfgs import RUN as LBFGS_PROGRAM
+
     images, labels = batch
     targets = np.asarray([1, 207, 980, 309])
     result = lbfgs(mobilenet, images, labels, targets=targets, search_steps=3, steps=10)
     assert result.success.all()
     np.testing.assert_array_equal(torch_predict(reference, result.images), targets)
+    before = LBFGS_PROGRAM.compilations
+    lbfgs(mobilenet, images, labels, search_steps=1, steps=2)  # untargeted (its success: the test above)
+    assert LBFGS_PROGRAM.compilations == before
 
 
 # --- APGD-CE -------------------------------------------------------------------------------------

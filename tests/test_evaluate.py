@@ -1,8 +1,10 @@
 """Robust accuracy over a labelled folder: foolbox's 20 ImageNet photos (labels in their file names),
-checked against the attacks run directly and against torch-free recounts; transfer to EfficientNet-Lite0."""
+recounted here from what the attack did to each photo (evaluate must hand it every photo, in order); transfer to
+EfficientNet-Lite0."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shutil
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 import jaxvis
 from jaxvis.attacks import cw, evaluate, fgsm, pgd
-from jaxvis.attacks.evaluate import _padded, self_labelled
+from jaxvis.attacks.evaluate import self_labelled
 from jaxvis.datasets import labelled_images, stream
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import logits
@@ -45,15 +47,50 @@ def lite0():
     return jaxvis.load("efficientnet_lite0")
 
 
+def recording(attack):
+    """`attack` as evaluate sees it (same name and signature), keeping every call: its images, labels, options
+    and result. The recount below reads the attack's own results, so the attack runs once per batch, and
+    checks that evaluate gave it every photo, in order, with its label."""
+    calls = []
+
+    @functools.wraps(attack)
+    def recorded(model, images, labels, **options):
+        outcome = attack(model, images, labels, **options)
+        calls.append((np.asarray(images), np.asarray(labels), options, outcome))
+        return outcome
+
+    return recorded, calls
+
+
+def attacked_in_order(calls, batch, size: int, **options):
+    """The calls' results (padding cut off), after checking that they attacked `batch` in batches of `size`
+    (the last padded with repeats of its first image) with `options`."""
+    starts = range(0, len(batch.images), size)
+    assert len(calls) == len(starts), [c[2] for c in calls]
+    for (images, labels, given, _), start in zip(calls, starts):
+        count = min(size, len(batch.images) - start)
+        assert images.shape[0] == size and given == options
+        np.testing.assert_array_equal(images[:count], batch.images[start:start + count])
+        np.testing.assert_array_equal(images[count:], np.repeat(batch.images[start:start + 1], size - count, 0))
+        np.testing.assert_array_equal(labels[:count], batch.labels[start:start + count])
+    return [(outcome, min(size, len(batch.images) - start)) for (*_, outcome), start in zip(calls, starts)]
+
+
+def joined(results, field: str) -> np.ndarray:
+    return np.concatenate([np.asarray(getattr(outcome, field))[:count] for outcome, count in results])
+
+
 def test_robust_accuracy_is_what_the_attack_does_to_each_image(mobilenet, photos, all_photos, capsys):
     """Batches of 8 (the last of 4, padded): per eps the images the model gets right clean and FGSM at that
-    eps does not fool, counted on one batch of all 20 run directly."""
-    report = evaluate(mobilenet, photos, fgsm, eps=EPS, batch_size=8, size=SIZE)
+    eps does not fool, recounted from what FGSM did to each photo."""
+    attack, calls = recording(fgsm)
+    report = evaluate(mobilenet, photos, attack, eps=EPS, batch_size=8, size=SIZE)
     right = logits(mobilenet, all_photos.images).argmax(-1) == all_photos.labels
     assert report.total == 20 and report.clean_correct == int(right.sum()) and report.skipped == []
     assert 0.5 < report.clean_accuracy <= 1.0
     for eps in EPS:
-        robust = right & ~in_batches_of(8, lambda x, y: fgsm(mobilenet, x, y, eps=eps).success, all_photos)
+        results = attacked_in_order([c for c in calls if c[2] == {"eps": eps}], all_photos, 8, eps=eps)
+        robust = right & ~joined(results, "success")
         assert report.robust[eps] == int(robust.sum())
         assert report.failed[eps] == [p for p, r in zip(all_photos.paths, robust) if r]
     assert report.robust_accuracy(EPS[1]) <= report.robust_accuracy(EPS[0]) < report.clean_accuracy
@@ -62,25 +99,15 @@ def test_robust_accuracy_is_what_the_attack_does_to_each_image(mobilenet, photos
     assert table[0].startswith("| eps | mobilenet_v2 robust acc.") and table[3].startswith("| 1/255 |")
 
 
-def in_batches_of(size: int, attack, batch) -> np.ndarray:
-    """attack(images, labels) on batches of `size`, the last padded with repeats of its first image (and cut
-    off again): the shapes evaluate compiles for, so its compiled program serves the direct run too."""
-    results = []
-    for start in range(0, len(batch.images), size):
-        images, labels = batch.images[start:start + size], batch.labels[start:start + size]
-        results.append(np.asarray(attack(_padded(images, size), _padded(labels, size)))[:len(images)])
-    return np.concatenate(results)
-
-
 def test_a_minimal_attack_runs_once_and_is_thresholded_at_each_eps(mobilenet, photos, all_photos):
     """C&W's L2 norms read at each eps: robust where it found nothing smaller."""
     options = dict(binary_search_steps=1, steps=30, initial_const=1.0, abort_early=False)
     radii = (0.9, 1.5)
-    report = evaluate(mobilenet, photos, cw, eps=radii, batch_size=10, size=SIZE, progress=False, **options)
+    attack, calls = recording(cw)
+    report = evaluate(mobilenet, photos, attack, eps=radii, batch_size=10, size=SIZE, progress=False, **options)
     right = logits(mobilenet, all_photos.images).argmax(-1) == all_photos.labels
-    direct = [cw(mobilenet, all_photos.images[i:i + 10], all_photos.labels[i:i + 10], **options) for i in (0, 10)]
-    success = np.concatenate([d.success for d in direct])
-    size = np.concatenate([d.norm for d in direct])
+    results = attacked_in_order(calls, all_photos, 10, **options)  # once per batch, not once per radius
+    success, size = joined(results, "success"), joined(results, "norm")
     for radius in radii:
         assert report.robust[radius] == int((right & ~(success & (size <= radius))).sum())
     assert report.robust[1.5] < report.robust[0.9] < report.clean_correct, (size, success)
@@ -89,9 +116,10 @@ def test_a_minimal_attack_runs_once_and_is_thresholded_at_each_eps(mobilenet, ph
 def test_transfer_to_another_network(mobilenet, lite0, photos, all_photos):
     """PGD on MobileNetV2, judged by EfficientNet-Lite0: its accuracy on the adversarial images, and the share
     of MobileNetV2's successes (on images both get right) that also fool it -- recounted here."""
-    report = evaluate(mobilenet, photos, pgd, eps=(8 / 255,), batch_size=20, size=SIZE, transfer_to=[lite0],
+    attack, calls = recording(pgd)
+    report = evaluate(mobilenet, photos, attack, eps=(8 / 255,), batch_size=20, size=SIZE, transfer_to=[lite0],
                       progress=False, steps=10, random_start=False)
-    attacked = pgd(mobilenet, all_photos.images, all_photos.labels, eps=8 / 255, steps=10, random_start=False)
+    ((attacked, _),) = attacked_in_order(calls, all_photos, 20, eps=8 / 255, steps=10, random_start=False)
     labels = all_photos.labels
     source_right = logits(mobilenet, all_photos.images).argmax(-1) == labels
     other_right = logits(lite0, all_photos.images).argmax(-1) == labels

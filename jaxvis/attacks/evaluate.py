@@ -165,13 +165,13 @@ def self_labelled(model: Model, sources: Sequence[str], size: int | None = None,
 def _evaluate_batch(report: Evaluation, model: Model, batch: ImageBatch, full: int, attack: Attack,
                     bounded: bool, options: dict, transfer_to: Sequence[Model]) -> None:
     count = len(batch.labels)
-    images, labels = _padded(batch.images, full), _padded(batch.labels, full)
-    run = lambda **eps: _first(attack(model, images, labels, **eps, **options), count)  # noqa: E731
+    padded_images, padded_labels = _padded(batch.images, full), _padded(batch.labels, full)
+    run = lambda **eps: _first(attack(model, padded_images, padded_labels, **eps, **options), count)  # noqa: E731
     images, labels = batch.images, batch.labels
-    right = logits(model, images).argmax(-1) == labels
+    right = _predicted(model, images, full) == labels
     report.total += len(labels)
     report.clean_correct += int(right.sum())
-    others_right = {other.name: logits(other, images).argmax(-1) == labels for other in transfer_to}
+    others_right = {other.name: _predicted(other, images, full) == labels for other in transfer_to}
     for other in transfer_to:
         report.transfer_clean_correct[other.name] += int(others_right[other.name].sum())
     minimal = None if bounded else run()
@@ -186,12 +186,17 @@ def _evaluate_batch(report: Evaluation, model: Model, batch: ImageBatch, full: i
         report.robust[eps] += int(robust.sum())
         report.failed[eps] += [path for path, r in zip(batch.paths, robust) if r]
         for other in transfer_to:
-            now_right = logits(other, adversarial).argmax(-1) == labels
+            now_right = _predicted(other, adversarial, full) == labels
             counts = report.transfer[other.name][eps]
             counts.correct += int(now_right.sum())
             source_fooled = right & fooled & others_right[other.name]
             counts.fooled_by_source += int(source_fooled.sum())
             counts.transferred += int((source_fooled & ~now_right).sum())
+
+
+def _predicted(model: Model, images: np.ndarray, full: int) -> np.ndarray:
+    """`model`'s class for each image, run as a batch padded to `full` so one compiled program serves every batch."""
+    return logits(model, _padded(images, full)).argmax(-1)[: len(images)]
 
 
 def _padded(values: np.ndarray, count: int) -> np.ndarray:

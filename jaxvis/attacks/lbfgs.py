@@ -46,13 +46,14 @@ MEMORY = 10  # L-BFGS history (scipy's default m)
 TOLERANCE = 1e-7  # a solve is over for an image whose step moves no pixel further than this
 
 
-@piece(data=("search_steps", "steps", "initial_const"))
+@piece(data=("search_steps", "steps", "initial_const", "targeted"))
 class Settings:
-    """One L-BFGS attack; every field is a runtime value."""
+    """One L-BFGS attack; every field is a runtime value, so targeted and untargeted runs share one program."""
 
     search_steps: Any
     steps: Any
     initial_const: Any
+    targeted: Any  # bool: aim at the given targets; else at each image's runner-up, any misclassification counting
 
 
 def runner_up(logits: Array) -> Array:
@@ -60,12 +61,16 @@ def runner_up(logits: Array) -> Array:
     return jnp.argsort(logits, axis=-1)[:, -2]
 
 
-def run(settings: Settings, model: Model, images: Array, labels: Array, targets: Array | None
+def run(settings: Settings, model: Model, images: Array, labels: Array, targets: Array
         ) -> tuple[Array, Array, Array]:
-    """Every solve of the c search: the smallest successful adversarial images, iterations used, logits."""
+    """Every solve of the c search: the smallest successful adversarial images, iterations used, logits.
+    `targets` is read only when `settings.targeted`."""
     count = len(images)
-    aims = targets if targets is not None else runner_up(model(images))
+    aims = jnp.where(settings.targeted, targets, runner_up(model(images)))
     optimizer = optax.lbfgs(memory_size=MEMORY)
+
+    def found_in(logits: Array) -> Array:
+        return jnp.where(settings.targeted, succeeded(logits, labels, aims), succeeded(logits, labels, None))
 
     def objective(x: Array, clean: Array, aim: Array, const: Array) -> tuple[Array, Array]:
         logits = model(x[None])
@@ -88,7 +93,7 @@ def run(settings: Settings, model: Model, images: Array, labels: Array, targets:
         def iteration(state: tuple) -> tuple:
             step, x, opt_state, active, solved, best_distance, best_images, used = state
             stepped, new_state, logits = batched_step(x, opt_state, images, aims, const)
-            found = succeeded(logits, labels, targets)  # judged at x, before the step
+            found = found_in(logits)  # judged at x, before the step
             distance = ((x - images) ** 2).reshape(count, -1).sum(axis=1)
             best_distance, best_images = keep_smallest(found, x, distance, best_distance, best_images)
             moved = jnp.abs(stepped - x).reshape(count, -1).max(axis=1) > TOLERANCE
@@ -102,7 +107,7 @@ def run(settings: Settings, model: Model, images: Array, labels: Array, targets:
                    best_images, used)
         _, x, _, _, solved, best_distance, best_images, used = jax.lax.while_loop(running, iteration, initial)
         # the final iterate, not yet judged inside the loop
-        found = succeeded(model(x), labels, targets)
+        found = found_in(model(x))
         distance = ((x - images) ** 2).reshape(count, -1).sum(axis=1)
         best_distance, best_images = keep_smallest(found, x, distance, best_distance, best_images)
         return solved | found, best_distance, best_images, used
@@ -124,6 +129,6 @@ def lbfgs(model: Model, images: Any, labels: Any, *, targets: Any = None, search
     if not initial_const > 0:
         raise MethodOptionError(f"initial_const must be positive, got {initial_const}")
     images, labels, targets = check_attack_request(model, images, labels, targets, None, "l2", steps)
-    settings = Settings(np.int32(search_steps), np.int32(steps), np.float32(initial_const))
-    adversarial, used, logits = RUN(settings, model, images, labels, targets)
+    settings = Settings(np.int32(search_steps), np.int32(steps), np.float32(initial_const), np.bool_(targets is not None))
+    adversarial, used, logits = RUN(settings, model, images, labels, labels if targets is None else targets)
     return result(images, adversarial, logits, labels, targets, used, "l2")

@@ -38,6 +38,7 @@ from jaxvis.objectives import Objective, class_log_probability
 from jaxvis.optimize import Result
 from jaxvis.optimizers import Adam, adam, cosine
 from jaxvis.param import clamped
+from jaxvis.programs import PARTITIONABLE_THREEFRY
 from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
 from jaxvis.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
 
@@ -88,9 +89,14 @@ def pii_optimizer(steps: int = DEFAULTS.steps, learning_rate: float = DEFAULTS.l
     return adam(learning_rate, b1=DEFAULTS.betas[0], b2=DEFAULTS.betas[1], eps=1e-8, schedule=cosine(max(steps - 1, 1)))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))  # one program per stage, not a compile per primitive
 def paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int) -> jax.Array:
     """`new_init`: U(0, 1) noise (count, size, size, 3) with `previous` resized to size − pad in its center."""
+    with jax.threefry_partitionable(PARTITIONABLE_THREEFRY):  # the engine's form: 0.3 s to compile here, not 0.9 s
+        return _paste_center(key, previous, count, size, pad)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))  # one program per stage, not a compile per primitive
+def _paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int) -> jax.Array:
     canvas = jax.random.uniform(key, (count, size, size, 3), jnp.float32)
     if previous is None:
         return canvas
