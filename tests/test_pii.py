@@ -124,15 +124,27 @@ def test_other_networks_see_each_stage_at_its_size_unless_model_size_is_given(ti
     assert pii.view_transform(tiny_cnn, 128, model_size=128)(KEY, jnp.zeros((1, 32, 32, 3))).shape == (1, 128, 128, 3)
 
 
-def test_plug_in_runs_the_recipe_on_any_objective(tiny_cnn):
-    """`plug_in` with channel objectives: each image drives its own channel above the other's (a diagonal).
-    Fails if `objective_for` is ignored (the class objective is used) or the units are mixed up."""
+def test_plug_in_runs_the_recipe_on_any_objective_and_on_a_fixed_size_mlp():
+    """`plug_in` with channel objectives, the whole zoom schedule run: each image drives its own channel above
+    the other's (a diagonal). Fails if `objective_for` is ignored (the class objective is used) or the units
+    are mixed up. The network is a ResMLP of 2 blocks of width 32 (random weights): the fixed-size path of
+    resmlp_12_224 (its 224 px input, 16 px patches, ResBlocks), where every stage is resized to S as in the
+    reference, without compiling 12 full-width blocks once per stage."""
+    import dataclasses
+
     from jaxvis import objectives
     from jaxvis.methods.pii import plug_in
-    from jaxvis.models.model import apply
+    from jaxvis.models.mixer import RESMLP_12_224, MlpMixer, ResBlock
+    from jaxvis.models.model import Model, apply, random_variables
 
-    layer = "features.8"
-    result = plug_in(tiny_cnn, lambda unit: objectives.channel(layer, unit), np.array([3, 6]), size=64,
-                     ensemble=2, steps=12, progress=False)
-    acts = np.asarray(apply(tiny_cnn, result.images[:, 0], capture=(layer,))[layer]).mean(axis=(1, 2))
+    arch = dataclasses.replace(RESMLP_12_224, name="resmlp_2x32_224", default_layer="blocks.1",
+                               build=lambda: MlpMixer(ResBlock, dim=32, depth=2))
+    resmlp = Model(arch, random_variables(arch))
+    assert resmlp.arch.fixed_size and resmlp.arch.input_size == 224
+    layer = "blocks.1"
+    result = plug_in(resmlp, lambda unit: objectives.channel(layer, unit), np.array([3, 6]), ensemble=2, steps=12,
+                     progress=False)
+    assert result.images.shape == (2, 1, 224, 224, 3) and result.history.shape == (7 * 12, 2)
+    assert np.isfinite(result.history).all()
+    acts = np.asarray(apply(resmlp, result.images[:, 0], capture=(layer,))[layer]).mean(axis=1)  # over tokens
     assert acts[0, 3] > acts[1, 3] and acts[1, 6] > acts[0, 6]

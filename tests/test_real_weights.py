@@ -65,7 +65,7 @@ def batchnorm_mismatch(model: jaxvis.Model, photos: np.ndarray) -> float:
     from jaxvis.models.statistics import batchnorm_inputs
 
     norms = batchnorm_inputs(model)
-    acts = model(photos, capture=[b.layer for b in norms])
+    acts = forward(model, photos, capture=[b.layer for b in norms])  # one compiled program, not op by op
     gaps = []
     for b in norms:
         a = np.asarray(acts[b.layer], np.float64)
