@@ -129,6 +129,7 @@ def lbfgs(model: Model, images: Any, labels: Any, *, targets: Any = None, search
     if not initial_const > 0:
         raise MethodOptionError(f"initial_const must be positive, got {initial_const}")
     images, labels, targets = check_attack_request(model, images, labels, targets, None, "l2", steps)
-    settings = Settings(np.int32(search_steps), np.int32(steps), np.float32(initial_const), np.bool_(targets is not None))
+    targeted = np.bool_(targets is not None)
+    settings = Settings(np.int32(search_steps), np.int32(steps), np.float32(initial_const), targeted)
     adversarial, used, logits = RUN(settings, model, images, labels, labels if targets is None else targets)
     return result(images, adversarial, logits, labels, targets, used, "l2")
