@@ -40,7 +40,7 @@ from jaxvis.param import Param
 from jaxvis.progress import progress_bar
 from jaxvis.plan import INIT_STATE, RUN_CHUNK, START_FROM, Inputs, Plan, State, init_state
 from jaxvis.structure import digest
-from jaxvis.transforms import Transform, identity
+from jaxvis.transforms import Transform, as_piece, identity
 
 Array = jax.Array
 ObjectiveFor = Callable[[Array], Objective]  # unit index -> objective
@@ -119,11 +119,12 @@ def optimize(
     units = _unit_array(units)
     _check_counts(steps=steps, batch=batch, ensemble=ensemble, chunk=chunk)
     objectives = stack_objectives(objective, units)
-    plan = Plan(param, as_optimizer(optimizer), transform, step_transform, _check_layers(model, objectives),
-                batch, ensemble, chunk, relu_override_steps > 0)
+    plan = Plan(param, as_optimizer(optimizer), as_piece(transform), as_piece(step_transform),
+                _check_layers(model, objectives), batch, ensemble, chunk, relu_override_steps > 0)
     devices = jax.local_devices()
     positions = _pad_to_multiple(np.arange(len(units)), len(devices))
-    inputs = Inputs(_shard(_on_device(_take(objectives, positions)), devices), np.int32(seed),
+    identities = _shard(_unit_identities(units)[positions], devices)
+    inputs = Inputs(_shard(_on_device(_take(objectives, positions)), devices), identities, np.int32(seed),
                     np.int32(relu_override_steps))
     store = None
     if checkpoint_dir is not None:
@@ -181,6 +182,7 @@ def run_fingerprint(model: Model, objectives: Objective, plan: Plan, units: np.n
         param=plan.param, transform=plan.transform, step_transform=plan.step_transform, optimizer=plan.optimizer,
         steps=steps, batch=plan.batch, ensemble=plan.ensemble, seed=seed, relu_override_steps=relu_override_steps,
         init=None if init is None else digest(init),
+        random_keys="unit identity",  # before: the unit's position in the call (its draws differ)
     )
 
 
@@ -281,7 +283,7 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
            resume_from: Checkpoints | None, timings: dict[str, float]) -> Progress:
     history = np.zeros((steps, len(positions)), np.float32)
     if resume_from is not None:
-        abstract = jax.eval_shape(init_state, plan, inputs.seed, positions.astype(np.int32))
+        abstract = jax.eval_shape(init_state, plan, inputs.seed, inputs.identities)
         restored = resume_from.latest(abstract, history.shape)
         if restored is not None:
             state, saved_history, done = restored
@@ -289,7 +291,7 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
             return Progress(state, jax.vmap(plan.param.render)(state.theta), saved_history, done)
     start = time.perf_counter()
     if init is None:
-        state = INIT_STATE(plan, inputs.seed, positions.astype(np.int32))
+        state = INIT_STATE(plan, inputs.seed, inputs.identities)
     else:
         state = START_FROM(plan, _on_device(_take(_check_init(init, int(positions.max()) + 1), positions)))  # per unit
     timings["init_s"] = time.perf_counter() - start
@@ -308,6 +310,15 @@ def _unit_array(units: Array | np.ndarray | None) -> np.ndarray:
     if units.ndim != 1 or len(units) == 0:
         raise ValueError(f"units must be a non-empty 1-D array of unit indices, got shape {units.shape}")
     return units
+
+
+def _unit_identities(units: np.ndarray) -> np.ndarray:
+    """What each unit's random draws are keyed on: the unit's own index (int32), not its place in the call."""
+    if not np.issubdtype(units.dtype, np.integer):
+        raise ValueError(f"units must be whole numbers (unit indices), got dtype {units.dtype}")
+    if units.min() < np.iinfo(np.int32).min or units.max() > np.iinfo(np.int32).max:
+        raise ValueError("units must fit in 32 bits")
+    return units.astype(np.int32)
 
 
 def _check_counts(**counts: int) -> None:

@@ -11,12 +11,14 @@ One step, for every unit at once (vmapped):
 Structure (`Plan`: the pieces' static configuration, layer names, batch,
 ensemble, chunk length) decides the compiled program; everything else is an
 argument: the objectives' numbers (unit indices, weights, targets), the seed,
-the ReLU-redirection step count, the optimizer's hyperparameters, the first
-step and the number of steps of a chunk.  So runs that differ only in those
+the ReLU-redirection step count, the optimizer's hyperparameters, the
+transforms' strengths, the first step and the number of steps of a chunk.  So runs that differ only in those
 share one program.
 
-Keys: unit k at step t draws from fold_in(fold_in(step_key(seed), t), k), so
-the same seed gives the same images however a run is chunked, resumed or sharded.
+Keys: a unit draws from its identity (`Inputs.identities`: the unit's own index, not
+its position in the call): unit u at step t from fold_in(fold_in(step_key(seed), t), u).
+So the same seed and unit give the same images however a run is chunked, resumed,
+sharded or split into groups of units.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from jaxvis.transforms import Transform
 Array = jax.Array
 
 
-@piece(data=("param", "optimizer"))
+@piece(data=("param", "optimizer", "transform", "step_transform"))
 class Plan:
     """What one compiled program is made of (besides the model and the shapes)."""
 
@@ -57,6 +59,7 @@ class Inputs(NamedTuple):
     """The runtime values of a run."""
 
     objectives: Objective  # every leaf has a leading unit axis
+    identities: Array  # int32 (units,): what each unit's random draws are keyed on
     seed: Array  # int32 scalar
     relu_steps: Array  # int32 scalar: redirect the ReLU gradient while step < relu_steps
 
@@ -66,10 +69,10 @@ class State(NamedTuple):
     opt_state: Any
 
 
-def init_state(plan: Plan, seed: Array, positions: Array) -> State:
-    """Fresh parameters for the units at `positions` (0, 1, ...: each its own key) and their optimizer state."""
+def init_state(plan: Plan, seed: Array, identities: Array) -> State:
+    """Fresh parameters for units of these identities (each its own key) and their optimizer state."""
     init_key = jax.random.split(jax.random.key(seed))[0]
-    keys = jax.vmap(lambda k: jax.random.fold_in(init_key, k))(positions)
+    keys = jax.vmap(lambda k: jax.random.fold_in(init_key, k))(identities)
     return start_from(plan, jax.vmap(lambda k: plan.param.init(k, plan.batch))(keys))
 
 
@@ -96,9 +99,8 @@ def unit_objective(plan: Plan, model: Model, theta: Any, objective: Objective, k
 
 def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tuple[State, Array]:
     """Step t of every unit: the new state and each unit's objective before the update."""
-    count = jax.tree_util.tree_leaves(state.theta)[0].shape[0]
     step_key = jax.random.fold_in(jax.random.split(jax.random.key(inputs.seed))[1], t)
-    keys = jax.vmap(lambda k: jax.random.fold_in(step_key, k))(jnp.arange(count))
+    keys = jax.vmap(lambda k: jax.random.fold_in(step_key, k))(inputs.identities)
     redirect = t < inputs.relu_steps if plan.redirect_relu else None
     tx = plan.optimizer.transformation()
 

@@ -2,8 +2,11 @@
 
 `images` is a batch (B, H, W, 3) in [0, 1]; one random draw per call (the
 engine gives every unit and every ensemble view its own key).  Every transform
-is a small frozen dataclass, so two runs built alike share one compiled
-program; any function `(key, images) -> images` of your own works too.  All
+is a small frozen dataclass registered as a pytree (`jaxvis.structure.piece`):
+its kind and sizes are the compiled program's structure, its strengths (jitter
+distance, ColorShift's ranges, padding value) runtime values, so runs that differ
+only in those share one program; any function `(key, images) -> images` of your
+own works too.  All
 output shapes are static, so transforms run under `jit` and `vmap`: where
 Lucid's random scale changes the image size, ours zooms about the center at a
 fixed size (the content's scale relative to the network changes the same way).
@@ -19,7 +22,6 @@ with traced indices: scatters compile and run slowly on CPU.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 import jax
@@ -27,12 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.models.ops import avg_pool2d
+from jaxvis.structure import piece
 
 Array = jax.Array
 Transform = Callable[[Array, Array], Array]
 
 
-@dataclass(frozen=True)
+@piece(data=("transforms",))
 class Compose:
     transforms: tuple[Transform, ...]
 
@@ -44,11 +47,29 @@ class Compose:
 
 def compose(*transforms: Transform) -> Transform:
     """Apply `transforms` in order, each with its own key (identities are dropped)."""
-    kept = tuple(t for t in transforms if not isinstance(t, Identity))
+    kept = tuple(as_piece(t) for t in transforms if not isinstance(t, Identity))
     return Compose(kept) if kept else Identity()
 
 
-@dataclass(frozen=True)
+@piece
+class Function:
+    """A transform that is a function of your own: part of the program's structure (it has no runtime values)."""
+
+    function: Transform
+
+    def __call__(self, key: Array, images: Array) -> Array:
+        return self.function(key, images)
+
+
+def as_piece(transform: Transform) -> Transform:
+    """`transform` as a pytree whose numbers (jitter distance, ColorShift's ranges, ...) are runtime values, so
+    runs that differ only in them share one compiled program; a function of your own becomes a `Function`."""
+    if not callable(transform):
+        raise TypeError(f"a transform must be a function (key, images) -> images, got {type(transform).__name__}")
+    return Function(transform) if jax.tree_util.all_leaves([transform]) else transform
+
+
+@piece
 class Identity:
     def __call__(self, key: Array, images: Array) -> Array:
         return images
@@ -58,7 +79,7 @@ def identity() -> Transform:
     return Identity()
 
 
-@dataclass(frozen=True)
+@piece(data=("value",))
 class Pad:
     """Constant padding on every side (Lucid: 12 px of 0.5 grey)."""
 
@@ -74,7 +95,7 @@ def pad(width: int, value: float = 0.5) -> Transform:
     return Pad(width, value)
 
 
-@dataclass(frozen=True)
+@piece(data=("distance",))
 class Jitter:
     """Translate by (dy, dx) uniform in [0, distance), filling with zeros (Lucent's `jitter`, kornia translate)."""
 
@@ -89,7 +110,7 @@ def jitter(distance: int) -> Transform:
     return Jitter(distance)
 
 
-@dataclass(frozen=True)
+@piece(data=("distance",))
 class Roll:
     """Circular shift by (dy, dx) uniform in [-distance, distance] (Plug-In Inversion's and DeepDream's jitter)."""
 
@@ -104,7 +125,7 @@ def roll(distance: int) -> Transform:
     return Roll(distance)
 
 
-@dataclass(frozen=True)
+@piece
 class RandomScaleRotate:
     """Zoom and rotate about the center by a scale and an angle drawn from the tables, bilinear, zeros outside
     (kornia's rotate); both about the center, so they commute, and done as one resampling."""
@@ -138,7 +159,7 @@ def random_rotate(degrees: Sequence[float]) -> Transform:
     return random_scale_rotate([1.0], degrees)
 
 
-@dataclass(frozen=True)
+@piece
 class Flip:
     """Horizontal flip with probability 1/2."""
 
@@ -150,7 +171,7 @@ def flip() -> Transform:
     return Flip()
 
 
-@dataclass(frozen=True)
+@piece(data=("mean_range", "log_std_range"))
 class ColorShift:
     """Plug-In Inversion's ColorShift: per image and channel x * sigma + mu, mu ~ U(-a, a), sigma = exp(U(-b, b))."""
 
@@ -169,7 +190,7 @@ def color_shift(mean_range: float = 1.0, log_std_range: float = 1.0) -> Transfor
     return ColorShift(mean_range, log_std_range)
 
 
-@dataclass(frozen=True)
+@piece
 class CenterCrop:
     size: int
 
@@ -182,7 +203,7 @@ def center_crop(size: int) -> Transform:
     return CenterCrop(size)
 
 
-@dataclass(frozen=True)
+@piece
 class AvgPool:
     """Average-pool by `factor` (DeepInversion's low-resolution stage: `AvgPool2d(kernel_size=2)`)."""
 
@@ -196,7 +217,7 @@ def avg_pool(factor: int) -> Transform:
     return AvgPool(factor)
 
 
-@dataclass(frozen=True)
+@piece
 class Tiles:
     """Cut images larger than `limit` into a batch of equal tiles of at most `limit` px (edge-padded).
 
@@ -222,7 +243,7 @@ def tiles(limit: int) -> Transform:
     return Tiles(limit)
 
 
-@dataclass(frozen=True)
+@piece
 class Resize:
     """Bilinear resize to size x size (Lucent upsamples images smaller than 224 before the model)."""
 

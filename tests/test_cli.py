@@ -115,6 +115,18 @@ def test_visualize_writes_pngs_sheet_gallery_and_record(capsys, tmp_path, tiny_c
     assert "2 images in" in stdout
 
 
+def test_the_group_size_does_not_change_the_pictures(capsys, tmp_path, tiny_cnn_by_name):
+    pictures = {}
+    for size in ("3", "2"):
+        out = tmp_path / size
+        code, _, err = run(capsys, "visualize", tiny_cnn_by_name, "features.8", "--channels", "2,5,7", "--size", "32",
+                           "--steps", "3", "--group-size", size, "--out", str(out))
+        assert code == 0, err
+        pictures[size] = {p.name: p.read_bytes() for p in out.glob("unit_*.png")}
+    assert sorted(pictures["3"]) == ["unit_0002.png", "unit_0005.png", "unit_0007.png"]
+    assert pictures["2"] == pictures["3"]
+
+
 def test_visualize_refuses_an_unwritable_output_directory(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -47,13 +47,25 @@ def test_same_seed_same_images_and_chunking_does_not_matter(tiny_cnn):
     assert not np.allclose(small_run(tiny_cnn, seed=1).images, first.images)
 
 
+def test_a_units_images_depend_on_the_unit_not_on_its_place_in_the_call(tiny_cnn):
+    """Random draws are keyed on the unit's index: splitting the units into other groups (or asking for one
+    alone) gives bit-identical images.  Keying on the position in the call (0, 1, ... per call) fails it."""
+    whole = small_run(tiny_cnn, units=np.arange(6), transform=T.jitter(4))
+    first, second = (small_run(tiny_cnn, units=group, transform=T.jitter(4)) for group in ([0, 1, 2, 3], [4, 5]))
+    np.testing.assert_array_equal(np.concatenate([first.images, second.images]), whole.images)
+    np.testing.assert_array_equal(np.concatenate([first.history, second.history], axis=1), whole.history)
+    alone = small_run(tiny_cnn, units=[5, 2], transform=T.jitter(4))
+    np.testing.assert_array_equal(alone.images, whole.images[[5, 2]])
+
+
 def compilations(caplog) -> list[str]:
     """jax's own log of the optimization programs it compiled (jax.log_compiles)."""
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(run_chunk)")]
 
 
 def test_runtime_values_do_not_compile_again(tiny_cnn, caplog):
-    """Seed, units, steps, learning rate, ReLU-redirection steps, objective weights and chunking are arguments."""
+    """Seed, units, steps, learning rate, ReLU-redirection steps, objective weights, transform strengths (the
+    jitter distance) and chunking are arguments."""
     import jax
 
     def weighted(w):
@@ -70,14 +82,15 @@ def test_runtime_values_do_not_compile_again(tiny_cnn, caplog):
             small_run(tiny_cnn, **{**base, "optimizer": optimizers.adam(0.2, b1=0.5)}),
             small_run(tiny_cnn, **{**base, "relu_override_steps": 5}),
             small_run(tiny_cnn, **{**base, "objective": weighted(3.0)}),
+            small_run(tiny_cnn, **{**base, "transform": T.compose(T.jitter(9), T.flip())}),
         ]
         assert len(compilations(caplog)) == 1, compilations(caplog)
-        small_run(tiny_cnn, **{**base, "transform": T.compose(T.jitter(5), T.flip())})  # another structure
+        small_run(tiny_cnn, **{**base, "transform": T.compose(T.jitter(4), T.jitter(4))})  # another structure
         assert len(compilations(caplog)) == 2
     longer = others.pop(2)
     assert longer.steps == 13 and np.allclose(longer.history[:8], first.history, rtol=1e-5, atol=1e-5)
     others.pop(3)  # ReLU redirection does not engage on these live units: tested on a dead one below
-    for name, other in zip(["seed", "units", "lr", "weight"], others):  # each ran with its own values
+    for name, other in zip(["seed", "units", "lr", "weight", "jitter"], others):  # each ran with its own values
         assert not np.allclose(other.history, first.history), name
 
 
@@ -224,10 +237,11 @@ def test_relu_redirection_moves_a_dead_unit_during_the_first_steps_only(tiny_cnn
     layer, unit = TINY_DEAD
     plan = Plan(P.fourier(32), optimizers.adam(0.05), T.identity(), T.identity(), (layer,), redirect_relu=True)
     objectives = stack_objectives(lambda u: O.channel(layer, u), np.asarray([unit]))
-    state = INIT_STATE(plan, jnp.asarray(0), jnp.arange(1))
+    identities = jnp.asarray([unit], jnp.int32)
+    state = INIT_STATE(plan, jnp.asarray(0), identities)
 
     def moved(t: int, relu_steps: int) -> float:
-        inputs = Inputs(objectives, jnp.asarray(0), jnp.asarray(relu_steps))
+        inputs = Inputs(objectives, identities, jnp.asarray(0), jnp.asarray(relu_steps))
         after, _, _ = RUN_CHUNK(plan, tiny_cnn, inputs, state, jnp.asarray(t), jnp.asarray(1))
         return float(jnp.abs(after.theta - state.theta).max())
 
