@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
@@ -52,6 +52,11 @@ class Stage:
 
 
 StageBuilder = Callable[[jax.Array, Result | None], Stage]
+
+
+def with_options(recipe: Any, **options: Any) -> Any:
+    """`recipe` with the options that were given (not None) in place of its fields."""
+    return replace(recipe, **{name: value for name, value in options.items() if value is not None})
 
 
 def stage_seed(seed: int, index: int) -> int:

@@ -23,7 +23,7 @@ KEY = jax.random.key(0)
 
 def build_all(model, final=224, **options):
     """The stages' `Stage`s, each built from a previous stage whose images are all 0.25."""
-    defaults = dict(ensemble=pii.DEFAULTS.ensemble, steps=pii.DEFAULTS.steps, zoom=True, center=True)
+    defaults = dict(zoom=True, center=True)
     builders = pii.stages(model, np.asarray([1, 207]), final, **{**defaults, **options})
     built, previous = [], None
     for index, build in enumerate(builders):

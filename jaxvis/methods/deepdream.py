@@ -32,7 +32,7 @@ from jaxvis.objectives import deepdream as deepdream_objective
 from jaxvis.optimize import Result
 from jaxvis.optimizers import normalized_ascent
 from jaxvis.param import clamped
-from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
+from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
 from jaxvis.transforms import compose, roll, tiles
 
 
@@ -78,12 +78,12 @@ def dream(
     image: np.ndarray,
     layers: str | Sequence[str],
     *,
-    octaves: int = DEFAULTS.octaves,
-    octave_scale: float = DEFAULTS.octave_scale,
-    steps: int = DEFAULTS.steps,
-    step_size: float = DEFAULTS.step_size,
-    jitter: int = DEFAULTS.jitter,
-    tile_size: int = DEFAULTS.tile_size,
+    octaves: int | None = None,
+    octave_scale: float | None = None,
+    steps: int | None = None,
+    step_size: float | None = None,
+    jitter: int | None = None,
+    tile_size: int | None = None,
     seed: int = 0,
     progress: bool = True,
     on_stage: StageCallback | None = None,
@@ -91,13 +91,15 @@ def dream(
 ) -> Result:
     """DeepDream `image` (H, W, 3) in [0, 1] on one or several layers; `result.images` is (1, 1, H, W, 3).
 
-    recipe: the defaults above; only its `chunk` is read here (the other fields are the keywords).
+    recipe: every field is used (`Recipe`); the keywords, when given, replace its fields.
     """
+    recipe = with_options(recipe, octaves=octaves, octave_scale=octave_scale, steps=steps, step_size=step_size,
+                          jitter=jitter, tile_size=tile_size)
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise MethodOptionError("name at least one layer to dream on, e.g. features.10 (`jaxvis layers NAME` lists them)")
     image = np.asarray(image, np.float32)
-    sizes = check_octaves(model.arch, image.shape[0], image.shape[1], octaves, octave_scale)
+    sizes = check_octaves(model.arch, image.shape[0], image.shape[1], recipe.octaves, recipe.octave_scale)
     if model.arch.fixed_size:
         check_image_shape((1, *image.shape), "float32", model.arch)
     objective: Objective = sum((deepdream_objective(layer) for layer in layers[1:]), deepdream_objective(layers[0]))
@@ -109,8 +111,8 @@ def dream(
                 jnp.asarray(previous.images[0, 0]) - octave_base(image, *previous.images.shape[2:4]), (h, w, 3), "linear")
             return Stage(
                 f"octave_{index}", objective, param=clamped(max(h, w)),  # the start `init` sets the true h × w
-                init=(base + detail)[None, None], step_transform=compose(roll(jitter), tiles(tile_size)),
-                optimizer=normalized_ascent(step_size), steps=steps, chunk=recipe.chunk,
+                init=(base + detail)[None, None], step_transform=compose(roll(recipe.jitter), tiles(recipe.tile_size)),
+                optimizer=normalized_ascent(recipe.step_size), steps=recipe.steps, chunk=recipe.chunk,
             )
 
         return build

@@ -17,7 +17,7 @@ from jaxvis.objectives import class_logit
 from jaxvis.optimize import Result
 from jaxvis.optimizers import adam
 from jaxvis.param import fourier
-from jaxvis.stages import Stage, StageCallback, run_stages
+from jaxvis.stages import Stage, StageCallback, run_stages, with_options
 from jaxvis.transforms import lucid_standard
 
 
@@ -35,13 +35,17 @@ def logit_inversion(
     classes: Sequence[int | str],
     *,
     size: int | None = None,
-    steps: int = DEFAULTS.steps,
-    learning_rate: float = DEFAULTS.learning_rate,
+    steps: int | None = None,
+    learning_rate: float | None = None,
     seed: int = 0,
     progress: bool = True,
     on_stage: StageCallback | None = None,
+    recipe: Recipe = DEFAULTS,
 ) -> Result:
-    """Maximize each class's logit; `result.images` is (K, 1, S, S, 3)."""
+    """Maximize each class's logit; `result.images` is (K, 1, S, S, 3).
+
+    recipe: every field is used (`Recipe`); steps and learning_rate, when given, replace its fields."""
+    recipe = with_options(recipe, steps=steps, learning_rate=learning_rate)
     require_classifier(model.name, model.arch.num_classes, "logit inversion")
     targets = class_indices(classes, model.arch.num_classes)
     final = size or model.input_size
@@ -50,6 +54,6 @@ def logit_inversion(
     def build(key: jax.Array, previous: Result | None) -> Stage:
         return Stage("logit", class_logit, param=fourier(final), units=targets,
                      transform=lucid_standard(model.input_size if model.arch.fixed_size else None),
-                     optimizer=adam(learning_rate), steps=steps)
+                     optimizer=adam(recipe.learning_rate), steps=recipe.steps)
 
     return run_stages(model, [build], seed=seed, progress=progress, on_stage=on_stage, units=targets)

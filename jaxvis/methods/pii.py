@@ -39,7 +39,7 @@ from jaxvis.optimize import Result
 from jaxvis.optimizers import Adam, adam, cosine
 from jaxvis.param import clamped
 from jaxvis.programs import PARTITIONABLE_THREEFRY
-from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
+from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
 from jaxvis.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
 
 
@@ -84,9 +84,10 @@ def paste_pad(size: int, zoom: bool = True, center: bool = True) -> int:
     return (size // 8) // 2 if (zoom and center) else 0
 
 
-def pii_optimizer(steps: int = DEFAULTS.steps, learning_rate: float = DEFAULTS.learning_rate) -> Adam:
-    """Adam with betas (0.5, 0.99) and CosineAnnealingLR to 0 over the stage's steps - 1 scheduler steps."""
-    return adam(learning_rate, b1=DEFAULTS.betas[0], b2=DEFAULTS.betas[1], eps=1e-8, schedule=cosine(max(steps - 1, 1)))
+def pii_optimizer(recipe: Recipe = DEFAULTS) -> Adam:
+    """Adam with the recipe's betas and CosineAnnealingLR to 0 over the stage's steps - 1 scheduler steps."""
+    return adam(recipe.learning_rate, b1=recipe.betas[0], b2=recipe.betas[1], eps=1e-8,
+                schedule=cosine(max(recipe.steps - 1, 1)))
 
 
 def paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int) -> jax.Array:
@@ -112,11 +113,12 @@ def view_transform(model: Model, final: int, recipe: Recipe = DEFAULTS, model_si
     return compose(color_shift(*recipe.color_shift), resize(size) if size else identity())
 
 
-def stages(model: Model, targets: np.ndarray, final: int, *, ensemble: int, steps: int, zoom: bool, center: bool,
+def stages(model: Model, targets: np.ndarray, final: int, *, zoom: bool, center: bool,
            recipe: Recipe = DEFAULTS, objective_for: ObjectiveFor = class_log_probability,
            label: str = "PII", model_size: int | None = None) -> list[StageBuilder]:
-    """One builder per stage of the zoom schedule (see the module docstring); `objective_for(unit)` is what each
-    unit maximizes (the reference's: the target class's log-probability)."""
+    """One builder per stage of the zoom schedule (see the module docstring), each of `recipe.steps` steps
+    with `recipe.ensemble` views; `objective_for(unit)` is what each unit maximizes (the reference's: the
+    target class's log-probability)."""
     pad = paste_pad(final, zoom, center)
 
     def stage(size: int) -> StageBuilder:
@@ -131,8 +133,8 @@ def stages(model: Model, targets: np.ndarray, final: int, *, ensemble: int, step
                 f"stage_{size}px", lambda unit: objective_for(unit).named(f"{label} {size}px"),
                 param=clamped(canvas.shape[1]), units=targets,
                 init=canvas[:, None], step_transform=compose(view, roll(recipe.jitter)),
-                transform=view_transform(model, final, recipe, model_size), optimizer=pii_optimizer(steps, recipe.learning_rate),
-                steps=steps, ensemble=ensemble, chunk=recipe.chunk,
+                transform=view_transform(model, final, recipe, model_size), optimizer=pii_optimizer(recipe),
+                steps=recipe.steps, ensemble=recipe.ensemble, chunk=recipe.chunk,
             )
 
         return build
@@ -145,8 +147,8 @@ def plug_in_inversion(
     classes: Sequence[int | str],
     *,
     size: int | None = None,
-    ensemble: int = DEFAULTS.ensemble,
-    steps: int = DEFAULTS.steps,
+    ensemble: int | None = None,
+    steps: int | None = None,
     zoom: bool = True,
     center: bool = True,
     seed: int = 0,
@@ -156,7 +158,8 @@ def plug_in_inversion(
 ) -> Result:
     """Invert `classes` (indices or ImageNet names) of `model`; `result.images` is (K, 1, S, S, 3).
 
-    steps: per stage (the reference's 401).
+    recipe: every field is used (`Recipe`); ensemble and steps (per stage, the reference's 401), when
+    given, replace the recipe's.
     zoom / center: the reference's `way` option -- both (pad = S // 16, the default),
     zoom only (pad 0: the previous stage fills the new canvas), or center only
     (the canvas stays S × S; stage i optimizes its central i × i crop, so the
@@ -174,8 +177,8 @@ def plug_in(
     units: np.ndarray,
     *,
     size: int | None = None,
-    ensemble: int = DEFAULTS.ensemble,
-    steps: int = DEFAULTS.steps,
+    ensemble: int | None = None,
+    steps: int | None = None,
     zoom: bool = True,
     center: bool = True,
     seed: int = 0,
@@ -193,16 +196,17 @@ def plug_in(
     if not (zoom or center):
         raise MethodOptionError("Plug-In Inversion needs zoom, centering or both; set zoom=True or center=True")
     targets = np.asarray(units)
+    recipe = with_options(recipe, ensemble=ensemble, steps=steps)
     final = size or model.input_size
     check_image_shape((1, final, final, 3), "float32", model.arch)
     check_stage_sizes(model.arch, final, zoom)
-    builders = stages(model, targets, final, ensemble=ensemble, steps=steps, zoom=zoom, center=center, recipe=recipe,
+    builders = stages(model, targets, final, zoom=zoom, center=center, recipe=recipe,
                       objective_for=objective_for, label=label, model_size=model_size)
     return run_stages(model, builders, seed=seed, progress=progress, on_stage=on_stage, units=targets)
 
 
 def visualize_units(model: Model, spec: str, *, objective: str = "channel", size: int | None = None,
-                    ensemble: int = DEFAULTS.ensemble, steps: int = DEFAULTS.steps, seed: int = 0,
+                    ensemble: int | None = None, steps: int | None = None, seed: int = 0,
                     progress: bool = True, recipe: Recipe = DEFAULTS) -> np.ndarray:
     """Feature visualization with Plug-In Inversion's recipe instead of Lucid's: the units of `spec` (the
     `jaxvis.visualize` shorthand, `@token`s included) as PII's targets. float32 (units, S, S, 3) in [0, 1]."""
