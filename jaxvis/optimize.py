@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,7 +38,7 @@ from jaxvis.objectives import Objective
 from jaxvis.optimizers import Optimizer, as_optimizer
 from jaxvis.param import Param
 from jaxvis.progress import progress_bar
-from jaxvis.plan import INIT_STATE, RUN_CHUNK, START_FROM, Inputs, Plan, State, init_state
+from jaxvis.plan import INIT_STATE, RUN_CHUNK, START_FROM, Inputs, Plan, State, init_state, render, stack_plans
 from jaxvis.structure import digest
 from jaxvis.transforms import Transform, as_piece, identity
 
@@ -68,6 +68,11 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     nonfinite: np.ndarray | None = None  # units whose objective went NaN/Inf, when diverged
     stages: list["Result"] = field(default_factory=list)  # a multi-stage method's stages, in order
+    grid: tuple[int, ...] = ()  # a sweep's grid of cells: entry c·(units per cell) + u is cell c's unit u
+
+    def with_grid_axes(self, array: np.ndarray) -> np.ndarray:
+        """`array` (cells × units, ...) as (*grid, units, ...): the grid's axes in front (as is without a grid)."""
+        return np.reshape(array, (*self.grid, -1, *np.shape(array)[1:])) if self.grid else array
 
     @property
     def objective(self) -> np.ndarray:
@@ -77,14 +82,14 @@ class Result:
 
 def optimize(
     model: Model,
-    objective: Objective | ObjectiveFor,
+    objective: Objective | ObjectiveFor | list,
     *,
-    param: Param,
+    param: Param | list[Param],
     units: Array | np.ndarray | None = None,
-    transform: Transform = identity(),
-    step_transform: Transform = identity(),
+    transform: Transform | list[Transform] = identity(),
+    step_transform: Transform | list[Transform] = identity(),
     init: Any = None,
-    optimizer: Optimizer | optax.GradientTransformation | None = None,
+    optimizer: Optimizer | optax.GradientTransformation | list | None = None,
     steps: int = 512,
     batch: int = 1,
     ensemble: int = 1,
@@ -115,20 +120,37 @@ def optimize(
         one of a different run, naming what differs.
     stop_after: end (as if interrupted) after this many steps; for tests and budgets.
     description: the progress bar's label (default: the objective's name).
+
+    A sweep: any of objective, param, transform, step_transform and optimizer given as a
+    list, one per *cell* of a grid (the others shared), runs every cell × unit in the one
+    program, each cell exactly as its own run with the same seed would.  The cells must be
+    built alike (only runtime values differ).  The result holds cell c's unit u at entry
+    c·len(units) + u (`Result.grid` is (cells,); `Result.with_grid_axes` splits it).
     """
     units = _unit_array(units)
     _check_counts(steps=steps, batch=batch, ensemble=ensemble, chunk=chunk)
-    objectives = stack_objectives(objective, units)
-    plan = Plan(param, as_optimizer(optimizer), as_piece(transform), as_piece(step_transform),
-                _check_layers(model, objectives), batch, ensemble, chunk, relu_override_steps > 0)
+    cells = cell_count(objective=objective, param=param, transform=transform, step_transform=step_transform,
+                       optimizer=optimizer)
+    cell = lambda value, c: value[c] if isinstance(value, list) else value  # noqa: E731
+    objectives = concatenate_cells([stack_objectives(cell(objective, c), units) for c in range(cells)])
+    layers = _check_layers(model, objectives)
+    plans = [Plan(cell(param, c), as_optimizer(cell(optimizer, c)), as_piece(cell(transform, c)),
+                  as_piece(cell(step_transform, c)), layers, batch, ensemble, chunk, relu_override_steps > 0)
+             for c in range(cells)]
+    plan = stack_plans(plans, len(units))
+    cell_units = np.tile(units, cells)
     devices = jax.local_devices()
-    positions = _pad_to_multiple(np.arange(len(units)), len(devices))
-    identities = _shard(_unit_identities(units)[positions], devices)
+    positions = _pad_to_multiple(np.arange(len(cell_units)), len(devices))
+    plan = _map_swept(plan, lambda values: _shard(_take(values, positions), devices))
+    identities = _shard(_unit_identities(cell_units)[positions], devices)
     inputs = Inputs(_shard(_on_device(_take(objectives, positions)), devices), identities, np.int32(seed),
                     np.int32(relu_override_steps))
+    if init is not None and cells > 1:
+        init = jax.tree_util.tree_map(lambda leaf: np.concatenate([np.asarray(leaf)] * cells),
+                                      _check_init(init, len(units)))
     store = None
     if checkpoint_dir is not None:
-        store = Checkpoints(checkpoint_dir, run_fingerprint(model, objectives, plan, units, steps, seed,
+        store = Checkpoints(checkpoint_dir, run_fingerprint(model, objectives, plans, units, steps, seed,
                                                            relu_override_steps, init))
     elif checkpoint_every or resume:
         raise ValueError("checkpoint_every and resume need checkpoint_dir")
@@ -136,9 +158,9 @@ def optimize(
     timings: dict[str, float] = {}
     begin = _start(plan, inputs, init, positions, devices, steps, store if resume else None, timings)
     advance = compiled_chunks(plan, model, inputs, timings)
-    advance = stop_on_nonfinite(advance, units, timings)
+    advance = stop_on_nonfinite(advance, cell_units, timings)
     bar = progress_bar(progress, steps, description or objectives.name, unit="step", done=begin.done)
-    advance = with_progress_bar(advance, bar, len(units))
+    advance = with_progress_bar(advance, bar, len(cell_units))
     if store is not None and checkpoint_every:
         advance = with_checkpoints(advance, store, checkpoint_every, steps)
     last = min(steps, stop_after) if stop_after is not None else steps
@@ -146,7 +168,7 @@ def optimize(
         end = drive(advance, begin, last, chunk, checkpoint_every)
     finally:
         bar.close()
-    return _result(end, units, timings)
+    return replace(_result(end, cell_units, timings), grid=(cells,) if cells > 1 else ())
 
 
 # --- the run's pieces --------------------------------------------------------------------------------
@@ -173,14 +195,38 @@ def stack_objectives(objective: Objective | ObjectiveFor, units: np.ndarray) -> 
     return jax.tree_util.tree_unflatten(structures[0], stacked)
 
 
-def run_fingerprint(model: Model, objectives: Objective, plan: Plan, units: np.ndarray, steps: int, seed: int,
-                    relu_override_steps: int, init: Any) -> dict[str, Any]:
+def cell_count(**values: Any) -> int:
+    """How many grid cells the arguments given as lists make (1 when none is a list); lists must agree."""
+    lengths = {name: len(value) for name, value in values.items() if isinstance(value, list)}
+    if any(length == 0 for length in lengths.values()) or len(set(lengths.values())) > 1:
+        raise ValueError(f"the swept arguments must be non-empty lists of one length (one entry per grid cell), "
+                         f"got lengths {lengths}")
+    return next(iter(lengths.values()), 1)
+
+
+def concatenate_cells(objectives: list[Objective]) -> Objective:
+    """The cells' stacked objectives end to end on the unit axis (cell-major); they must be built alike."""
+    structures = [jax.tree_util.tree_structure(o) for o in objectives]
+    odd = next((c for c, structure in enumerate(structures) if structure != structures[0]), None)
+    if odd is not None:
+        raise ValueError(f"the objective of grid cell {odd} is built differently from that of cell 0; the cells of "
+                         "a sweep may differ only in numbers (weights, targets), not in their terms")
+    if len(objectives) == 1:
+        return objectives[0]
+    return jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves), *objectives)
+
+
+def run_fingerprint(model: Model, objectives: Objective, plans: list[Plan], units: np.ndarray, steps: int,
+                    seed: int, relu_override_steps: int, init: Any) -> dict[str, Any]:
     """What must match for a checkpoint to be resumed (see `jaxvis.checkpoints`)."""
+    plan = plans[0]
+    pieces = lambda name: getattr(plan, name) if len(plans) == 1 else [getattr(p, name) for p in plans]  # noqa: E731
     return fingerprint(
         model=model.name, weights=digest(model.variables), objective=objectives.name,
         objective_structure=objectives.fn, objective_numbers=digest(objectives.params), units=units.tolist(),
-        param=plan.param, transform=plan.transform, step_transform=plan.step_transform, optimizer=plan.optimizer,
-        steps=steps, batch=plan.batch, ensemble=plan.ensemble, seed=seed, relu_override_steps=relu_override_steps,
+        param=pieces("param"), transform=pieces("transform"), step_transform=pieces("step_transform"),
+        optimizer=pieces("optimizer"), steps=steps, batch=plan.batch, ensemble=plan.ensemble, seed=seed,
+        relu_override_steps=relu_override_steps,
         init=None if init is None else digest(init),
         random_keys="unit identity",  # before: the unit's position in the call (its draws differ)
     )
@@ -288,7 +334,7 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
         if restored is not None:
             state, saved_history, done = restored
             state = _shard(state, devices)
-            return Progress(state, jax.vmap(plan.param.render)(state.theta), saved_history, done)
+            return Progress(state, render(plan, state.theta), saved_history, done)
     start = time.perf_counter()
     if init is None:
         state = INIT_STATE(plan, inputs.seed, inputs.identities)
@@ -345,6 +391,13 @@ def _check_init(init: Any, count: int) -> Any:
     if leading != {count}:
         raise ValueError(f"init must hold one entry per unit (leading axis {count}), got leading axes {leading}")
     return init
+
+
+def _map_swept(plan: Plan, function: Callable[[Any], Any]) -> Plan:
+    """`function` applied to the swept values (one per cell × unit); the shared ones as they are."""
+    leaves, treedef = jax.tree_util.tree_flatten(plan)
+    return jax.tree_util.tree_unflatten(treedef, [function(leaf) if k in plan.swept else leaf
+                                                  for k, leaf in enumerate(leaves)])
 
 
 def _take(tree: Any, positions: np.ndarray) -> Any:

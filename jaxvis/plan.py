@@ -23,10 +23,12 @@ sharded or split into groups of units.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxvis.models.model import Model
@@ -53,6 +55,33 @@ class Plan:
     ensemble: int = 1  # transformed views per image and step
     chunk: int = 32  # steps per call of the compiled loop (the objective history buffer's length)
     redirect_relu: bool = False  # compile Lucid's redirected ReLU gradient in (used while t < relu_steps)
+    swept: tuple[int, ...] = ()  # the runtime values (leaf numbers) that carry a leading unit axis: a sweep's
+
+
+def stack_plans(plans: list[Plan], units: int) -> Plan:
+    """One plan for a sweep's cells × `units` units: values equal in every cell stay shared; the others become
+    swept, one per cell × unit (cell-major).  The cells must be built alike (only runtime values differ)."""
+    flat = [jax.tree_util.tree_flatten(plan) for plan in plans]
+    treedef = flat[0][1]
+    odd = next((c for c, (_, other) in enumerate(flat) if other != treedef), None)
+    if odd is not None:
+        raise ValueError(f"grid cell {odd} is built differently from cell 0 (a size, a count or a kind of piece "
+                         "differs): only runtime values (rates, weights, strengths) can be swept in one program")
+    columns = [np.stack([np.asarray(leaves[k]) for leaves, _ in flat]) for k in range(len(flat[0][0]))]
+    swept = tuple(k for k, column in enumerate(columns) if not all(np.array_equal(v, column[0]) for v in column))
+    leaves = [np.repeat(column, units, axis=0) if k in swept else flat[0][0][k] for k, column in enumerate(columns)]
+    return dataclasses.replace(jax.tree_util.tree_unflatten(treedef, leaves), swept=swept)
+
+
+def unit_axes(plan: Plan) -> Plan:
+    """`vmap`'s in_axes for `plan` over units: 0 for the swept values (one per unit), None for the shared."""
+    leaves, treedef = jax.tree_util.tree_flatten(plan)
+    return jax.tree_util.tree_unflatten(treedef, [0 if k in plan.swept else None for k in range(len(leaves))])
+
+
+def per_unit(function: Any, plan: Plan) -> Any:
+    """`jax.vmap` of `function(plan, *per-unit arguments)` over units, each unit seeing its own swept values."""
+    return lambda *args: jax.vmap(function, in_axes=(unit_axes(plan), *([0] * len(args))))(plan, *args)
 
 
 class Inputs(NamedTuple):
@@ -73,12 +102,12 @@ def init_state(plan: Plan, seed: Array, identities: Array) -> State:
     """Fresh parameters for units of these identities (each its own key) and their optimizer state."""
     init_key = jax.random.split(jax.random.key(seed))[0]
     keys = jax.vmap(lambda k: jax.random.fold_in(init_key, k))(identities)
-    return start_from(plan, jax.vmap(lambda k: plan.param.init(k, plan.batch))(keys))
+    return start_from(plan, per_unit(lambda p, k: p.param.init(k, p.batch), plan)(keys))
 
 
 def start_from(plan: Plan, theta: Any) -> State:
     """The optimizer state for given parameters (one per unit)."""
-    return State(theta, jax.vmap(plan.optimizer.transformation().init)(theta))
+    return State(theta, per_unit(lambda p, th: p.optimizer.transformation().init(th), plan)(theta))
 
 
 def unit_objective(plan: Plan, model: Model, theta: Any, objective: Objective, key: Array,
@@ -102,9 +131,9 @@ def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tu
     step_key = jax.random.fold_in(jax.random.split(jax.random.key(inputs.seed))[1], t)
     keys = jax.vmap(lambda k: jax.random.fold_in(step_key, k))(inputs.identities)
     redirect = t < inputs.relu_steps if plan.redirect_relu else None
-    tx = plan.optimizer.transformation()
 
-    def unit_step(theta: Any, opt_state: Any, objective: Objective, key: Array) -> tuple[Any, Any, Array]:
+    def unit_step(plan: Plan, theta: Any, opt_state: Any, objective: Objective, key: Array) -> tuple[Any, Any, Array]:
+        tx = plan.optimizer.transformation()
         loss_fn = lambda th: -unit_objective(plan, model, th, objective, key, redirect)  # noqa: E731
         loss, grads = jax.value_and_grad(loss_fn)(theta)
         if isinstance(tx, optax.GradientTransformationExtraArgs):
@@ -113,7 +142,7 @@ def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tu
             updates, opt_state = tx.update(grads, opt_state, theta)
         return plan.param.project(optax.apply_updates(theta, updates)), opt_state, loss
 
-    theta, opt_state, losses = jax.vmap(unit_step)(state.theta, state.opt_state, inputs.objectives, keys)
+    theta, opt_state, losses = per_unit(unit_step, plan)(state.theta, state.opt_state, inputs.objectives, keys)
     return State(theta, opt_state), -losses
 
 
@@ -134,7 +163,12 @@ def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Arr
     units = jax.tree_util.tree_leaves(state.theta)[0].shape[0]
     values = jnp.zeros((plan.chunk, units), jnp.float32)
     state, values = jax.lax.fori_loop(0, count, body, (state, values))
-    return state, values, jax.vmap(plan.param.render)(state.theta)
+    return state, values, render(plan, state.theta)
+
+
+def render(plan: Plan, theta: Any) -> Array:
+    """Every unit's images (units, batch, H, W, 3), each rendered with its own parameterization values."""
+    return per_unit(lambda p, th: p.param.render(th), plan)(theta)
 
 
 RUN_CHUNK = Program(run_chunk, "optimization step")

@@ -193,8 +193,11 @@ def test_resume_refuses_another_objective_target(tiny_cnn, tmp_path):
 
 
 def test_sharded_over_eight_devices_gives_the_same_images(tiny_cnn, tmp_path):
+    """A run of 5 units, and a sweep of 2 learning rates x 5 units (its per-unit rates sharded with the units)."""
     single = small_run(tiny_cnn, units=jnp.arange(5), steps=4)
     np.save(tmp_path / "single.npy", single.images)
+    swept = small_run(tiny_cnn, units=jnp.arange(5), steps=4, optimizer=[optimizers.adam(0.05), optimizers.adam(0.3)])
+    np.save(tmp_path / "swept.npy", swept.images)
     code = f"""
         import jax, numpy as np, jax.numpy as jnp, jaxvis
         from jaxvis import objectives as O, param as P, transforms as T
@@ -204,11 +207,16 @@ def test_sharded_over_eight_devices_gives_the_same_images(tiny_cnn, tmp_path):
         result = optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(5), param=P.fourier(32),
                           transform=T.compose(T.jitter(4), T.flip()), steps=4, chunk=4, progress=False, seed=0)
         np.testing.assert_allclose(result.images, np.load({str(tmp_path / 'single.npy')!r}), rtol=1e-4, atol=1e-5)
-        print("sharded ok", result.images.shape)
+        from jaxvis.optimizers import adam
+        swept = optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(5), param=P.fourier(32),
+                         transform=T.compose(T.jitter(4), T.flip()), steps=4, chunk=4, progress=False, seed=0,
+                         optimizer=[adam(0.05), adam(0.3)])
+        np.testing.assert_allclose(swept.images, np.load({str(tmp_path / 'swept.npy')!r}), rtol=1e-4, atol=1e-5)
+        print("sharded ok", result.images.shape, swept.images.shape)
     """
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0 and "sharded ok (5, 1, 32, 32, 3)" in run.stdout, run.stderr[-3000:]
+    assert run.returncode == 0 and "sharded ok (5, 1, 32, 32, 3) (10, 1, 32, 32, 3)" in run.stdout, run.stderr[-3000:]
 
 
 def test_nan_stops_with_the_step_and_keeps_finished_images(tiny_cnn):

@@ -13,6 +13,7 @@ gradient is redirected for the first 16 steps (Lucid, lucid#68).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +25,7 @@ from jaxvis.optimize import Result, optimize
 from jaxvis.optimizers import adam
 from jaxvis.param import PARAMS
 from jaxvis.request import UnitSpec, check_request
+from jaxvis.sweeps import Grid, refuse_lists
 from jaxvis.transforms import Transform, lucid_standard
 
 OBJECTIVES: dict[str, Callable] = {
@@ -60,31 +62,41 @@ def run_visualization(
     steps: int = 512,
     seed: int = 0,
     param: str = "fourier",
-    lr: float = 0.05,
+    lr: float | list[float] = 0.05,
     transform: Transform | None = None,
     batch: int = 1,
     ensemble: int = 1,
-    diversity: float = 0.0,
+    diversity: float | list[float] = 0.0,
     relu_override_steps: int = 16,
     model_size: int | None = None,
     **engine,
 ) -> tuple[UnitSpec, Result]:
-    """Check the request, build the objective and run the engine; returns the units and the full `Result`."""
+    """Check the request, build the objective and run the engine; returns the units and the full `Result`.
+
+    lr and diversity may be lists: every combination runs in one compiled program (`jaxvis.sweeps`); the
+    result's entries are then grid cell × unit, cell-major."""
+    refuse_lists(objective=objective, size=size, steps=steps, seed=seed, param=param, batch=batch, ensemble=ensemble,
+                 relu_override_steps=relu_override_steps, model_size=model_size)
+    grid = Grid.of(lr=lr, diversity=diversity)
     unit_spec, model_size = check_request(card_of(model.arch), spec, objective=objective, param=param, size=size,
                                           model_size=model_size)
     make = objective_maker(unit_spec, objective)
+    with_diversity = any(cell["diversity"] for cell in grid.cells)
 
-    def objective_for(unit):
-        term = make(unit_spec.layer, unit)
-        return term + diversity * objectives.diversity(unit_spec.layer) if diversity else term
+    def objective_with(lr: float, diversity: float) -> Callable:
+        def objective_for(unit):
+            term = make(unit_spec.layer, unit)
+            return term + diversity * objectives.diversity(unit_spec.layer) if with_diversity else term
+
+        return objective_for
 
     result = optimize(
         model,
-        objective_for,
+        grid.per_cell(objective_with),
         units=jnp.asarray(unit_spec.units),
         param=PARAMS[param](size),
         transform=transform if transform is not None else lucid_standard(model_size if model_size != size else None),
-        optimizer=adam(lr),
+        optimizer=grid.per_cell(lambda lr, diversity: adam(lr)),
         steps=steps,
         batch=batch,
         ensemble=ensemble,
@@ -92,7 +104,7 @@ def run_visualization(
         relu_override_steps=relu_override_steps,
         **engine,
     )
-    return unit_spec, result
+    return unit_spec, replace(result, grid=grid.shape) if grid.swept else result
 
 
 def visualize(model: Model, spec: str, **options) -> np.ndarray:
@@ -101,7 +113,9 @@ def visualize(model: Model, spec: str, **options) -> np.ndarray:
     Options are those of `run_visualization` (objective, size, steps, seed, param, lr,
     transform, batch, ensemble, diversity, relu_override_steps, model_size) and of
     `jaxvis.optimize.optimize` (checkpoint_dir, checkpoint_every, resume, progress ...).
+    A sweep: lr and diversity may be lists; every combination runs in one compiled program and
+    the grid's axes come first, `lr=[0.02, 0.05, 0.1]` giving (3, units, size, size, 3).
     """
     _, result = run_visualization(model, spec, **options)
     images = result.images.astype(np.float32)
-    return images[:, 0] if images.shape[1] == 1 else images
+    return result.with_grid_axes(images[:, 0] if images.shape[1] == 1 else images)

@@ -1,0 +1,70 @@
+"""Sweeps: hyperparameters given as lists run as one vmapped program, each grid cell equal to its own run.
+
+On the tiny CNN (`helpers.tiny_cnn`).  Mutations that fail these tests: `stack_plans` keeping cell 0's values for
+every cell (the cells no longer equal their own runs), folding the cell index into a unit's random keys (likewise),
+a sweep compiling once per cell (the count of compilations).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxvis
+from jaxvis import objectives as O
+from jaxvis import optimizers
+from jaxvis import param as P
+from jaxvis import transforms as T
+from jaxvis.errors import MethodOptionError
+from jaxvis.optimize import optimize
+from jaxvis.plan import RUN_CHUNK
+
+LAYER = "features.8"
+UNITS = np.asarray([3, 7])
+
+
+def run(model, **options):
+    defaults = dict(param=P.fourier(32), units=UNITS, transform=T.compose(T.jitter(4), T.flip()),
+                    optimizer=optimizers.adam(0.05), steps=6, chunk=3, progress=False, seed=1)
+    return optimize(model, lambda u: O.channel(LAYER, u), **{**defaults, **options})
+
+
+def test_each_cell_of_a_sweep_equals_its_own_run_and_the_sweep_compiles_once(tiny_cnn):
+    rates, jitters = [0.02, 0.1, 0.3], [1, 6, 6]
+    before = RUN_CHUNK.compilations
+    swept = run(tiny_cnn, optimizer=[optimizers.adam(r) for r in rates],
+                transform=[T.compose(T.jitter(j), T.flip()) for j in jitters])
+    assert RUN_CHUNK.compilations == before + 1
+    assert swept.grid == (3,) and swept.images.shape == (6, 1, 32, 32, 3)
+    run(tiny_cnn, optimizer=[optimizers.adam(r) for r in reversed(rates)],
+        transform=[T.compose(T.jitter(j), T.flip()) for j in jitters])
+    assert RUN_CHUNK.compilations == before + 1  # other values: the same program
+    by_cell = swept.with_grid_axes(swept.images)
+    for cell, (rate, jitter) in enumerate(zip(rates, jitters)):
+        alone = run(tiny_cnn, optimizer=optimizers.adam(rate), transform=T.compose(T.jitter(jitter), T.flip()))
+        np.testing.assert_array_equal(by_cell[cell], alone.images)
+        np.testing.assert_allclose(swept.history[:, 2 * cell : 2 * cell + 2], alone.history, rtol=1e-5)
+    assert not np.allclose(by_cell[0], by_cell[2], atol=1e-3)
+
+
+def test_objectives_can_be_swept_and_cells_must_be_built_alike(tiny_cnn):
+    weights = [0.0, 2.0]
+    objectives = [lambda u, w=w: O.channel(LAYER, u) + w * O.diversity(LAYER) for w in weights]
+    swept = optimize(tiny_cnn, objectives, param=P.fourier(32), units=UNITS, batch=2, steps=4, progress=False)
+    alone = optimize(tiny_cnn, objectives[1], param=P.fourier(32), units=UNITS, batch=2, steps=4, progress=False)
+    np.testing.assert_array_equal(swept.with_grid_axes(swept.images)[1], alone.images)
+    with pytest.raises(ValueError, match="grid cell 1 is built differently"):
+        run(tiny_cnn, param=[P.fourier(32), P.pixel(32)])
+    with pytest.raises(ValueError, match="one length"):
+        run(tiny_cnn, param=[P.fourier(32)] * 2, optimizer=[optimizers.adam(0.1)] * 3)
+
+
+def test_visualize_takes_lists_and_puts_the_grid_axes_first(tiny_cnn):
+    options = dict(size=32, steps=4, progress=False, relu_override_steps=0, batch=2)
+    grid = jaxvis.visualize(tiny_cnn, "features.8:2,5", lr=[0.02, 0.2], diversity=[0.0, 1.0, 3.0], **options)
+    assert grid.shape == (2, 3, 2, 2, 32, 32, 3)
+    alone = jaxvis.visualize(tiny_cnn, "features.8:2,5", lr=0.2, diversity=1.0, **options)
+    np.testing.assert_array_equal(grid[1, 1], alone)
+    with pytest.raises(MethodOptionError, match="steps cannot be swept"):
+        jaxvis.visualize(tiny_cnn, "features.8:2", steps=[4, 8], size=32)
