@@ -9,6 +9,7 @@ full size; sort the cards by unit or by final value.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import os
@@ -135,7 +136,8 @@ document.addEventListener('keydown', event => { if (event.key === 'Escape') view
 
 
 def gallery_page(title: str, files: Sequence[str], labels: Sequence[str], values: Sequence[float],
-                 curves: Sequence[Sequence[float] | None], value_name: str, config: dict[str, Any]) -> str:
+                 curves: Sequence[Sequence[float] | None], value_name: str, config: dict[str, Any],
+                 links: Sequence[tuple[str, str]] = ()) -> str:
     cards = []
     for order, (name, label, value, curve) in enumerate(zip(files, labels, values, curves)):
         shown = "" if math.isnan(value) else f'<br><span class="value">{html.escape(value_name)} {value:.4g}</span>'
@@ -149,7 +151,8 @@ def gallery_page(title: str, files: Sequence[str], labels: Sequence[str], values
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{PAGE_STYLE}</style>
 </head><body><h1>{html.escape(title)}</h1>
-<p><a href="contact_sheet.png">contact sheet</a> &middot; <a href="run.json">run record</a></p>
+<p><a href="contact_sheet.png">contact sheet</a> &middot; <a href="run.json">run record</a>{"".join(
+    f' &middot; <a href="{html.escape(href)}">{html.escape(text)}</a>' for href, text in links)}</p>
 <div class="controls">sort:
 <button data-sort="order" data-order="asc">as run</button>
 <button data-sort="value" data-order="desc">{html.escape(value_name)}, highest first</button>
@@ -167,11 +170,11 @@ def gallery_page(title: str, files: Sequence[str], labels: Sequence[str], values
 def write_gallery(directory: Path, title: str, images: np.ndarray, labels: Sequence[str],
                   values: Sequence[float], record: dict[str, Any], stem: str = "unit",
                   value_name: str = "objective", curves: Sequence[Sequence[float] | None] | None = None,
-                  columns: int | None = None) -> dict[str, Path]:
+                  columns: int | None = None, links: Sequence[tuple[str, str]] = ()) -> dict[str, Path]:
     """One PNG per image, a contact sheet, an index.html and run.json under `directory`.
 
     curves: per image, its objective at every step (drawn under it), or None; columns: of the contact
-    sheet (default: about square).
+    sheet (default: about square); links: (href, text) of other pages, shown at the top.
     """
     files = [f"{stem}_{label}.png" for label in labels]
     for image, name in zip(images, files):
@@ -179,10 +182,43 @@ def write_gallery(directory: Path, title: str, images: np.ndarray, labels: Seque
     sheet = directory / "contact_sheet.png"
     Image.fromarray(contact_sheet(images, list(labels), columns)).save(sheet)
     curves = list(curves) if curves is not None else [None] * len(files)
-    page = gallery_page(title, files, labels, values, curves, value_name, record.get("config", {}))
+    page = gallery_page(title, files, labels, values, curves, value_name, record.get("config", {}), links)
     (directory / "index.html").write_text(page, encoding="utf-8")
     (directory / "run.json").write_text(json.dumps(record, indent=1, default=_jsonable), encoding="utf-8")
     return {"sheet": sheet, "index": directory / "index.html", "record": directory / "run.json"}
+
+
+def grid_page(title: str, axes: Sequence[str], values: Sequence[Sequence[Any]], units: Sequence[str],
+              files: Sequence[Sequence[str]], objectives: Sequence[Sequence[float]], value_name: str = "objective") -> str:
+    """A sweep's images, one table per unit: rows are the first axis's values, columns every combination of the
+    others (a single axis: one row); `files[u][c]` and `objectives[u][c]` are unit u's in grid cell c (row-major,
+    the last axis fastest), the value printed under each image."""
+    column_axes = axes[1:] if len(axes) > 1 else axes
+    rows = [f"{axes[0]} {value}" for value in values[0]] if len(axes) > 1 else [""]
+    columns = list(itertools.product(*(values[1:] if len(axes) > 1 else values)))
+    head = "".join(f"<th>{html.escape(', '.join(f'{a} {v}' for a, v in zip(column_axes, combo)))}</th>"
+                   for combo in columns)
+    tables = []
+    for unit, unit_files, unit_values in zip(units, files, objectives):
+        body = []
+        for r, row in enumerate(rows):
+            cells = "".join(
+                f'<td><img src="{html.escape(unit_files[r * len(columns) + c])}" alt="unit {html.escape(unit)}" '
+                f'loading="lazy"><br><span class="value">{html.escape(value_name)} '
+                f'{unit_values[r * len(columns) + c]:.4g}</span></td>' for c in range(len(columns)))
+            body.append(f"<tr><th>{html.escape(row)}</th>{cells}</tr>")
+        tables.append(f"<h2>unit {html.escape(unit)}</h2><table class=\"grid\"><tr><th></th>{head}</tr>"
+                      + "".join(body) + "</table>")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{PAGE_STYLE}
+table.grid{{border-collapse:collapse}} table.grid td,table.grid th{{padding:4px;text-align:center;font-size:.85em}}
+table.grid img{{width:160px;height:160px;object-fit:contain;background:#f4f4f4}}</style>
+</head><body><h1>{html.escape(title)}</h1>
+<p><a href="index.html">all images</a> &middot; <a href="run.json">run record</a></p>
+{chr(10).join(tables)}
+</body></html>
+"""
 
 
 def environment() -> dict[str, str]:

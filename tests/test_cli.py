@@ -127,6 +127,30 @@ def test_the_group_size_does_not_change_the_pictures(capsys, tmp_path, tiny_cnn_
     assert pictures["2"] == pictures["3"]
 
 
+def test_a_sweep_writes_each_cell_as_its_own_run_would_and_a_grid_page(capsys, tmp_path, tiny_cnn_by_name):
+    import json
+
+    base = ("visualize", tiny_cnn_by_name, "features.8", "--channels", "2,5", "--size", "32", "--steps", "3",
+            "--images", "2")
+    code, stdout, err = run(capsys, *base, "--lr", "0.02,0.2", "--diversity", "0,1,3", "--out", str(tmp_path / "grid"))
+    assert code == 0, err
+    cells = [f"-lr{lr}-diversity{d}" for lr in ("0.02", "0.2") for d in ("0", "1", "3")]
+    names = {f"unit_{u:04d}{cell}-{j}.png" for u in (2, 5) for cell in cells for j in (0, 1)}
+    assert {p.name for p in (tmp_path / "grid").glob("unit_*.png")} == names
+    record = json.loads((tmp_path / "grid" / "run.json").read_text())
+    assert record["config"]["lr"] == [0.02, 0.2] and len(record["units"]) == 12
+    page = (tmp_path / "grid" / "grid.html").read_text()
+    assert all(f"unit_{u:04d}{cell}-0.png" in page for u in (2, 5) for cell in cells)
+    assert "the sweep's grid" in stdout and "grid.html" in (tmp_path / "grid" / "index.html").read_text()
+    code, _, err = run(capsys, *base, "--lr", "0.2", "--diversity", "1", "--out", str(tmp_path / "one"))
+    assert code == 0, err
+    for j in (0, 1):  # a cell is the run with its values alone
+        assert (tmp_path / "grid" / f"unit_0005-lr0.2-diversity1-{j}.png").read_bytes() == \
+            (tmp_path / "one" / f"unit_0005-{j}.png").read_bytes()
+    code, _, err = run(capsys, *base, "--lr", "0.1,x", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "comma list of numbers" in err
+
+
 def test_visualize_refuses_an_unwritable_output_directory(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

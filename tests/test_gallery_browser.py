@@ -87,3 +87,51 @@ def test_clicking_an_image_shows_it_full_size_and_escape_closes_it(browser_page)
     assert shown[0] == "unit_0007.png" and shown[1] >= 512  # large, not the 160 px thumbnail
     page.keyboard.press("Escape")
     assert not page.is_visible("#viewer")
+
+
+def test_a_sweeps_grid_page_shows_each_unit_over_the_grid_with_its_objectives(tmp_path):
+    """Two units over lr (2 values, the rows) x diversity (3 values, the columns): each table cell the image of
+    its own grid cell, and the objective under it; the gallery links to the grid."""
+    from jaxvis.gallery import grid_page
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    axes, values = ("lr", "diversity"), [[0.02, 0.2], [0, 1, 3]]
+    cells = [(lr, d) for lr in values[0] for d in values[1]]
+    rng = np.random.default_rng(0)
+    labels = [f"{unit:04d}-lr{lr:g}-diversity{d:g}" for unit in (2, 5) for lr, d in cells]
+    objectives = np.arange(12, dtype=float).reshape(2, 6)
+    write_gallery(tmp_path, "sweep", rng.random((12, 64, 64, 3)).astype(np.float32), labels, list(objectives.flat),
+                  {"config": {}}, links=[("grid.html", "the sweep's grid")])
+    files = [[f"unit_{label}.png" for label in labels[6 * u : 6 * u + 6]] for u in range(2)]
+    (tmp_path / "grid.html").write_text(grid_page("sweep", axes, values, ["2", "5"], files, objectives.tolist()))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    errors = []
+    try:
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page()
+            page.on("console", lambda message: errors.append(message.text)  # the server has no favicon
+                    if message.type == "error" and "favicon" not in message.location.get("url", "") else None)
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+            page.click("text=the sweep's grid")
+            page.wait_for_load_state("networkidle")
+            tables = page.eval_on_selector_all("table.grid", "ts => ts.map(t => Array.from(t.rows).map(r => "
+                                               "Array.from(r.cells).map(c => [c.textContent.trim(), "
+                                               "c.querySelector('img') ? c.querySelector('img').naturalWidth : 0, "
+                                               "c.querySelector('img') ? c.querySelector('img').src.split('/').pop() "
+                                               ": ''])))")
+            browser.close()
+    finally:
+        server.shutdown()
+    assert errors == []
+    assert len(tables) == 2
+    for unit, table in zip((2, 5), tables):
+        assert [cell[0] for cell in table[0]] == ["", "diversity 0", "diversity 1", "diversity 3"]
+        assert [row[0][0] for row in table[1:]] == ["lr 0.02", "lr 0.2"]
+        for r, lr in enumerate(values[0]):
+            for c, d in enumerate(values[1]):
+                text, width, source = table[1 + r][1 + c]
+                assert width == 64 and source == f"unit_{unit:04d}-lr{lr:g}-diversity{d:g}.png"
+                assert text == f"objective {objectives[(0, 1)[unit == 5], 3 * r + c]:.4g}"

@@ -20,6 +20,8 @@ EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, 
   jaxvis visualize googlenet inception4a --channels 3,7,9 --param maco --images 4 --diversity 100
   jaxvis visualize mobilenet_v2 logits --objective logit --channels 1,207,980
   jaxvis visualize dinov2_vits14_focus backbone.encoder.layer.6.mlp.activation --channels 0-7 --token patches
+  jaxvis visualize mobilenet_v2 features.14 --channels 0-3 --lr 0.02,0.05,0.1 --images 2 --diversity 0,50
+                                                     a sweep: every combination in one program; grid.html shows it
 An interrupted run (Ctrl-C) keeps its optimization state under $JAXVIS_CACHE/runs/ (default ~/.cache/jaxvis):
 the same command again continues it ("resuming at step S of T"); a changed one is refused, naming what
 changed, unless --fresh starts it over. The state is removed once the run is complete (`jaxvis cache` lists it)."""
@@ -47,13 +49,15 @@ def add_commands(commands: Any) -> None:
     vis.add_argument("--steps", type=int, default=512, help="optimization steps")
     vis.add_argument("--param", default="fourier", choices=PARAM_NAMES,
                      help="image parameterization: Lucid's decorrelated Fourier, plain pixels, or MaCo (phase only)")
-    vis.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
+    vis.add_argument("--lr", type=number_list, default=0.05, help="Adam learning rate; a comma list (0.02,0.05,0.1) "
+                     "sweeps it: every combination of the swept values runs in one compiled program")
     vis.add_argument("--relu-override-steps", type=int, default=16,
                      help="steps with Lucid's redirected ReLU gradient at the start (0: off)")
     vis.add_argument("--group-size", type=int, default=32,
                      help="units optimized together in one vectorized program (a group)")
     vis.add_argument("--images", type=int, default=1, help="images per unit")
-    vis.add_argument("--diversity", type=float, default=0.0, help="weight of the diversity term (with --images > 1)")
+    vis.add_argument("--diversity", type=number_list, default=0.0,
+                     help="weight of the diversity term (with --images > 1); a comma list sweeps it")
     vis.add_argument("--ensemble", type=int, default=1, help="transformed views per image and step (averaged)")
     vis.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same images")
     vis.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
@@ -108,6 +112,20 @@ def run_visualize(args: argparse.Namespace) -> None:
         _visualize(args, arch, layer, token, model, groups, options, prepare_output(out), state_dir)
 
 
+def number_list(text: str) -> float | list[float]:
+    """A number, or a comma list of numbers (a swept value)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or a comma list of numbers, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def cell_suffix(cell: dict[str, Any], axes: tuple[str, ...]) -> str:
+    """How a sweep's cell is named in its files: `-lr0.02-diversity50` (empty without a sweep)."""
+    return "".join(f"-{axis}{cell[axis]:g}" for axis in axes)
+
+
 def weights_identity(weights: str | None) -> dict[str, Any] | None:
     """What tells a weight file's versions apart without reading it: its full path, size and modification time."""
     if not weights:
@@ -143,6 +161,18 @@ def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
     return f"{saved[number - 1]} of {steps}" + (f" in group {number} of {group_count}" if group_count > 1 else "")
 
 
+def write_grid(out: Path, title: str, grid: Any, finished: dict[str, Any], units: list[int], images: int) -> None:
+    """grid.html: each finished unit's images over the sweep's grid (its first image when there are several)."""
+    from jaxvis.gallery import grid_page
+
+    suffixes = [cell_suffix(cell, grid.axes) for cell in grid.cells]
+    files = [[f"unit_{unit:04d}{suffix}{'-0' if images > 1 else ''}.png" for suffix in suffixes] for unit in units]
+    objectives = [[finished[f"{unit}{suffix}"]["objective"] for suffix in suffixes] for unit in units]
+    page = grid_page(f"{title}: {' x '.join(grid.axes)}", grid.axes, grid.values, [str(u) for u in units], files,
+                     objectives)
+    (out / "grid.html").write_text(page, encoding="utf-8")
+
+
 def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, model: Any, groups: list[Any],
                options: dict[str, Any], out: Path, state_dir: Path) -> None:
     """Run the groups in order, writing the gallery after each, and remove the state once all are done."""
@@ -151,8 +181,11 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
     from jaxvis.gallery import environment, write_gallery
     from jaxvis.methods.feature_visualization import run_visualization
     from jaxvis.optimize import OptimizationDiverged
+    from jaxvis.sweeps import Grid
 
     units = np.concatenate(groups)
+    grid = Grid.of(lr=options["lr"], diversity=options["diversity"])
+    suffixes = [cell_suffix(cell, grid.axes) for cell in grid.cells]
     record = {"config": {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
                          **options},
               "environment": environment(), "units": {}, "timings": []}
@@ -170,16 +203,21 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
                 result = err.result
                 print(f"jaxvis: {err}", file=sys.stderr)
             for k, (unit, unit_images, value) in enumerate(zip(result.units, result.images, result.objective)):
+                suffix = suffixes[k // len(group)]  # the engine's entries: grid cell x unit, cell-major
                 for j, image in enumerate(unit_images):
                     images.append(image)
-                    labels.append(f"{int(unit):04d}" + (f"-{j}" if len(unit_images) > 1 else ""))
+                    labels.append(f"{int(unit):04d}{suffix}" + (f"-{j}" if len(unit_images) > 1 else ""))
                     values.append(float(value))
                     curves.append(result.history[:, k])
-                record["units"][str(int(unit))] = {"objective": float(value), "history": result.history[:, k]}
+                record["units"][f"{int(unit)}{suffix}"] = {"objective": float(value), "history": result.history[:, k]}
             record["timings"].append({"units": len(group), **result.timings})
             record["total_s"] = time.perf_counter() - start
-            paths = write_gallery(out, f"{arch.name} {layer} ({args.objective})", np.stack(images), labels, values,
-                                  record, curves=curves)
+            title = f"{arch.name} {layer} ({args.objective})"
+            paths = write_gallery(out, title, np.stack(images), labels, values, record, curves=curves,
+                                  links=[("grid.html", "the sweep's grid")] if grid.swept else [])
+            if grid.swept:
+                write_grid(out, title, grid, record["units"], sorted({int(label[:4]) for label in labels}),
+                           args.images)
             if result.steps < args.steps:
                 raise JaxvisError(f"stopped at step {result.steps}; finished images are in {out}")
             if number == 1 and len(groups) > 1:
@@ -192,4 +230,5 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
         raise
     shutil.rmtree(state_dir, ignore_errors=True)  # complete: nothing to resume
     print(f"{len(images)} images in {out} after {minutes(time.perf_counter() - start)}  "
-          f"(contact sheet: {paths['sheet']}, gallery: {paths['index']})")
+          f"(contact sheet: {paths['sheet']}, gallery: {paths['index']}"
+          + (f", the sweep's grid: {out / 'grid.html'})" if grid.swept else ")"))
