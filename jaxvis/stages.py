@@ -11,7 +11,7 @@ one combined `Result` whose history runs through all stages.
         def build(key, previous):
             return Stage(f"{size}px", objective, param=clamped(size), init=grow(previous, size), ...)
         return build
-    result = run_stages(model, [zoom(s) for s in sizes], seed=0)
+    result = run_stages(model, [zoom(s) for s in sizes], config=RunConfig(seed=0))
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from jaxvis.models.model import Model
 from jaxvis.objectives import Objective
 from jaxvis.optimize import CHUNK, ObjectiveFor, Result, optimize
 from jaxvis.param import Param
+from jaxvis.run_config import RunConfig
 from jaxvis.transforms import Transform, identity
 
 StageCallback = Callable[[str, np.ndarray], None]  # (stage label, images (units, batch, H, W, 3))
@@ -55,7 +56,7 @@ StageBuilder = Callable[[jax.Array, Result | None], Stage]
 
 
 def with_options(recipe: Any, **options: Any) -> Any:
-    """`recipe` with the options that were given (not None) in place of its fields."""
+    """`recipe` (or a `RunConfig`) with the options that were given (not None) in place of its fields."""
     return replace(recipe, **{name: value for name, value in options.items() if value is not None})
 
 
@@ -64,20 +65,26 @@ def stage_seed(seed: int, index: int) -> int:
     return seed * 1000 + index
 
 
-def run_stages(model: Model, builders: Sequence[StageBuilder], *, seed: int = 0, progress: bool = True,
+def run_stages(model: Model, builders: Sequence[StageBuilder], *, config: RunConfig = RunConfig(),
                on_stage: StageCallback | None = None, units: Any = None) -> Result:
-    """Run the stages in order; the result's images are the last stage's, its history all stages' end to end."""
+    """Run the stages in order; the result's images are the last stage's, its history all stages' end to end.
+
+    config: the seed, progress bars and checkpoints (`jaxvis.run_config`): with a checkpoint_dir,
+    finished stages are restored from it and an interrupted one continues."""
+    seed = config.seed
     results: list[Result] = []
     timings: dict[str, float] = {}
     previous: Result | None = None
     for index, build in enumerate(builders):
         start = time.perf_counter()
         stage = build(jax.random.key(stage_seed(seed, index)), previous)
+        checkpoints = config.stage_dir(index, stage.label)
         previous = optimize(
             model, stage.objective, param=stage.param, units=stage.units, init=stage.init,
             transform=stage.transform, step_transform=stage.step_transform, optimizer=stage.optimizer,
             steps=stage.steps, batch=stage.batch, ensemble=stage.ensemble, chunk=stage.chunk,
-            seed=stage_seed(seed, index), progress=progress,
+            seed=stage_seed(seed, index), progress=config.progress, checkpoint_dir=checkpoints,
+            checkpoint_every=config.checkpoint_every if checkpoints else 0, resume=checkpoints is not None,
             description=f"{stage.label} ({index + 1} of {len(builders)})" if len(builders) > 1 else None,
         )
         results.append(previous)

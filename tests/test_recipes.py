@@ -16,6 +16,7 @@ import pytest
 
 import jaxvis.stages
 from jaxvis.methods import deepdream, deepinversion, logit, pii
+from jaxvis.run_config import RunConfig
 from jaxvis.stages import run_stages
 
 PHOTO = np.random.default_rng(0).uniform(0.2, 0.8, (32, 32, 3)).astype(np.float32)
@@ -24,7 +25,7 @@ def first_stages(model, recipe: pii.Recipe, count: int = 2):
     """Plug-In Inversion's first two zoom stages (of seven) for classes 1 and 3: every field reaches each stage,
     and two stages compile in a third of the time."""
     return run_stages(model, pii.stages(model, np.asarray([1, 3]), 32, zoom=True, center=True, recipe=recipe)[:count],
-                      progress=False)
+                      config=RunConfig(progress=False))
 
 
 # Per method: how to run it, its base recipe (a tiny budget), and a changed value for every field.

@@ -44,8 +44,9 @@ def inversion_method(method: str) -> Callable[..., Result]:
 def invert(model: Model, classes: Sequence[int | str], method: str = "pii", **options) -> Result:
     """Class images of `model` by `method` (pii, deepinversion, logit); options go to that method.
 
-    Every method takes size, steps, seed, progress and on_stage; steps means per stage for pii,
-    the total (split 2:1 over its two resolutions) for deepinversion, and the total for logit.
+    Every method takes size, steps, seed, progress, config (`jaxvis.run_config.RunConfig`: checkpoints, so
+    that an interrupted call continues) and on_stage; steps means per stage for pii, the total (split 2:1
+    over its two resolutions) for deepinversion, and the total for logit.
     """
     run = inversion_method(method)
     if not len(classes):

@@ -32,6 +32,7 @@ from jaxvis.objectives import deepdream as deepdream_objective
 from jaxvis.optimize import Result
 from jaxvis.optimizers import normalized_ascent
 from jaxvis.param import clamped
+from jaxvis.run_config import RunConfig, run_config
 from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
 from jaxvis.transforms import compose, roll, tiles
 
@@ -84,14 +85,17 @@ def dream(
     step_size: float | None = None,
     jitter: int | None = None,
     tile_size: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
+    seed: int | None = None,
+    progress: bool | None = None,
+    config: RunConfig | None = None,
     on_stage: StageCallback | None = None,
     recipe: Recipe = DEFAULTS,
 ) -> Result:
     """DeepDream `image` (H, W, 3) in [0, 1] on one or several layers; `result.images` is (1, 1, H, W, 3).
 
     recipe: every field is used (`Recipe`); the keywords, when given, replace its fields.
+    config: the seed, progress bars and checkpoints (`jaxvis.run_config.RunConfig`: with a checkpoint_dir an
+    interrupted call continues); seed and progress, when given, replace its.
     """
     recipe = with_options(recipe, octaves=octaves, octave_scale=octave_scale, steps=steps, step_size=step_size,
                           jitter=jitter, tile_size=tile_size)
@@ -118,7 +122,7 @@ def dream(
         return build
 
     builders = [octave(index, h, w) for index, (h, w) in enumerate(sizes)]
-    return run_stages(model, builders, seed=seed, progress=progress, on_stage=on_stage)
+    return run_stages(model, builders, config=run_config(config, seed, progress), on_stage=on_stage)
 
 
 def octave_base(image: np.ndarray, height: int, width: int) -> jax.Array:

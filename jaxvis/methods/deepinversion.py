@@ -35,6 +35,7 @@ from jaxvis.objectives import INPUT, Acts, Objective, batchnorm_statistics, clas
 from jaxvis.optimize import Result
 from jaxvis.optimizers import adam, warmup_cosine
 from jaxvis.param import clamped
+from jaxvis.run_config import RunConfig, run_config
 from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
 from jaxvis.transforms import avg_pool, compose, flip, identity, roll
 
@@ -106,8 +107,9 @@ def deep_inversion(
     size: int | None = None,
     steps: int | None = None,
     resolutions: Sequence[tuple[int, int]] | None = None,
-    seed: int = 0,
-    progress: bool = True,
+    seed: int | None = None,
+    progress: bool | None = None,
+    config: RunConfig | None = None,
     on_stage: StageCallback | None = None,
     recipe: Recipe = DEFAULTS,
     **overrides: float,
@@ -118,6 +120,8 @@ def deep_inversion(
     2000 at half resolution, 1000 at full); or `resolutions`, (downsampling factor,
     iterations) per phase -- `((1, 2000),)` is the reference's setting 1.
     overrides: any `Recipe` field (r_feature=0.01, tv_l2=..., learning_rate=...).
+    config: the seed, progress bars and checkpoints (`jaxvis.run_config.RunConfig`: with a checkpoint_dir an
+    interrupted call continues); seed and progress, when given, replace its.
     """
     recipe = replace(recipe, **overrides)
     require_classifier(model.name, model.arch.num_classes, "DeepInversion")
@@ -144,5 +148,6 @@ def deep_inversion(
 
         return build
 
-    result = run_stages(model, [phase(i, f, n) for i, (f, n) in enumerate(resolutions)], seed=seed, progress=progress, on_stage=on_stage)
+    result = run_stages(model, [phase(i, f, n) for i, (f, n) in enumerate(resolutions)],
+                        config=run_config(config, seed, progress), on_stage=on_stage)
     return replace(result, images=result.images[0][:, None], units=targets)  # the batch's images, one per class

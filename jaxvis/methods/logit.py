@@ -17,6 +17,7 @@ from jaxvis.objectives import class_logit
 from jaxvis.optimize import Result
 from jaxvis.optimizers import adam
 from jaxvis.param import fourier
+from jaxvis.run_config import RunConfig, run_config
 from jaxvis.stages import Stage, StageCallback, run_stages, with_options
 from jaxvis.transforms import lucid_standard
 
@@ -37,8 +38,9 @@ def logit_inversion(
     size: int | None = None,
     steps: int | None = None,
     learning_rate: float | None = None,
-    seed: int = 0,
-    progress: bool = True,
+    seed: int | None = None,
+    progress: bool | None = None,
+    config: RunConfig | None = None,
     on_stage: StageCallback | None = None,
     recipe: Recipe = DEFAULTS,
 ) -> Result:
@@ -56,4 +58,4 @@ def logit_inversion(
                      transform=lucid_standard(model.input_size if model.arch.fixed_size else None),
                      optimizer=adam(recipe.learning_rate), steps=recipe.steps)
 
-    return run_stages(model, [build], seed=seed, progress=progress, on_stage=on_stage, units=targets)
+    return run_stages(model, [build], config=run_config(config, seed, progress), on_stage=on_stage, units=targets)

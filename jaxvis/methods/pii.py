@@ -39,6 +39,7 @@ from jaxvis.optimize import Result
 from jaxvis.optimizers import Adam, adam, cosine
 from jaxvis.param import clamped
 from jaxvis.programs import PARTITIONABLE_THREEFRY
+from jaxvis.run_config import RunConfig, run_config
 from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
 from jaxvis.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
 
@@ -151,8 +152,9 @@ def plug_in_inversion(
     steps: int | None = None,
     zoom: bool = True,
     center: bool = True,
-    seed: int = 0,
-    progress: bool = True,
+    seed: int | None = None,
+    progress: bool | None = None,
+    config: RunConfig | None = None,
     on_stage: StageCallback | None = None,
     recipe: Recipe = DEFAULTS,
 ) -> Result:
@@ -164,11 +166,13 @@ def plug_in_inversion(
     zoom only (pad 0: the previous stage fills the new canvas), or center only
     (the canvas stays S × S; stage i optimizes its central i × i crop, so the
     optimized region grows outward).  `on_stage(label, images)` sees each finished stage.
+    config: the seed, progress bars and checkpoints (`jaxvis.run_config.RunConfig`: with a checkpoint_dir an
+    interrupted call continues); seed and progress, when given, replace its.
     """
     require_classifier(model.name, model.arch.num_classes, "Plug-In Inversion of classes")
     targets = class_indices(classes, model.arch.num_classes)
     return plug_in(model, class_log_probability, targets, size=size, ensemble=ensemble, steps=steps, zoom=zoom,
-                   center=center, seed=seed, progress=progress, on_stage=on_stage, recipe=recipe)
+                   center=center, config=run_config(config, seed, progress), on_stage=on_stage, recipe=recipe)
 
 
 def plug_in(
@@ -181,8 +185,9 @@ def plug_in(
     steps: int | None = None,
     zoom: bool = True,
     center: bool = True,
-    seed: int = 0,
-    progress: bool = True,
+    seed: int | None = None,
+    progress: bool | None = None,
+    config: RunConfig | None = None,
     on_stage: StageCallback | None = None,
     recipe: Recipe = DEFAULTS,
     label: str = "PII",
@@ -202,12 +207,13 @@ def plug_in(
     check_stage_sizes(model.arch, final, zoom)
     builders = stages(model, targets, final, zoom=zoom, center=center, recipe=recipe,
                       objective_for=objective_for, label=label, model_size=model_size)
-    return run_stages(model, builders, seed=seed, progress=progress, on_stage=on_stage, units=targets)
+    return run_stages(model, builders, config=run_config(config, seed, progress), on_stage=on_stage, units=targets)
 
 
 def visualize_units(model: Model, spec: str, *, objective: str = "channel", size: int | None = None,
-                    ensemble: int | None = None, steps: int | None = None, seed: int = 0,
-                    progress: bool = True, recipe: Recipe = DEFAULTS) -> np.ndarray:
+                    ensemble: int | None = None, steps: int | None = None, seed: int | None = None,
+                    progress: bool | None = None, recipe: Recipe = DEFAULTS,
+                    config: RunConfig | None = None) -> np.ndarray:
     """Feature visualization with Plug-In Inversion's recipe instead of Lucid's: the units of `spec` (the
     `jaxvis.visualize` shorthand, `@token`s included) as PII's targets. float32 (units, S, S, 3) in [0, 1]."""
     from jaxvis.catalog import card_of
@@ -218,5 +224,6 @@ def visualize_units(model: Model, spec: str, *, objective: str = "channel", size
     unit_spec, _ = check_request(card_of(model.arch), spec, objective=objective, size=final, model_size=final)
     make = objective_maker(unit_spec, objective)
     result = plug_in(model, lambda unit: make(unit_spec.layer, unit), unit_spec.units, size=final, ensemble=ensemble,
-                     steps=steps, seed=seed, progress=progress, recipe=recipe, label=f"PII {unit_spec.layer}")
+                     steps=steps, config=run_config(config, seed, progress), recipe=recipe,
+                     label=f"PII {unit_spec.layer}")
     return result.images[:, 0].astype(np.float32)

@@ -32,6 +32,7 @@ from jaxvis.objectives import Acts, Objective, term
 from jaxvis.optimize import Result
 from jaxvis.optimizers import adam, lbfgs
 from jaxvis.param import Param, clamped, fourier
+from jaxvis.run_config import RunConfig, run_config
 from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
 from jaxvis.structure import piece
 from jaxvis.transforms import Transform, identity, lucid_standard, resize_images
@@ -158,8 +159,9 @@ def transfer_style(
     learning_rate: float | None = None,
     pyramid: int = 1,
     average_pool: bool = True,
-    seed: int = 0,
-    progress: bool = True,
+    seed: int | None = None,
+    progress: bool | None = None,
+    config: RunConfig | None = None,
     on_stage: StageCallback | None = None,
 ) -> Result:
     """Paint `content` (H, W, 3) in the style of `style` (resized to H × W); images (1, 1, H, W, 3).
@@ -214,7 +216,7 @@ def transfer_style(
 
         return build
 
-    result = run_stages(model, [level(i) for i in range(pyramid)], seed=seed, progress=progress, on_stage=on_stage)
+    result = run_stages(model, [level(i) for i in range(pyramid)], config=run_config(config, seed, progress), on_stage=on_stage)
     return replace(result, images=result.images[:, :1])  # x, without the content and style images
 
 

@@ -1,0 +1,67 @@
+"""Multi-stage methods checkpoint and continue: an interrupted DeepInversion run (or Plug-In Inversion's stages),
+called again with the same `RunConfig(checkpoint_dir=...)`, restores its finished stages instead of rerunning them and
+ends with the images of an uninterrupted run; a changed call is refused, naming what changed.
+
+On the tiny CNN (`helpers.tiny_cnn`) with tiny budgets.  Mutations that fail it: `run_stages` not passing the
+stage's checkpoint folder (nothing is restored: no "resuming from" lines), or passing one folder to every stage
+(stage 2 refuses stage 1's checkpoint as another run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from jaxvis.checkpoints import ResumeMismatchError
+from jaxvis.methods import deepinversion, pii
+from jaxvis.run_config import RunConfig, run_config
+from jaxvis.stages import run_stages
+
+PII = replace(pii.DEFAULTS, steps=3, ensemble=2, chunk=3)
+DI = replace(deepinversion.DEFAULTS, resolutions=((2, 3), (1, 3)), warmup=1, chunk=3)
+
+
+def pii_first_stages(model, recipe, **options):
+    """Plug-In Inversion's first three zoom stages (of seven: the others compile for 12 s more and add nothing)."""
+    return run_stages(model, pii.stages(model, np.asarray([1, 3]), 32, zoom=True, center=True, recipe=recipe)[:3],
+                      config=run_config(options.pop("config", None), progress=options.pop("progress", None)),
+                      **options)
+
+
+METHODS = {
+    "pii": (pii_first_stages, PII, 2, ("learning_rate", 0.05, "optimizer.learning_rate")),
+    "deepinversion": (lambda model, **options: deepinversion.deep_inversion(model, [1, 3], size=32, **options), DI,
+                      1, ("r_feature", 0.5, "objective_numbers")),
+}
+
+
+def interrupted_after(count: int):
+    finished = []
+
+    def on_stage(label, images):
+        finished.append(label)
+        if len(finished) == count:
+            raise KeyboardInterrupt
+
+    return on_stage
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_interrupted_run_continues_from_its_finished_stages(tiny_cnn, tmp_path, capsys, method):
+    run, recipe, finished, (field, value, named) = METHODS[method]
+    whole = run(tiny_cnn, recipe=recipe, progress=False)
+    config = RunConfig(checkpoint_dir=tmp_path / "run", progress=False)  # each stage saved at its end
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_cnn, recipe=recipe, config=config, on_stage=interrupted_after(finished))
+    capsys.readouterr()
+    continued = run(tiny_cnn, recipe=recipe, config=config)
+    assert capsys.readouterr().err.count("resuming from") == finished  # restored, not rerun
+    # equal up to float32 rounding, as the engine's own resume
+    np.testing.assert_allclose(continued.images, whole.images, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(continued.history, whole.history, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ResumeMismatchError, match=named):
+        run(tiny_cnn, recipe=replace(recipe, **{field: value}), config=config)
+    with pytest.raises(ResumeMismatchError, match="seed"):
+        run(tiny_cnn, recipe=recipe, config=replace(config, seed=5))
