@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -113,3 +114,20 @@ def locked(directory: Path) -> Iterator[None]:
             path.unlink(missing_ok=True)
         if directory.is_dir() and not any(directory.iterdir()):
             directory.rmdir()  # only the lock was there: leave nothing behind
+
+
+def check_same_request(state_dir: Path, request: dict[str, Any]) -> None:
+    """Refuse to continue an interrupted run that was asked for differently, naming what changed."""
+    saved = saved_request(state_dir)
+    changed = differences(saved, request) if saved is not None else []
+    if changed:
+        raise JaxvisError("an interrupted run with this --out was started with other settings; what changed:\n  "
+                          + "\n  ".join(changed) + f"\nrun it as it was to continue it, add --fresh to start over "
+                          f"(its state in {state_dir} is discarded), or use another --out")
+
+
+def discard_state(state_dir: Path) -> None:
+    """Remove an interrupted run's state (keeping the lock this process holds)."""
+    for entry in state_dir.iterdir():
+        if entry.name != LOCK:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()

@@ -257,6 +257,48 @@ def test_an_interrupted_method_says_where_its_finished_stages_are(tmp_path, caps
     assert f"1 images of the finished stages are in {tmp_path / 'stages'}" in capsys.readouterr().err
 
 
+def test_an_interrupted_inversion_continues_with_the_same_command(capsys, tmp_path, monkeypatch, tiny_cnn_by_name):
+    """DeepInversion's two phases on the tiny CNN: Ctrl-C after the first, then the same command restores it
+    (not rerun) and ends with the images of an uninterrupted run; a changed command is refused before loading."""
+    import jaxvis.cli.methods as command
+    from jaxvis.cli.common import run_directory
+    from jaxvis.io import read_image
+
+    args = ("invert", tiny_cnn_by_name, "--classes", "1,3", "--method", "deepinversion", "--size", "32", "--steps", "6")
+    whole = tmp_path / "whole"
+    assert run(capsys, *args, "--out", str(whole))[0] == 0
+    out = tmp_path / "inv"
+    real = command.stage_saver
+
+    def interrupting(*a):
+        save = real(*a)
+
+        def saved_then_interrupted(stage, images):
+            save(stage, images)
+            raise KeyboardInterrupt
+
+        return saved_then_interrupted
+
+    monkeypatch.setattr(command, "stage_saver", interrupting)
+    code, _, err = run(capsys, *args, "--out", str(out))
+    assert code == 130 and "the same command again continues" in err
+    loader = command.load_model
+    monkeypatch.setattr(command, "load_model", lambda *_: pytest.fail("loaded before refusing"))
+    code, _, err = run(capsys, *args, "--seed", "1", "--out", str(out))
+    assert code == 2 and "seed: 0 -> 1" in err and "--fresh" in err
+    monkeypatch.setattr(command, "load_model", loader)
+    monkeypatch.setattr(command, "stage_saver", real)
+    code, _, err = run(capsys, *args, "--out", str(out))
+    assert code == 0, err
+    assert "continuing the interrupted run" in err and err.count("resuming from") == 1  # phase 1 restored
+    assert not run_directory(out).exists()  # complete: nothing left to continue
+    names = sorted(p.name for p in whole.glob("class_*.png"))
+    assert names == sorted(p.name for p in out.glob("class_*.png")) and len(names) == 2
+    for name in names:  # the same images, up to float32 rounding (one 8-bit level)
+        difference = np.abs(read_image(str(out / name)) - read_image(str(whole / name)))
+        assert difference.max() <= 1 / 255 + 1e-6
+
+
 def test_classes_that_missed_their_target_are_named():
     from jaxvis.cli.methods import missed_targets
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,3 +125,11 @@ def class_probabilities(model: Any, images: np.ndarray, size: int | None = None)
 
     batch = images if size is None else resize_images(images, size)
     return np.asarray(jax.nn.softmax(logits(model, batch), axis=-1))
+
+
+def weights_identity(weights: str | None) -> dict[str, Any] | None:
+    """What tells a weight file's versions apart without reading it: its full path, size and modification time."""
+    if not weights:
+        return None
+    stat = os.stat(weights)
+    return {"path": str(Path(weights).resolve()), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}

@@ -10,6 +10,7 @@ library and the benchmarks use.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -20,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, check_counts, class_probabilities, finish,
-                               load_model, plain, record, stage_saver)
+                               load_model, plain, record, run_directory, stage_saver, weights_identity)
 from jaxvis.errors import JaxvisError, UnknownLayerError
+from jaxvis.run_config import RunConfig
+from jaxvis.run_state import check_same_request, discard_state, locked, save_request, saved_request
 
 
 COMMANDS = ("invert", "dream", "reconstruct", "style")
@@ -55,6 +58,9 @@ def add_commands(commands: Any) -> None:
                              f"{'/'.join(str(n) for _, n in DI.resolutions)} over its resolutions (default "
                              f"{DI.steps}); logit: steps (default {LOGIT.steps})")
     add_common(invert, "invert-METHOD-MODEL")
+    invert.add_argument("--fresh", action="store_true",
+                        help="start over, discarding an interrupted run's finished stages (the same command "
+                             "otherwise continues it)")
     invert.set_defaults(run=run_invert)
 
     dream = add_parser(commands, "dream", "DeepDream a photo on one or more layers",
@@ -162,13 +168,27 @@ def run_invert(args: argparse.Namespace) -> None:
                                "ensemble": args.ensemble}
     options = {k: v for k, v in options.items() if v is not None}
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"invert-{args.method}-{arch.name}")
-    model = load_model(args.name, args.weights)
-    out = prepare_output(out)
-    labels = [f"{k:02d}-{c:04d}-{class_names()[c].replace(' ', '_')}" for k, c in enumerate(classes)]
-    print(f"{args.method}: {len(classes)} classes of {model.name}", file=sys.stderr)
-    start = time.perf_counter()
-    with stages_said(out):
-        result = invert(model, classes, method=args.method, on_stage=stage_saver(out, labels), **options)
+    state_dir = run_directory(out)
+    request = {"model": arch.name, "method": args.method, "classes": classes.tolist(),
+               "weights": weights_identity(args.weights), **options}
+    with locked(state_dir):
+        continuing = not args.fresh and saved_request(state_dir) is not None
+        if continuing:
+            check_same_request(state_dir, request)  # before loading anything
+        else:
+            discard_state(state_dir)
+        model = load_model(args.name, args.weights)
+        out = prepare_output(out)
+        save_request(state_dir, request)
+        labels = [f"{k:02d}-{c:04d}-{class_names()[c].replace(' ', '_')}" for k, c in enumerate(classes)]
+        print(f"{args.method}: {len(classes)} classes of {model.name}"
+              + ("; continuing the interrupted run (its finished stages are restored)" if continuing else ""),
+              file=sys.stderr)
+        start = time.perf_counter()
+        with stages_said(out, continues=True):
+            result = invert(model, classes, method=args.method, on_stage=stage_saver(out, labels),
+                            config=RunConfig(checkpoint_dir=state_dir / "stages"), **options)
+    shutil.rmtree(state_dir, ignore_errors=True)  # complete: nothing to continue
     images = result.images[:, 0]
     probabilities = class_probabilities(model, images, model.input_size)
     values = [float(p[c]) for p, c in zip(probabilities, classes)]
@@ -206,14 +226,18 @@ def missed_targets(classes: dict[str, dict[str, Any]], targets: list[str]) -> li
 
 
 @contextmanager
-def stages_said(out: Path) -> Iterator[None]:
-    """On Ctrl-C, say where the finished stages' images are before the interruption goes on."""
+def stages_said(out: Path, continues: bool = False) -> Iterator[None]:
+    """On Ctrl-C, say where the finished stages' images are (and, if `continues`, that the same command
+    again continues) before the interruption goes on."""
     try:
         yield
     except KeyboardInterrupt:
         stages = sorted((out / "stages").glob("*.png"))
         print(f"jaxvis: interrupted; {len(stages)} images of the finished stages are in {out / 'stages'}"
               if stages else "jaxvis: interrupted before the first stage finished; nothing was saved", file=sys.stderr)
+        if continues:
+            print("jaxvis: the same command again continues from the saved stages (--fresh starts over)",
+                  file=sys.stderr)
         raise
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -11,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from converters.resolve import user_weight_file
-from jaxvis.cli.common import DEFAULT_OUT, add_parser, check_counts, load_model, minutes, run_directory
+from jaxvis.cli.common import (DEFAULT_OUT, add_parser, check_counts, load_model, minutes, run_directory,
+                               weights_identity)
 from jaxvis.errors import JaxvisError
-from jaxvis.run_state import LOCK, differences, locked, save_request, saved_request, saved_steps
+from jaxvis.run_state import check_same_request, discard_state, locked, save_request, saved_steps
 
 EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps (~4 min, 2 CPU cores)
   jaxvis visualize mobilenet_v2 features.10 --channels 0-63 --steps 256 --out runs/f10
@@ -124,31 +124,6 @@ def number_list(text: str) -> float | list[float]:
 def cell_suffix(cell: dict[str, Any], axes: tuple[str, ...]) -> str:
     """How a sweep's cell is named in its files: `-lr0.02-diversity50` (empty without a sweep)."""
     return "".join(f"-{axis}{cell[axis]:g}" for axis in axes)
-
-
-def weights_identity(weights: str | None) -> dict[str, Any] | None:
-    """What tells a weight file's versions apart without reading it: its full path, size and modification time."""
-    if not weights:
-        return None
-    stat = os.stat(weights)
-    return {"path": str(Path(weights).resolve()), "bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
-
-
-def check_same_request(state_dir: Path, request: dict[str, Any]) -> None:
-    """Refuse to continue an interrupted run that was asked for differently, naming what changed."""
-    saved = saved_request(state_dir)
-    changed = differences(saved, request) if saved is not None else []
-    if changed:
-        raise JaxvisError("an interrupted run with this --out was started with other settings; what changed:\n  "
-                          + "\n  ".join(changed) + f"\nrun it as it was to continue it, add --fresh to start over "
-                          f"(its state in {state_dir} is discarded), or use another --out")
-
-
-def discard_state(state_dir: Path) -> None:
-    """Remove an interrupted run's state (keeping the lock this process holds)."""
-    for entry in state_dir.iterdir():
-        if entry.name != LOCK:
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
