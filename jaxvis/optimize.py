@@ -109,8 +109,9 @@ def optimize(
     units: the indices passed to that function (default: one unit, index 0).
     transform: drawn afresh for every view; step_transform: drawn once per step and unit,
         before the views, so all views share it (Plug-In Inversion's jitter).
-    init: the starting parameters, one per unit (leading axis = units), instead of
-        `param.init` (a coarse-to-fine stage starts from the previous one's images).
+    init: the starting parameters, one per unit (leading axis = units; in a sweep, one per unit for
+        every cell or one per cell × unit), instead of `param.init` (a coarse-to-fine stage starts from
+        the previous one's images).
     optimizer: a `jaxvis.optimizers` optimizer (hyperparameters are runtime values) or any
         optax transformation; default Adam 0.05.  One with extra arguments (`optax.lbfgs`)
         is given the loss value, gradient and loss function for its line search.
@@ -145,9 +146,8 @@ def optimize(
     identities = _shard(_unit_identities(cell_units)[positions], devices)
     inputs = Inputs(_shard(_on_device(_take(objectives, positions)), devices), identities, np.int32(seed),
                     np.int32(relu_override_steps))
-    if init is not None and cells > 1:
-        init = jax.tree_util.tree_map(lambda leaf: np.concatenate([np.asarray(leaf)] * cells),
-                                      _check_init(init, len(units)))
+    if init is not None and cells > 1 and _leading(init) == {len(units)}:  # one start per unit: every cell's
+        init = jax.tree_util.tree_map(lambda leaf: np.concatenate([np.asarray(leaf)] * cells), init)
     store = None
     if checkpoint_dir is not None:
         store = Checkpoints(checkpoint_dir, run_fingerprint(model, objectives, plans, units, steps, seed,
@@ -386,8 +386,12 @@ def _check_layers(model: Model, objective: Objective) -> tuple[str, ...]:
     return tuple(sorted(layers))
 
 
+def _leading(tree: Any) -> set[int | None]:
+    return {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree_util.tree_leaves(tree)}
+
+
 def _check_init(init: Any, count: int) -> Any:
-    leading = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree_util.tree_leaves(init)}
+    leading = _leading(init)
     if leading != {count}:
         raise ValueError(f"init must hold one entry per unit (leading axis {count}), got leading axes {leading}")
     return init

@@ -96,5 +96,5 @@ def run_stages(model: Model, builders: Sequence[StageBuilder], *, config: RunCon
             on_stage(stage.label, previous.images)
     history = np.concatenate([r.history for r in results])
     final = results[-1]
-    combined_units = final.units if units is None else np.asarray(units)
-    return Result(final.images, history, combined_units, len(history), timings, stages=results)
+    combined_units = final.units if units is None else np.tile(np.asarray(units), int(np.prod(final.grid)))
+    return Result(final.images, history, combined_units, len(history), timings, stages=results, grid=final.grid)

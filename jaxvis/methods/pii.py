@@ -22,6 +22,7 @@ in another run (other classes, seed or step count) reuse it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from jaxvis.param import clamped
 from jaxvis.programs import PARTITIONABLE_THREEFRY
 from jaxvis.run_config import RunConfig, run_config
 from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
+from jaxvis.sweeps import Grid, refuse_lists
 from jaxvis.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
 
 
@@ -91,20 +93,32 @@ def pii_optimizer(recipe: Recipe = DEFAULTS) -> Adam:
                 schedule=cosine(max(recipe.steps - 1, 1)))
 
 
-def paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int) -> jax.Array:
-    """`new_init`: U(0, 1) noise (count, size, size, 3) with `previous` resized to size − pad in its center."""
+def paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int,
+                 cells: int = 1) -> jax.Array:
+    """`new_init`: U(0, 1) noise (count, size, size, 3) with `previous` resized to size − pad in its center.
+
+    cells: a sweep's grid cells; every cell gets the same noise (so a cell is its own run), and `previous`
+    holds cells × count images, cell-major."""
     with jax.threefry_partitionable(PARTITIONABLE_THREEFRY):  # the engine's form: 0.3 s to compile here, not 0.9 s
-        return _paste_center(key, previous, count, size, pad)
+        return _paste_center(key, previous, count, size, pad, cells)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))  # one program per stage, not a compile per primitive
-def _paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int) -> jax.Array:
-    canvas = jax.random.uniform(key, (count, size, size, 3), jnp.float32)
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))  # one program per stage, not a compile per primitive
+def _paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int,
+                  cells: int) -> jax.Array:
+    canvas = jnp.tile(jax.random.uniform(key, (count, size, size, 3), jnp.float32), (cells, 1, 1, 1))
     if previous is None:
         return canvas
     inner = size - pad
     offset = (size - inner) // 2
     return canvas.at[:, offset : offset + inner, offset : offset + inner].set(resize_images(previous, inner))
+
+
+def sweep_grid(recipe: Recipe) -> Grid:
+    """The grid of a recipe whose runtime fields (learning_rate, betas, jitter, color_shift) may be lists; the
+    fields that shape the program (steps, ensemble, chunk) may not."""
+    refuse_lists(steps=recipe.steps, ensemble=recipe.ensemble, chunk=recipe.chunk)
+    return Grid.of(**{field.name: getattr(recipe, field.name) for field in dataclasses.fields(recipe)})
 
 
 def view_transform(model: Model, final: int, recipe: Recipe = DEFAULTS, model_size: int | None = None) -> Transform:
@@ -119,23 +133,27 @@ def stages(model: Model, targets: np.ndarray, final: int, *, zoom: bool, center:
            label: str = "PII", model_size: int | None = None) -> list[StageBuilder]:
     """One builder per stage of the zoom schedule (see the module docstring), each of `recipe.steps` steps
     with `recipe.ensemble` views; `objective_for(unit)` is what each unit maximizes (the reference's: the
-    target class's log-probability)."""
+    target class's log-probability).  A recipe with lists (`sweep_grid`) is a sweep: every combination runs
+    in the stage's one program, each cell as its own run."""
     pad = paste_pad(final, zoom, center)
+    grid = sweep_grid(recipe)
+    cells = int(np.prod(grid.shape))
+    per_cell = lambda build: grid.per_cell(lambda **cell: build(dataclasses.replace(recipe, **cell)))  # noqa: E731
 
     def stage(size: int) -> StageBuilder:
         def build(key: jax.Array, previous: Result | None) -> Stage:
             before = None if previous is None else jnp.asarray(previous.images[:, 0])
             if zoom or before is None:
-                canvas = paste_center(key, before, len(targets), size if zoom else final, pad)
+                canvas = paste_center(key, before, len(targets), size if zoom else final, pad, cells)
             else:
                 canvas = before  # centering only: the S × S canvas stays
             view = center_crop(size) if not zoom and size < final else identity()  # optimize the center i × i
             return Stage(
                 f"stage_{size}px", lambda unit: objective_for(unit).named(f"{label} {size}px"),
-                param=clamped(canvas.shape[1]), units=targets,
-                init=canvas[:, None], step_transform=compose(view, roll(recipe.jitter)),
-                transform=view_transform(model, final, recipe, model_size), optimizer=pii_optimizer(recipe),
-                steps=recipe.steps, ensemble=recipe.ensemble, chunk=recipe.chunk,
+                param=clamped(canvas.shape[1]), units=targets, init=canvas[:, None],
+                step_transform=per_cell(lambda cell: compose(view, roll(cell.jitter))),
+                transform=per_cell(lambda cell: view_transform(model, final, cell, model_size)),
+                optimizer=per_cell(pii_optimizer), steps=recipe.steps, ensemble=recipe.ensemble, chunk=recipe.chunk,
             )
 
         return build
@@ -161,7 +179,9 @@ def plug_in_inversion(
     """Invert `classes` (indices or ImageNet names) of `model`; `result.images` is (K, 1, S, S, 3).
 
     recipe: every field is used (`Recipe`); ensemble and steps (per stage, the reference's 401), when
-    given, replace the recipe's.
+    given, replace the recipe's.  A sweep: learning_rate, betas, jitter and color_shift given as lists
+    (`replace(DEFAULTS, learning_rate=[0.005, 0.01, 0.02])`) run every combination in each stage's one
+    program; `result.with_grid_axes(result.images)` puts the grid's axes first.
     zoom / center: the reference's `way` option -- both (pad = S // 16, the default),
     zoom only (pad 0: the previous stage fills the new canvas), or center only
     (the canvas stays S × S; stage i optimizes its central i × i crop, so the
@@ -207,7 +227,8 @@ def plug_in(
     check_stage_sizes(model.arch, final, zoom)
     builders = stages(model, targets, final, zoom=zoom, center=center, recipe=recipe,
                       objective_for=objective_for, label=label, model_size=model_size)
-    return run_stages(model, builders, config=run_config(config, seed, progress), on_stage=on_stage, units=targets)
+    result = run_stages(model, builders, config=run_config(config, seed, progress), on_stage=on_stage, units=targets)
+    return dataclasses.replace(result, grid=sweep_grid(recipe).shape)  # () without a sweep
 
 
 def visualize_units(model: Model, spec: str, *, objective: str = "channel", size: int | None = None,
@@ -226,4 +247,4 @@ def visualize_units(model: Model, spec: str, *, objective: str = "channel", size
     result = plug_in(model, lambda unit: make(unit_spec.layer, unit), unit_spec.units, size=final, ensemble=ensemble,
                      steps=steps, config=run_config(config, seed, progress), recipe=recipe,
                      label=f"PII {unit_spec.layer}")
-    return result.images[:, 0].astype(np.float32)
+    return result.with_grid_axes(result.images[:, 0].astype(np.float32))
