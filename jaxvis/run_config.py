@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,14 @@ class RunConfig:
     progress: bool = True  # a progress bar per stage
     checkpoint_dir: str | Path | None = None  # a folder per stage inside it (stage_1_<label>, ...)
     checkpoint_every: int = 64  # steps between saved states (each stage's last step is always saved)
+
+    def engine_options(self, checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
+        """The keywords of `jaxvis.optimize.optimize` for a run kept in `checkpoint_dir` (default: this
+        config's): its seed, progress bar and checkpoints, continuing what the folder holds."""
+        directory = self.checkpoint_dir if checkpoint_dir is None else checkpoint_dir
+        return dict(seed=self.seed, progress=self.progress, checkpoint_dir=directory,
+                    checkpoint_every=self.checkpoint_every if directory is not None else 0,
+                    resume=directory is not None)
 
     def stage_dir(self, index: int, label: str) -> Path | None:
         """Where stage `index` (from 0) keeps its checkpoints, or None without a checkpoint_dir."""

@@ -78,13 +78,11 @@ def run_stages(model: Model, builders: Sequence[StageBuilder], *, config: RunCon
     for index, build in enumerate(builders):
         start = time.perf_counter()
         stage = build(jax.random.key(stage_seed(seed, index)), previous)
-        checkpoints = config.stage_dir(index, stage.label)
+        options = {**config.engine_options(config.stage_dir(index, stage.label)), "seed": stage_seed(seed, index)}
         previous = optimize(
             model, stage.objective, param=stage.param, units=stage.units, init=stage.init,
             transform=stage.transform, step_transform=stage.step_transform, optimizer=stage.optimizer,
-            steps=stage.steps, batch=stage.batch, ensemble=stage.ensemble, chunk=stage.chunk,
-            seed=stage_seed(seed, index), progress=config.progress, checkpoint_dir=checkpoints,
-            checkpoint_every=config.checkpoint_every if checkpoints else 0, resume=checkpoints is not None,
+            steps=stage.steps, batch=stage.batch, ensemble=stage.ensemble, chunk=stage.chunk, **options,
             description=f"{stage.label} ({index + 1} of {len(builders)})" if len(builders) > 1 else None,
         )
         results.append(previous)

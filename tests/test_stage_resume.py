@@ -1,4 +1,4 @@
-"""Multi-stage methods checkpoint and continue: an interrupted DeepInversion run (or Plug-In Inversion's stages),
+"""Every method takes one `RunConfig`; multi-stage methods checkpoint and continue: an interrupted DeepInversion run (or Plug-In Inversion's stages),
 called again with the same `RunConfig(checkpoint_dir=...)`, restores its finished stages instead of rerunning them and
 ends with the images of an uninterrupted run; a changed call is refused, naming what changed.
 
@@ -65,3 +65,25 @@ def test_an_interrupted_run_continues_from_its_finished_stages(tiny_cnn, tmp_pat
         run(tiny_cnn, recipe=replace(recipe, **{field: value}), config=config)
     with pytest.raises(ResumeMismatchError, match="seed"):
         run(tiny_cnn, recipe=recipe, config=replace(config, seed=5))
+
+
+def test_single_stage_methods_take_the_same_run_config(tiny_cnn, tmp_path, capsys):
+    """`jaxvis.visualize` and `reconstruct` with a RunConfig: its seed is used (another seed gives other
+    images), and a run stopped at step 2 continues from its checkpoint to the images of an uninterrupted run."""
+    import jaxvis
+    from jaxvis.methods import reconstruct
+
+    options = dict(size=32, steps=4, relu_override_steps=0)
+    whole = jaxvis.visualize(tiny_cnn, "features.8:2,5", config=RunConfig(seed=3, progress=False), **options)
+    assert not np.allclose(whole, jaxvis.visualize(tiny_cnn, "features.8:2,5", seed=4, progress=False, **options))
+    config = RunConfig(seed=3, progress=False, checkpoint_dir=tmp_path / "vis", checkpoint_every=2)
+    jaxvis.visualize(tiny_cnn, "features.8:2,5", config=config, stop_after=2, **options)
+    capsys.readouterr()
+    continued = jaxvis.visualize(tiny_cnn, "features.8:2,5", config=config, **options)
+    assert "resuming from" in capsys.readouterr().err
+    np.testing.assert_allclose(continued, whole, rtol=0, atol=1e-5)
+    photos = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    first = reconstruct(tiny_cnn, photos, "features.5", steps=3, config=RunConfig(seed=1, progress=False))
+    np.testing.assert_array_equal(first.images, reconstruct(tiny_cnn, photos, "features.5", steps=3, seed=1,
+                                                            progress=False).images)
+    assert not np.allclose(first.images, reconstruct(tiny_cnn, photos, "features.5", steps=3, progress=False).images)

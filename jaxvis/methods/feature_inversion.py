@@ -27,6 +27,7 @@ from jaxvis.objectives import INPUT, Acts, Objective, feature_match, term
 from jaxvis.optimize import Result, optimize
 from jaxvis.optimizers import adam
 from jaxvis.param import clamped
+from jaxvis.run_config import RunConfig, run_config
 
 ALPHA = 6.0  # §3.1, "α = 6 in the experiments"
 BETA = 2.0  # §3.2, β = 2 for networks with max pooling
@@ -70,10 +71,14 @@ def reconstruct(
     lambda_alpha: float = LAMBDA_ALPHA,
     lambda_tv: float = LAMBDA_TV,
     learning_rate: float = LEARNING_RATE,
-    seed: int = 0,
-    progress: bool = True,
+    seed: int | None = None,
+    progress: bool | None = None,
+    config: RunConfig | None = None,
 ) -> Result:
-    """Reconstruct each of `images` (N, H, W, 3) in [0, 1] from its `layer` activation; images (N, 1, H, W, 3)."""
+    """Reconstruct each of `images` (N, H, W, 3) in [0, 1] from its `layer` activation; images (N, 1, H, W, 3).
+
+    config: the seed, progress bar and checkpoints (`jaxvis.run_config.RunConfig`); seed and progress, when
+    given, replace its."""
     images = check_images(np.asarray(images, np.float32), model.arch)
     if images.shape[1] != images.shape[2]:
         raise MethodOptionError(f"reconstruct takes square images; got {images.shape[1]}x{images.shape[2]} (crop them first)")
@@ -86,6 +91,5 @@ def reconstruct(
         param=clamped(images.shape[1], model.arch.mean, model.arch.std),
         optimizer=adam(learning_rate),
         steps=steps,
-        seed=seed,
-        progress=progress,
+        **run_config(config, seed, progress).engine_options(),
     )

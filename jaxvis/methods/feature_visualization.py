@@ -25,6 +25,7 @@ from jaxvis.optimize import Result, optimize
 from jaxvis.optimizers import adam
 from jaxvis.param import PARAMS
 from jaxvis.request import UnitSpec, check_request
+from jaxvis.run_config import RunConfig, run_config
 from jaxvis.sweeps import Grid, refuse_lists
 from jaxvis.transforms import Transform, lucid_standard
 
@@ -60,7 +61,7 @@ def run_visualization(
     objective: str = "channel",
     size: int = 128,
     steps: int = 512,
-    seed: int = 0,
+    seed: int | None = None,
     param: str = "fourier",
     lr: float | list[float] = 0.05,
     transform: Transform | None = None,
@@ -69,12 +70,16 @@ def run_visualization(
     diversity: float | list[float] = 0.0,
     relu_override_steps: int = 16,
     model_size: int | None = None,
+    config: RunConfig | None = None,
     **engine,
 ) -> tuple[UnitSpec, Result]:
     """Check the request, build the objective and run the engine; returns the units and the full `Result`.
 
     lr and diversity may be lists: every combination runs in one compiled program (`jaxvis.sweeps`); the
-    result's entries are then grid cell × unit, cell-major."""
+    result's entries are then grid cell × unit, cell-major.  config: the seed, progress bar and checkpoints
+    (`jaxvis.run_config.RunConfig`); seed and the engine's keywords, when given, replace its."""
+    config = run_config(config, seed, engine.pop("progress", None))
+    engine = {**config.engine_options(), **engine}
     refuse_lists(objective=objective, size=size, steps=steps, seed=seed, param=param, batch=batch, ensemble=ensemble,
                  relu_override_steps=relu_override_steps, model_size=model_size)
     grid = Grid.of(lr=lr, diversity=diversity)
@@ -100,7 +105,6 @@ def run_visualization(
         steps=steps,
         batch=batch,
         ensemble=ensemble,
-        seed=seed,
         relu_override_steps=relu_override_steps,
         **engine,
     )
