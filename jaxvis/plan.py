@@ -12,8 +12,9 @@ Structure (`Plan`: the pieces' static configuration, layer names, batch,
 ensemble, chunk length) decides the compiled program; everything else is an
 argument: the objectives' numbers (unit indices, weights, targets), the seed,
 the ReLU-redirection step count, the optimizer's hyperparameters, the
-transforms' strengths, the first step and the number of steps of a chunk.  So runs that differ only in those
-share one program.
+transforms' strengths, the first step and the number of steps of a chunk.  So
+runs that differ only in those share one program, and a sweep over them is one
+program too: `Plan.swept` names the values that differ per unit (a grid cell's).
 
 Keys: a unit draws from its identity (`Inputs.identities`: the unit's own index, not
 its position in the call): unit u at step t from fold_in(fold_in(step_key(seed), t), u).
@@ -55,7 +56,7 @@ class Plan:
     ensemble: int = 1  # transformed views per image and step
     chunk: int = 32  # steps per call of the compiled loop (the objective history buffer's length)
     redirect_relu: bool = False  # compile Lucid's redirected ReLU gradient in (used while t < relu_steps)
-    swept: tuple[int, ...] = ()  # the runtime values (leaf numbers) that carry a leading unit axis: a sweep's
+    swept: tuple[int, ...] = ()  # which runtime values (leaf indices) carry a leading unit axis (a sweep's)
 
 
 def stack_plans(plans: list[Plan], units: int) -> Plan:
