@@ -191,8 +191,8 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
             paths = write_gallery(out, title, np.stack(images), labels, values, record, curves=curves,
                                   links=[("grid.html", "the sweep's grid")] if grid.swept else [])
             if grid.swept:
-                write_grid(out, title, grid, record["units"], sorted({int(label[:4]) for label in labels}),
-                           args.images)
+                finished = [int(unit) for unit in np.concatenate(groups[:number])]
+                write_grid(out, title, grid, record["units"], finished, args.images)
             if result.steps < args.steps:
                 raise JaxvisError(f"stopped at step {result.steps}; finished images are in {out}")
             if number == 1 and len(groups) > 1:

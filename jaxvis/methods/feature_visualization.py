@@ -78,10 +78,10 @@ def run_visualization(
     lr and diversity may be lists: every combination runs in one compiled program (`jaxvis.sweeps`); the
     result's entries are then grid cell × unit, cell-major.  config: the seed, progress bar and checkpoints
     (`jaxvis.run_config.RunConfig`); seed and the engine's keywords, when given, replace its."""
-    config = run_config(config, seed, engine.pop("progress", None))
-    engine = {**config.engine_options(), **engine}
     refuse_lists(objective=objective, size=size, steps=steps, seed=seed, param=param, batch=batch, ensemble=ensemble,
                  relu_override_steps=relu_override_steps, model_size=model_size)
+    config = run_config(config, seed, engine.pop("progress", None))
+    engine = {**config.engine_options(), **engine}
     grid = Grid.of(lr=lr, diversity=diversity)
     unit_spec, model_size = check_request(card_of(model.arch), spec, objective=objective, param=param, size=size,
                                           model_size=model_size)
