@@ -2,9 +2,9 @@
 
 Each method runs on the tiny CNN at a tiny budget, once with its base recipe and once per field with that field
 changed, and the images must differ.  The fields that are the compiled program's shape (the ensemble, and `chunk`,
-which by design never changes the images) are checked on what the engine is given, without compiling anew.  Mutations that fail it: `pii_optimizer` reading
-`DEFAULTS.betas` (the state before this test), `dream` building its stage from `DEFAULTS.jitter`, DeepInversion's
-flip ignoring `do_flip`.
+which by design never changes the images) are checked on what the engine is given, without compiling anew.
+Mutations that fail it: `pii_optimizer` reading `DEFAULTS.betas` (the state before this test), `dream` building
+its stage from `DEFAULTS.jitter`, DeepInversion's flip ignoring `do_flip`.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def test_changing_any_recipe_field_changes_the_result(tiny_cnn, method):
             assert after.shape != before.shape or not np.array_equal(after, before), f"{method}: {field} is not read"
 
 
-@pytest.mark.parametrize("method", [name for name, (_, _, changes) in METHODS.items() if set(STRUCTURAL) & set(changes)])
+@pytest.mark.parametrize("method", [name for name, (_, _, fields) in METHODS.items() if set(STRUCTURAL) & set(fields)])
 def test_the_structural_recipe_fields_reach_the_engine(tiny_cnn, first_engine_call, method):
     run, base, changes = METHODS[method]
     for field in set(STRUCTURAL) & set(changes):
