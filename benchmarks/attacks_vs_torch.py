@@ -2,6 +2,7 @@
 
     pip install --no-deps torchattacks==3.5.1 foolbox==3.3.4 eagerpy==0.30.0
     python benchmarks/attacks_vs_torch.py [--batches 1 16 64] [--others pgd10:16:foolbox-jax ...] [--repeats 2]
+    python benchmarks/attacks_vs_torch.py --against REV [--repeats 3]     # jaxvis against another revision
 
 The job of #12's anchor: MobileNetV2, PGD L-infinity, eps 2/255, step 0.5/255,
 10 steps, no random start, every image stepping all 10 steps on both sides
@@ -12,7 +13,10 @@ fresh process (`common.compare_in_fresh_processes`); throughput is
 images x steps per second of the second call. Beyond PGD-10 against
 torchattacks at batch 1, 16 and 64: PGD-10 against foolbox (torch and JAX
 backends) and APGD-CE-100 against torchattacks' APGD, at batch 16 (foolbox's
-JAX backend takes over a minute per call there).
+JAX backend takes over a minute per call there). `--against REV`: jaxvis's PGD-10,
+APGD-CE-100 and C&W (a reduced budget: 2 rounds of 20 steps; the default 9 x 1000
+takes ~30 minutes a call here) at batch 16 against git revision REV, the two
+revisions' fresh processes alternating, each with an empty compilation cache.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(__file__))
 
 from common import (END_TO_END, MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, SPEEDUP_HEADER,  # noqa: E402
-                    compare_in_fresh_processes, keep_row, machine, markdown_table, processor, speedup_cells,
-                    torch_mobilenet_v2, write_section)
+                    against_revision, compare_in_fresh_processes, keep_row, machine, markdown_table, median,
+                    processor, speedup_cells, torch_mobilenet_v2, write_section)
 
 EPS, STEP, STEPS = 2 / 255, 0.5 / 255, 10
 
@@ -53,7 +57,7 @@ def photos(batch: int):
     return np.ascontiguousarray(images[:batch]), labels[:batch]
 
 
-ATTACKS = {"pgd10": f"PGD-{STEPS} L-inf", "apgd100": "APGD-CE-100 L-inf"}
+ATTACKS = {"pgd10": f"PGD-{STEPS} L-inf", "apgd100": "APGD-CE-100 L-inf", "cw2x20": "C&W L2, 2 rounds x 20 steps"}
 PEERS = ("torchattacks", "foolbox-torch", "foolbox-jax")
 APGD_EPS = 8 / 255
 
@@ -69,14 +73,23 @@ def timed_twice(call) -> dict:
 
 
 def jaxvis_worker(attack: str, batch: int) -> dict:
+    import inspect
+
     import jaxvis
-    from jaxvis.attacks import apgd, pgd
+    from jaxvis.attacks import apgd, cw, pgd
 
     model = jaxvis.load("mobilenet_v2")
     images, labels = photos(batch)
     if attack == "pgd10":
+        quiet = {}
+        if "config" in inspect.signature(pgd).parameters:  # on the engine (#32): no progress bar
+            from jaxvis.run_config import RunConfig
+
+            quiet = {"config": RunConfig(progress=False)}
         run = lambda: pgd(model, images, labels, eps=EPS, step_size=STEP, steps=STEPS,  # noqa: E731
-                          random_start=False, early_stop=False)
+                          random_start=False, early_stop=False, **quiet)
+    elif attack == "cw2x20":
+        run = lambda: cw(model, images, labels, binary_search_steps=2, steps=20)  # noqa: E731
     else:
         run = lambda: apgd(model, images, labels, eps=APGD_EPS, steps=100, early_stop=False)  # noqa: E731
     return timed_twice(lambda: float(run().success.mean()))
@@ -156,6 +169,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--against", help="a git revision: jaxvis's attacks at batch 16 against it, alternating")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.worker:
@@ -167,6 +181,9 @@ def main() -> None:
         else:
             result = foolbox_worker(who.split("-")[1], attack, int(batch))
         print(json.dumps(result))
+        return
+    if args.against:
+        compare_revisions(args.against, args.repeats, write=not args.no_write)
         return
     jobs = [("pgd10", batch, "torchattacks") for batch in args.batches]
     jobs += [(attack, int(batch), peer) for attack, batch, peer in (job.split(":") for job in args.others)]
@@ -191,6 +208,28 @@ def main() -> None:
         if not args.no_write:
             write_section("attacks_vs_torch", text)
         print(text, flush=True)
+
+
+def compare_revisions(revision: str, repeats: int, write: bool) -> None:
+    """jaxvis's attacks at batch 16 in this tree and in `revision`: first and second call, medians, ratios."""
+    jobs = [("jaxvis", attack, 16) for attack in ATTACKS]
+    runs = against_revision(__file__, revision, jobs, repeats, {**os.environ, "JAXVIS_COMPILATION_CACHE": "off"})
+    here, other = list(runs)
+    rows = []
+    for job in jobs:
+        cells = {name: {k: median([r[k] for r in runs[name][job]]) for k in ("first", "second")} for name in runs}
+        rows.append([f"{ATTACKS[job[1]]}, batch 16", *(f"{cells[n][k]:.2f}" for k in ("first", "second") for n in runs),
+                     *(f"**{cells[other][k] / cells[here][k]:.2f}x**" for k in ("first", "second"))])
+    table = markdown_table(["job", f"first s ({here})", f"first s ({other})", f"second s ({here})",
+                            f"second s ({other})", "first: speed", "second: speed"], rows)
+    text = (f"Against another revision (`--against {revision}`), on {machine()}: seconds of the first call (compiling "
+            "included, compilation caches off) and of the second, each in a fresh process, the revisions alternating; "
+            f"medians of {repeats}. Speed = {other}'s seconds over {here}'s (above 1: this tree is faster).\n\n{table}")
+    print(text)
+    if write:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "attacks_revisions.md"), "w",
+                  encoding="utf-8") as out:
+            out.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -206,3 +206,35 @@ def keep_row(name: str, job: str, row: list[str]) -> list[list[str]]:
     rows[f"{processor()} | {job}"] = [processor(), *row]
     record.write_text(json.dumps(rows, indent=1))
     return list(rows.values())
+
+
+def against_revision(script: str, revision: str, jobs: list[tuple], repeats: int, env: dict | None = None
+                     ) -> dict[str, dict[tuple, list[dict]]]:
+    """Each job (`script --worker *job`) run `repeats` times for this tree and for git `revision` (a worktree),
+    the two revisions' fresh processes alternating.  Returns {revision name: {job: [worker results]}}; this
+    tree's name says when it has uncommitted changes."""
+    import os
+    import subprocess
+    import tempfile
+
+    root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.abspath(script)), check=True).stdout.strip()
+    git = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True, cwd=root,  # noqa: E731
+                                       check=True).stdout.strip()
+    other_name, here = git("rev-parse", "--short", revision), git("rev-parse", "--short", "HEAD")
+    if git("status", "--porcelain", "--", "jaxvis", "converters"):
+        here += " + uncommitted changes"
+    results: dict[str, dict[tuple, list[dict]]] = {here: {}, other_name: {}}
+    with tempfile.TemporaryDirectory() as other:
+        git("worktree", "add", "--detach", other, revision)
+        try:
+            trees = {here: root, other_name: other}
+            for job in jobs:
+                for _ in range(repeats):
+                    for name, tree in trees.items():
+                        run_env = {**(env or os.environ), "PYTHONPATH": tree}
+                        results[name].setdefault(job, []).append(in_fresh_process(script, *job, env=run_env))
+                print(job, {name: results[name][job] for name in trees}, flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", other], cwd=root, capture_output=True)
+    return results

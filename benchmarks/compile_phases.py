@@ -30,8 +30,8 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from common import (MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, in_fresh_process, keep_row,  # noqa: E402
-                    machine, markdown_table, median, processor, write_section)
+from common import (MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, against_revision, in_fresh_process,  # noqa: E402
+                    keep_row, machine, markdown_table, median, processor, write_section)
 
 JOBS = {
     "visualize step (default)": "visualize",
@@ -89,10 +89,35 @@ def worker(job: str) -> dict:
 
         images, labels = photos(16)
         pgd(model, images, labels, eps=EPS, step_size=STEP, steps=STEPS, random_start=False, early_stop=False)
-        _, times = sys.modules["jaxvis.attacks.pgd"].RUN.last_compile
-        return times.as_dict()
+        # before #32: PGD's own loop program; since, the engine's chunk program plus the forward for the logits
+        program = getattr(sys.modules["jaxvis.attacks.pgd"], "RUN", None)
+        if program is None:
+            return _summed(RUN_CHUNK.last_compile[1].as_dict(), _forward_compile(model, images))
+        return program.last_compile[1].as_dict()
     _, times = RUN_CHUNK.last_compile
     return times.as_dict()
+
+
+def _forward_compile(model, images) -> dict:
+    """The phases of compiling the plain forward that gives an attack's final logits (`models.model.apply`)."""
+    import time
+
+    import jax.numpy as jnp
+
+    from jaxvis.models.model import apply
+
+    start = time.perf_counter()
+    traced = apply.trace(model, jnp.asarray(images))
+    traced_at = time.perf_counter()
+    lowered = traced.lower()
+    lowered_at = time.perf_counter()
+    lowered.compile()
+    return {"trace_s": traced_at - start, "lower_s": lowered_at - traced_at,
+            "compile_s": time.perf_counter() - lowered_at}
+
+
+def _summed(*phases: dict) -> dict:
+    return {k: sum(p.get(k, 0.0) for p in phases) for k in ("trace_s", "lower_s", "compile_s")}
 
 
 def main() -> None:
@@ -139,36 +164,13 @@ def section(rows: list[list[str]]) -> str:
 
 def compare_revisions(revision: str, jobs: list[str], repeats: int, env: dict, write: bool) -> None:
     """Each job's phases for this tree and for `revision`, in alternating fresh processes; medians."""
-    import subprocess
-    import tempfile
-
-    root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.abspath(__file__)), check=True).stdout.strip()
-    described = subprocess.run(["git", "rev-parse", "--short", revision], capture_output=True, text=True, cwd=root,
-                               check=True).stdout.strip()
-    here = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root,
-                          check=True).stdout.strip()
-    if subprocess.run(["git", "status", "--porcelain", "--", "jaxvis", "converters"], capture_output=True, text=True,
-                      cwd=root, check=True).stdout.strip():
-        here += " + uncommitted changes"
-    with tempfile.TemporaryDirectory() as other:
-        subprocess.run(["git", "worktree", "add", "--detach", other, revision], cwd=root, check=True,
-                       capture_output=True)
-        try:
-            trees = {here: root, described: other}
-            rows = []
-            for job in jobs:
-                label = next(name for name, value in JOBS.items() if value == job)
-                runs: dict[str, list[dict]] = {name: [] for name in trees}
-                for _ in range(repeats):
-                    for name, tree in trees.items():
-                        runs[name].append(in_fresh_process(__file__, job, env={**env, "PYTHONPATH": tree}))
-                for name in trees:
-                    phases = [median([r[k] for r in runs[name]]) for k in ("trace_s", "lower_s", "compile_s")]
-                    rows.append([label, name, *(f"{v:.2f}" for v in phases), f"**{sum(phases):.2f}**", str(repeats)])
-                    print(rows[-1], flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", other], cwd=root, capture_output=True)
+    runs = against_revision(__file__, revision, [(job,) for job in jobs], repeats, env)
+    rows = []
+    for job in jobs:
+        label = next(name for name, value in JOBS.items() if value == job)
+        for name, by_job in runs.items():
+            phases = [median([r[k] for r in by_job[(job,)]]) for k in ("trace_s", "lower_s", "compile_s")]
+            rows.append([label, name, *(f"{v:.2f}" for v in phases), f"**{sum(phases):.2f}**", str(repeats)])
     table = markdown_table(["program", "revision", "tracing s", "lowering s", "XLA compile s", "total s", "repeats"],
                            rows)
     text = (f"Against another revision (`--against {revision}`), on {machine()}: the same jobs, the two "

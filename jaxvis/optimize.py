@@ -44,6 +44,7 @@ from jaxvis.transforms import Transform, as_piece, identity
 
 Array = jax.Array
 ObjectiveFor = Callable[[Array], Objective]  # unit index -> objective
+ParamFor = Callable[[Array], Param]  # unit index -> its own parameterization (an attack's clean image)
 CHUNK = 32  # steps per call of the compiled loop: progress, checkpoints and NaN checks happen between calls
 
 
@@ -69,6 +70,7 @@ class Result:
     nonfinite: np.ndarray | None = None  # units whose objective went NaN/Inf, when diverged
     stages: list["Result"] = field(default_factory=list)  # a multi-stage method's stages, in order
     grid: tuple[int, ...] = ()  # a sweep's grid of cells: entry c·(units per cell) + u is cell c's unit u
+    moved: np.ndarray | None = None  # (units,) steps in which each unit moved (fewer where `stop` held it)
 
     def with_grid_axes(self, array: np.ndarray) -> np.ndarray:
         """`array` (cells × units, ...) as (*grid, units, ...): the grid's axes in front (as is without a grid)."""
@@ -84,8 +86,9 @@ def optimize(
     model: Model,
     objective: Objective | ObjectiveFor | list,
     *,
-    param: Param | list[Param],
+    param: Param | ParamFor | list,
     units: Array | np.ndarray | None = None,
+    stop: Objective | ObjectiveFor | list | None = None,
     transform: Transform | list[Transform] = identity(),
     step_transform: Transform | list[Transform] = identity(),
     init: Any = None,
@@ -107,6 +110,11 @@ def optimize(
 
     objective: an `Objective`, or a function of a unit index returning one (vmapped over `units`).
     units: the indices passed to that function (default: one unit, index 0).
+    param: a `Param`, or a function of a unit index returning each unit's own (built alike; e.g. an
+        eps-ball around the unit's clean image).
+    stop: per-unit early stop, an objective (or a function of the unit index returning one) evaluated
+        on the same forward passes as `objective`: a unit whose stop value is positive does not move
+        in that step (an attack's image once it fools the model); `Result.moved` counts the steps moved.
     transform: drawn afresh for every view; step_transform: drawn once per step and unit,
         before the views, so all views share it (Plug-In Inversion's jitter).
     init: the starting parameters, one per unit (leading axis = units; in a sweep, one per unit for
@@ -131,27 +139,39 @@ def optimize(
     units = _unit_array(units)
     _check_counts(steps=steps, batch=batch, ensemble=ensemble, chunk=chunk)
     cells = cell_count(objective=objective, param=param, transform=transform, step_transform=step_transform,
-                       optimizer=optimizer)
+                       optimizer=optimizer, stop=stop)
     cell = lambda value, c: value[c] if isinstance(value, list) else value  # noqa: E731
     objectives = concatenate_cells([stack_objectives(cell(objective, c), units) for c in range(cells)])
-    layers = _check_layers(model, objectives)
-    plans = [Plan(cell(param, c), as_optimizer(cell(optimizer, c)), as_piece(cell(transform, c)),
-                  as_piece(cell(step_transform, c)), layers, batch, ensemble, chunk, relu_override_steps > 0)
-             for c in range(cells)]
-    plan = stack_plans(plans, len(units))
+    stops = None if stop is None else concatenate_cells([stack_objectives(cell(stop, c), units) for c in range(cells)])
+    layers = _check_layers(model, objectives, stops)
+    per_unit_param = any(_is_param_for(cell(param, c)) for c in range(cells))
+
+    def plan_for(c: int, unit: Any = None) -> Plan:
+        chosen = cell(param, c)
+        return Plan(chosen(np.int32(unit)) if _is_param_for(chosen) else chosen, as_optimizer(cell(optimizer, c)),
+                    as_piece(cell(transform, c)), as_piece(cell(step_transform, c)), layers, batch, ensemble, chunk,
+                    relu_override_steps > 0)
+
+    if per_unit_param:  # one plan per cell and unit: the params' differing values become per-unit leaves
+        plan = stack_plans([plan_for(c, unit) for c in range(cells) for unit in units], 1)
+        plans = [plan]
+    else:
+        plans = [plan_for(c) for c in range(cells)]
+        plan = stack_plans(plans, len(units))
     cell_units = np.tile(units, cells)
     devices = jax.local_devices()
     positions = _pad_to_multiple(np.arange(len(cell_units)), len(devices))
     plan = _map_swept(plan, lambda values: _shard(_take(values, positions), devices))
     identities = _shard(_unit_identities(cell_units)[positions], devices)
     inputs = Inputs(_shard(_on_device(_take(objectives, positions)), devices), identities, np.int32(seed),
-                    np.int32(relu_override_steps))
+                    np.int32(relu_override_steps),
+                    None if stops is None else _shard(_on_device(_take(stops, positions)), devices))
     if init is not None and cells > 1 and _leading(init) == {len(units)}:  # one start per unit: every cell's
         init = jax.tree_util.tree_map(lambda leaf: np.concatenate([np.asarray(leaf)] * cells), init)
     store = None
     if checkpoint_dir is not None:
         store = Checkpoints(checkpoint_dir, run_fingerprint(model, objectives, plans, units, steps, seed,
-                                                           relu_override_steps, init))
+                                                           relu_override_steps, init, stops))
     elif checkpoint_every or resume:
         raise ValueError("checkpoint_every and resume need checkpoint_dir")
 
@@ -217,7 +237,8 @@ def concatenate_cells(objectives: list[Objective]) -> Objective:
 
 
 def run_fingerprint(model: Model, objectives: Objective, plans: list[Plan], units: np.ndarray, steps: int,
-                    seed: int, relu_override_steps: int, init: Any) -> dict[str, Any]:
+                    seed: int, relu_override_steps: int, init: Any, stops: Objective | None = None
+                    ) -> dict[str, Any]:
     """What must match for a checkpoint to be resumed (see `jaxvis.checkpoints`)."""
     plan = plans[0]
     pieces = lambda name: getattr(plan, name) if len(plans) == 1 else [getattr(p, name) for p in plans]  # noqa: E731
@@ -229,6 +250,8 @@ def run_fingerprint(model: Model, objectives: Objective, plans: list[Plan], unit
         relu_override_steps=relu_override_steps,
         init=None if init is None else digest(init),
         random_keys="unit identity",  # before: the unit's position in the call (its draws differ)
+        state="theta, opt_state, moved",  # before: without the per-unit step count (it cannot be restored)
+        **({} if stops is None else {"stop": {"structure": stops.fn, "numbers": digest(stops.params)}}),
     )
 
 
@@ -348,7 +371,8 @@ def _result(progress: Progress, units: np.ndarray, timings: dict[str, float]) ->
     if progress.images is None:  # nothing ran yet
         raise JaxvisError("no step was run (steps=0 or stop_after=0)")
     images = np.asarray(progress.images)[: len(units)]
-    return Result(images, progress.history[: progress.done, : len(units)].copy(), units, progress.done, dict(timings))
+    return Result(images, progress.history[: progress.done, : len(units)].copy(), units, progress.done, dict(timings),
+                  moved=np.asarray(progress.state.moved)[: len(units)])
 
 
 def _unit_array(units: Array | np.ndarray | None) -> np.ndarray:
@@ -373,8 +397,8 @@ def _check_counts(**counts: int) -> None:
             raise ValueError(f"{name} must be a positive whole number, got {value!r}")
 
 
-def _check_layers(model: Model, objective: Objective) -> tuple[str, ...]:
-    layers = objective.model_layers
+def _check_layers(model: Model, objective: Objective, stops: Objective | None = None) -> tuple[str, ...]:
+    layers = objective.model_layers | (stops.model_layers if stops is not None else frozenset())
     if not layers:
         raise ValueError(
             f"objective {objective.name!r} reads no layer of {model.name} (only {sorted(objective.layers) or 'nothing'}); "
@@ -384,6 +408,10 @@ def _check_layers(model: Model, objective: Objective) -> tuple[str, ...]:
     if unknown:
         raise UnknownLayerError(unknown, model.name, model.layers)
     return tuple(sorted(layers))
+
+
+def _is_param_for(value: Any) -> bool:
+    return callable(value) and not isinstance(value, Param)
 
 
 def _leading(tree: Any) -> set[int | None]:

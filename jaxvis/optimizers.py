@@ -126,6 +126,33 @@ def normalized_ascent(step_size: float) -> NormalizedAscent:
     return NormalizedAscent(step_size)
 
 
+@piece(data=("step_size",))
+class SteepestAscent(Optimizer):
+    """PGD's update (Madry et al. 2018): a step of `step_size` along the direction of steepest ascent under
+    the norm -- sign(g) for L-infinity, g / (||g||_2 + 1e-10) for L2 (torchattacks' guard), the norm over
+    each unit's whole parameters (one image per unit in an attack)."""
+
+    step_size: Any
+    norm: str = "linf"
+    guard: float = 1e-10
+
+    def transformation(self) -> optax.GradientTransformation:
+        def update(updates, state, params=None):
+            del params
+            if self.norm == "linf":
+                return jax.tree_util.tree_map(lambda g: -self.step_size * jnp.sign(g), updates), state
+            length = optax.tree.norm(updates) + self.guard
+            return jax.tree_util.tree_map(lambda g: -self.step_size * g / length, updates), state
+
+        return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def steepest_ascent(step_size: float, norm: str = "linf") -> SteepestAscent:
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"unknown norm {norm!r}; choose linf or l2")
+    return SteepestAscent(step_size, norm)
+
+
 @piece
 class LBFGS(Optimizer):
     """optax.lbfgs with its zoom line search (given the loss function by the engine)."""

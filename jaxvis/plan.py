@@ -7,6 +7,7 @@ One step, for every unit at once (vmapped):
     for each of `ensemble` views:  v ← transform(k_view, shared)
         value_v ← objective({captured layers of model(v)}, input: images)
     loss ← −mean_v value_v;   θ ← param.project(optax_update(∇θ loss))
+    (with stops: a unit whose stop value, from the same forward passes, is positive keeps θ)
 
 Structure (`Plan`: the pieces' static configuration, layer names, batch,
 ensemble, chunk length) decides the compiled program; everything else is an
@@ -92,11 +93,13 @@ class Inputs(NamedTuple):
     identities: Array  # int32 (units,): what each unit's random draws are keyed on
     seed: Array  # int32 scalar
     relu_steps: Array  # int32 scalar: redirect the ReLU gradient while step < relu_steps
+    stops: Objective | None = None  # per unit (leading unit axis): positive once the unit is finished
 
 
 class State(NamedTuple):
     theta: Any  # leading unit axis
     opt_state: Any
+    moved: Array  # int32 (units,): the steps in which each unit moved (fewer than run where it stopped early)
 
 
 def init_state(plan: Plan, seed: Array, identities: Array) -> State:
@@ -108,23 +111,28 @@ def init_state(plan: Plan, seed: Array, identities: Array) -> State:
 
 def start_from(plan: Plan, theta: Any) -> State:
     """The optimizer state for given parameters (one per unit)."""
-    return State(theta, per_unit(lambda p, th: p.optimizer.transformation().init(th), plan)(theta))
+    units = jax.tree_util.tree_leaves(theta)[0].shape[0]
+    opt_state = per_unit(lambda p, th: p.optimizer.transformation().init(th), plan)(theta)
+    return State(theta, opt_state, jnp.zeros(units, jnp.int32))
 
 
 def unit_objective(plan: Plan, model: Model, theta: Any, objective: Objective, key: Array,
-                   redirect: Array | None) -> Array:
-    """One unit's objective, averaged over `ensemble` transformed views of its image batch."""
+                   redirect: Array | None, stop: Objective | None = None) -> tuple[Array, Array]:
+    """One unit's objective and its stop value (0 without `stop`), each averaged over `ensemble`
+    transformed views of its image batch: one forward pass per view gives both."""
     images = plan.param.render(theta)
     step_key, views_key = jax.random.split(key)
     shared = plan.step_transform(step_key, images)
 
-    def view(view_key: Array) -> Array:
+    def view(view_key: Array) -> tuple[Array, Array]:
         acts = model(plan.transform(view_key, shared), capture=list(plan.layers), redirect_relu=redirect)
-        return objective({**acts, INPUT: images})
+        seen = {**acts, INPUT: images}
+        return objective(seen), (jnp.zeros((), jnp.float32) if stop is None else stop(seen).astype(jnp.float32))
 
     if plan.ensemble == 1:
         return view(jax.random.split(views_key, 1)[0])
-    return jax.vmap(view)(jax.random.split(views_key, plan.ensemble)).mean()
+    values, stops = jax.vmap(view)(jax.random.split(views_key, plan.ensemble))
+    return values.mean(), stops.mean()
 
 
 def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tuple[State, Array]:
@@ -133,18 +141,30 @@ def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tu
     keys = jax.vmap(lambda k: jax.random.fold_in(step_key, k))(inputs.identities)
     redirect = t < inputs.relu_steps if plan.redirect_relu else None
 
-    def unit_step(plan: Plan, theta: Any, opt_state: Any, objective: Objective, key: Array) -> tuple[Any, Any, Array]:
+    def unit_step(plan: Plan, theta: Any, opt_state: Any, moved: Array, objective: Objective, stop: Objective | None,
+                  key: Array) -> tuple[Any, Any, Array, Array]:
         tx = plan.optimizer.transformation()
-        loss_fn = lambda th: -unit_objective(plan, model, th, objective, key, redirect)  # noqa: E731
-        loss, grads = jax.value_and_grad(loss_fn)(theta)
-        if isinstance(tx, optax.GradientTransformationExtraArgs):
-            updates, opt_state = tx.update(grads, opt_state, theta, value=loss, grad=grads, value_fn=loss_fn)
-        else:
-            updates, opt_state = tx.update(grads, opt_state, theta)
-        return plan.param.project(optax.apply_updates(theta, updates)), opt_state, loss
 
-    theta, opt_state, losses = per_unit(unit_step, plan)(state.theta, state.opt_state, inputs.objectives, keys)
-    return State(theta, opt_state), -losses
+        def loss_and_stop(th: Any) -> tuple[Array, Array]:
+            value, stop_value = unit_objective(plan, model, th, objective, key, redirect, stop)
+            return -value, stop_value
+
+        (loss, stop_value), grads = jax.value_and_grad(loss_and_stop, has_aux=True)(theta)
+        if isinstance(tx, optax.GradientTransformationExtraArgs):
+            loss_fn = lambda th: loss_and_stop(th)[0]  # noqa: E731
+            updates, new_opt_state = tx.update(grads, opt_state, theta, value=loss, grad=grads, value_fn=loss_fn)
+        else:
+            updates, new_opt_state = tx.update(grads, opt_state, theta)
+        new_theta = plan.param.project(optax.apply_updates(theta, updates))
+        if stop is None:
+            return new_theta, new_opt_state, moved + 1, loss
+        moving = stop_value <= 0  # a finished unit keeps its parameters and optimizer state
+        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(moving, n, o), new, old)  # noqa: E731
+        return keep(new_theta, theta), keep(new_opt_state, opt_state), moved + moving, loss
+
+    theta, opt_state, moved, losses = per_unit(unit_step, plan)(state.theta, state.opt_state, state.moved,
+                                                                inputs.objectives, inputs.stops, keys)
+    return State(theta, opt_state, moved), -losses
 
 
 def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Array,

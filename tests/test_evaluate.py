@@ -56,9 +56,16 @@ def recording(attack):
     @functools.wraps(attack)
     def recorded(model, images, labels, **options):
         outcome = attack(model, images, labels, **options)
-        calls.append((np.asarray(images), np.asarray(labels), options, outcome))
+        recorded.sweeps += isinstance(outcome, list)
+        options.pop("config", None)  # evaluate's own: no progress bar of the attack's
+        if isinstance(outcome, list):  # an eps sweep: one call, a result per eps (each checked as a call)
+            calls.extend((np.asarray(images), np.asarray(labels), {**options, "eps": eps}, one)
+                         for eps, one in zip(options["eps"], outcome))
+        else:
+            calls.append((np.asarray(images), np.asarray(labels), options, outcome))
         return outcome
 
+    recorded.sweeps = 0
     return recorded, calls
 
 
@@ -82,7 +89,7 @@ def joined(results, field: str) -> np.ndarray:
 
 def test_robust_accuracy_is_what_the_attack_does_to_each_image(mobilenet, photos, all_photos, capsys):
     """Batches of 8 (the last of 4, padded): per eps the images the model gets right clean and FGSM at that
-    eps does not fool, recounted from what FGSM did to each photo."""
+    eps does not fool, recounted from what FGSM did to each photo; every eps of a batch in one sweep."""
     attack, calls = recording(fgsm)
     report = evaluate(mobilenet, photos, attack, eps=EPS, batch_size=8, size=SIZE)
     right = logits(mobilenet, all_photos.images).argmax(-1) == all_photos.labels
@@ -95,6 +102,7 @@ def test_robust_accuracy_is_what_the_attack_does_to_each_image(mobilenet, photos
         assert report.failed[eps] == [p for p, r in zip(all_photos.paths, robust) if r]
     assert report.robust_accuracy(EPS[1]) <= report.robust_accuracy(EPS[0]) < report.clean_accuracy
     assert "fgsm on mobilenet_v2" in capsys.readouterr().err  # the progress bar
+    assert attack.sweeps == 3  # one call per batch: every eps in one program
     table = report.table().splitlines()
     assert table[0].startswith("| eps | mobilenet_v2 robust acc.") and table[3].startswith("| 1/255 |")
 

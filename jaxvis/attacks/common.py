@@ -17,12 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis.eps_ball import NORMS, per_image_norm
 from jaxvis.errors import InvalidImageError, MethodOptionError
 from jaxvis.imagenet import require_classifier
 from jaxvis.models.model import Model, check_image_shape
+from jaxvis.objectives import Objective, term
 
 Array = jax.Array
-NORMS = ("linf", "l2")
+LOGITS = "logits"  # the classifier's output layer, as the engine captures it
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,31 @@ def search_over_const(solve: Callable[..., tuple[Array, Array, Array, Array]], r
     return best_images, used
 
 
+def adversarial_objective(label: Any, target: Any = None, early_stop: Any = True) -> tuple[Objective, Objective]:
+    """One image's attack as the engine's pieces: what it ascends (its true class's cross-entropy, or minus its
+    target's) and when it stops (positive once the image fools the model, where `early_stop`)."""
+    targeted = target is not None
+    numbers = (np.int32(label), np.int32(label if target is None else target))
+    ascend = Objective(term(_adversarial_loss, targeted=targeted), numbers, frozenset({LOGITS}), "adversarial loss")
+    stop = Objective(term(_fooled, targeted=targeted), (*numbers, np.bool_(early_stop)), frozenset({LOGITS}), "fooled")
+    return ascend, stop
+
+
+def _adversarial_loss(numbers: tuple[Array, Array], acts: Any, *, targeted: bool) -> Array:
+    label, target = numbers
+    logits = acts[LOGITS]
+    count = logits.shape[0]
+    return adversarial_loss(logits, jnp.full(count, label), jnp.full(count, target) if targeted else None).mean()
+
+
+def _fooled(numbers: tuple[Array, Array, Array], acts: Any, *, targeted: bool) -> Array:
+    label, target, early_stop = numbers
+    logits = acts[LOGITS]
+    count = logits.shape[0]
+    fooled = succeeded(logits, jnp.full(count, label), jnp.full(count, target) if targeted else None)
+    return fooled.mean() * early_stop
+
+
 def succeeded(logits: Array, labels: Array, targets: Array | None) -> Array:
     """Per image: fooled (untargeted) or classified as its target. NumPy in, NumPy out (no compile)."""
     prediction = logits.argmax(axis=-1)
@@ -190,12 +217,6 @@ def best_of_restarts(run_one: Callable[[int], tuple[Array, Array, Array]], resta
         wins = better(new[2], best[2], labels, targets)
         best = tuple(select(wins, n, b) for n, b in zip(new, best))
     return best
-
-
-def per_image_norm(delta: Array, norm: str) -> Array:
-    """Per image: the perturbation's L-inf or L2 norm. NumPy in, NumPy out (no compile)."""
-    flat = delta.reshape(delta.shape[0], -1)
-    return abs(flat).max(axis=1) if norm == "linf" else ((flat * flat).sum(axis=1)) ** 0.5
 
 
 def result(clean: Array, adversarial: Array, logits: Array, labels: Array, targets: Array | None, steps: Array,

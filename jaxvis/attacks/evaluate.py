@@ -8,7 +8,8 @@ classifies correctly under attack -- optionally also on other models, to measure
 
 An image counts as robust at eps when the model gets it right clean and the attack at eps does not
 fool it (AutoAttack's definition: an image misclassified clean is never robust). A bounded attack
-(fgsm, pgd, apgd) runs once per eps. A minimal-perturbation attack (cw, lbfgs: no eps) runs once, and
+that sweeps eps (fgsm, pgd: `eps_sweep`) runs every eps of a batch in one compiled program; apgd runs
+once per eps. A minimal-perturbation attack (cw, lbfgs: no eps) runs once, and
 an image is robust at eps where it found no adversarial image of norm ≤ eps (the L2 norm).
 
 `transfer_to`: the adversarial images are also classified by these models (Szegedy et al. 2013, Sec.
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +35,7 @@ from jaxvis.datasets import ImageBatch, Stream, stream
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model, logits
 from jaxvis.progress import progress_bar
+from jaxvis.run_config import RunConfig
 
 Attack = Callable[..., AttackResult]
 
@@ -120,6 +123,8 @@ def evaluate(model: Model, dataset: str | os.PathLike | Stream | Iterable[ImageB
     norm = attack_options.get("norm", "linf" if bounded else "l2")
     if not bounded and norm != "l2":
         raise MethodOptionError(f"{attack.__name__} minimizes the L2 norm; eps is read as an L2 radius")
+    if "config" in inspect.signature(attack).parameters and "config" not in attack_options:
+        attack_options = dict(attack_options, config=RunConfig(progress=False))  # this bar counts the images
     batches = dataset if not isinstance(dataset, (str, os.PathLike)) else stream(
         dataset, size or model.input_size, batch_size, limit=limit)
     report = Evaluation(model.name, attack.__name__, eps)
@@ -166,7 +171,7 @@ def _evaluate_batch(report: Evaluation, model: Model, batch: ImageBatch, full: i
                     bounded: bool, options: dict, transfer_to: Sequence[Model]) -> None:
     count = len(batch.labels)
     padded_images, padded_labels = _padded(batch.images, full), _padded(batch.labels, full)
-    run = lambda **eps: _first(attack(model, padded_images, padded_labels, **eps, **options), count)  # noqa: E731
+    run = lambda **eps: attack(model, padded_images, padded_labels, **eps, **options)  # noqa: E731
     images, labels = batch.images, batch.labels
     right = _predicted(model, images, full) == labels
     report.total += len(labels)
@@ -174,10 +179,11 @@ def _evaluate_batch(report: Evaluation, model: Model, batch: ImageBatch, full: i
     others_right = {other.name: _predicted(other, images, full) == labels for other in transfer_to}
     for other in transfer_to:
         report.transfer_clean_correct[other.name] += int(others_right[other.name].sum())
-    minimal = None if bounded else run()
+    minimal = None if bounded else _first(run(), count)
+    outcomes = _bounded_outcomes(run, report.eps, getattr(attack, "eps_sweep", False)) if bounded else {}
     for eps in report.eps:
         if bounded:
-            outcome = run(eps=eps)
+            outcome = _first(outcomes[eps], count)
             fooled, adversarial = outcome.success, outcome.images
         else:
             fooled = minimal.success & (minimal.norm <= eps)
@@ -192,6 +198,13 @@ def _evaluate_batch(report: Evaluation, model: Model, batch: ImageBatch, full: i
             source_fooled = right & fooled & others_right[other.name]
             counts.fooled_by_source += int(source_fooled.sum())
             counts.transferred += int((source_fooled & ~now_right).sum())
+
+
+def _bounded_outcomes(run: Callable[..., Any], eps: tuple[float, ...], sweep: bool) -> dict[float, AttackResult]:
+    """The attack at each eps: as one sweep (one program for all) where the attack takes a list, else one by one."""
+    if sweep and len(eps) > 1:
+        return dict(zip(eps, run(eps=list(eps))))
+    return {value: run(eps=value) for value in eps}
 
 
 def _predicted(model: Model, images: np.ndarray, full: int) -> np.ndarray:

@@ -13,7 +13,10 @@ Manipulation of Deep Representations" (ICLR 2016); here the target is any jaxvis
 
 Defaults are PGD's L-infinity ones (eps 8/255, step 2/255, 10 steps), without a random start so
 the result is deterministic. Eps, step size, step count and the objective's data (units, masks,
-weights) are runtime values: changing them reuses the compiled program.
+weights) are runtime values: changing them reuses the compiled program.  It runs on the engine
+(`jaxvis.optimize`), each image a unit with the eps-ball around it as its parameterization; the
+objective is computed on each image alone (an objective that averages over its batch has the same
+steps: a sign, or a direction normalized per image, does not see the 1/N).
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.attacks.common import check_attack_budget, per_image_norm
-from jaxvis.attacks.pgd import STEPS, Settings, default_budget, gradient_step, project, random_start
+from jaxvis.attacks.common import check_attack_budget
+from jaxvis.attacks.pgd import STEPS, default_budget
+from jaxvis.eps_ball import eps_ball, per_image_norm
 from jaxvis.models.model import Model
 from jaxvis.objectives import INPUT, Objective
+from jaxvis.optimize import optimize
+from jaxvis.optimizers import steepest_ascent
 from jaxvis.programs import Program
+from jaxvis.run_config import RunConfig, run_config
 
 Array = jax.Array
 
@@ -56,31 +63,22 @@ def per_image(model: Model, objective: Objective, images: Array) -> Array:
     return jax.vmap(lambda image: objective_value(model, objective, image[None]))(images)
 
 
-def run(settings: Settings, model: Model, objective: Objective, images: Array) -> tuple[Array, Array, Array]:
-    start = jnp.where(settings.random_start,
-                      random_start(jax.random.key(settings.seed), images, settings.eps, settings.norm), images)
-
-    def body(_: Array, adversarial: Array) -> Array:
-        grad = jax.grad(lambda x: objective_value(model, objective, x))(adversarial)
-        stepped = adversarial + settings.step_size * gradient_step(grad, settings.norm)
-        return project(stepped, images, settings.eps, settings.norm)
-
-    adversarial = jax.lax.fori_loop(0, settings.steps, body, start)
-    return adversarial, per_image(model, objective, images), per_image(model, objective, adversarial)
-
-
-RUN = Program(run, "pgd towards an objective")
+PER_IMAGE = Program(per_image, "objective per image")
 
 
 def pgd_objective(model: Model, images: Any, objective: Objective, *, norm: str = "linf",
                   eps: float | None = None, step_size: float | None = None, steps: int = STEPS,
-                  random_start: bool = False, seed: int = 0) -> ObjectiveAttackResult:
+                  random_start: bool = False, seed: int | None = None, config: RunConfig | None = None
+                  ) -> ObjectiveAttackResult:
     """Raise `objective` (negate it to lower it) on each of `images` (N, H, W, 3) in [0, 1] within an
     eps-ball; eps and step_size default to `pgd.DEFAULTS[norm]`. One compiled program for the batch."""
     eps, step_size = default_budget(norm, eps, step_size)
-    images = jnp.asarray(check_attack_budget(model, images, eps, norm, steps, step_size), jnp.float32)
-    settings = Settings(np.float32(eps), np.float32(step_size), np.int32(steps), np.int32(seed),
-                        np.bool_(random_start), np.bool_(False), norm)
-    adversarial, before, after = RUN(settings, model, objective, images)
-    return ObjectiveAttackResult(np.asarray(adversarial, np.float32), np.asarray(before), np.asarray(after),
-                                 per_image_norm(np.asarray(adversarial) - np.asarray(images), norm), norm)
+    images = check_attack_budget(model, images, eps, norm, steps, step_size).astype(np.float32)
+    config = run_config(config, seed)
+    optimized = optimize(model, objective, param=lambda unit: eps_ball(images[unit], eps, norm, random_start),
+                         optimizer=steepest_ascent(step_size, norm), units=np.arange(len(images)), steps=steps,
+                         description=f"pgd towards {objective.name}", **config.engine_options())
+    adversarial = optimized.images[:, 0]
+    both = PER_IMAGE(model, objective, jnp.asarray(np.concatenate([images, adversarial])))
+    before, after = np.split(np.asarray(both), 2)
+    return ObjectiveAttackResult(adversarial, before, after, per_image_norm(adversarial - images, norm), norm)

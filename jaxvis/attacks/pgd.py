@@ -14,22 +14,32 @@ this module is compared with): eps 8/255, alpha 2/255, 10 steps with a random
 start for L-infinity (Madry et al.'s CIFAR-10 budget: 8/255 and 2/255); eps 1.0,
 alpha 0.2 for L2. The L2 random start is torchattacks': a Gaussian direction
 scaled to a radius uniform in [0, eps].
+
+It runs on the engine (`jaxvis.optimize`): each image of each restart is a unit
+whose parameterization is the eps-ball around its clean image (`jaxvis.eps_ball`),
+its update `optimizers.steepest_ascent`, its early stop the engine's `stop`; all
+restarts are one vmapped program.  eps and the step size can be lists: a sweep,
+every value in that one program (a robustness curve), one result per value.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.attacks.common import (AttackResult, adversarial_loss, best_of_restarts, check_attack_request,
-                                   per_image_norm, result, select, succeeded)
+from jaxvis.attacks.common import (AttackResult, adversarial_objective, better, check_attack_request, result,
+                                   select)
+from jaxvis.eps_ball import eps_ball, per_image_norm, project, random_start  # noqa: F401  (PGD's pieces)
 from jaxvis.errors import MethodOptionError
-from jaxvis.models.model import Model
-from jaxvis.programs import Program
-from jaxvis.structure import piece
+from jaxvis.models.model import Model, logits
+from jaxvis.optimize import optimize
+from jaxvis.optimizers import steepest_ascent
+from jaxvis.run_config import RunConfig, run_config
+from jaxvis.sweeps import refuse_lists
 
 Array = jax.Array
 DEFAULTS = {"linf": {"eps": 8 / 255, "step_size": 2 / 255}, "l2": {"eps": 1.0, "step_size": 0.2}}
@@ -37,21 +47,7 @@ STEPS = 10
 DIVISION_GUARD = 1e-10  # added to gradient norms before dividing (torchattacks' eps_for_division)
 
 
-@piece(data=("eps", "step_size", "steps", "seed", "random_start", "early_stop"))
-class Settings:
-    """One PGD run: all but the norm are runtime values (another eps, step count or start -- FGSM
-    included -- runs the same program)."""
-
-    eps: Any
-    step_size: Any
-    steps: Any
-    seed: Any
-    random_start: Any
-    early_stop: Any
-    norm: str = "linf"
-
-
-def default_budget(norm: str, eps: float | None, step_size: float | None) -> tuple[Any, Any]:
+def default_budget(norm: str, eps: Any, step_size: Any) -> tuple[Any, Any]:
     """eps and step size, each `DEFAULTS[norm]`'s where not given (an unknown norm is reported later)."""
     known = DEFAULTS.get(norm, {})
     return (known.get("eps") if eps is None else eps), (known.get("step_size") if step_size is None else step_size)
@@ -64,73 +60,77 @@ def gradient_step(grad: Array, norm: str) -> Array:
     return grad / (per_image_norm(grad, "l2") + DIVISION_GUARD)[:, None, None, None]
 
 
-def project(adversarial: Array, clean: Array, eps: Array, norm: str) -> Array:
-    """Back into the eps-ball around `clean` and into [0, 1]."""
-    delta = adversarial - clean
-    if norm == "linf":
-        delta = jnp.clip(delta, -eps, eps)
-    else:
-        delta = delta * jnp.minimum(1.0, eps / per_image_norm(delta, "l2"))[:, None, None, None]
-    return jnp.clip(clean + delta, 0.0, 1.0)
-
-
-def random_start(key: Array, clean: Array, eps: Array, norm: str) -> Array:
-    if norm == "linf":
-        delta = jax.random.uniform(key, clean.shape, minval=-eps, maxval=eps)
-    else:
-        direction_key, radius_key = jax.random.split(key)
-        delta = jax.random.normal(direction_key, clean.shape)
-        radius = jax.random.uniform(radius_key, (clean.shape[0],)) * eps
-        delta = delta * (radius / per_image_norm(delta, "l2"))[:, None, None, None]
-    return jnp.clip(clean + delta, 0.0, 1.0)
-
-
-def run(settings: Settings, model: Model, images: Array, labels: Array, targets: Array | None,
-        restart: Array) -> tuple[Array, Array, Array]:
-    """One restart: the adversarial images, the steps each took and their final logits.
-
-    The loop makes `steps + 1` forward passes and `steps` backward passes: the last pass only
-    gives the final logits, with its backward skipped (a `cond`), so the program holds one copy
-    of the network's forward rather than a second one after the loop (less to trace and compile).
-    """
-    key = jax.random.fold_in(jax.random.key(settings.seed), restart)
-    start = jnp.where(settings.random_start, random_start(key, images, settings.eps, settings.norm), images)
-
-    def loss(x: Array) -> tuple[Array, Array]:
-        logits = model(x)
-        return adversarial_loss(logits, labels, targets).sum(), logits  # per-image gradients
-
-    def body(step: Array, carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-        adversarial, used, _ = carry
-        total, pullback, logits = jax.vjp(loss, adversarial, has_aux=True)
-        last = step == settings.steps  # the extra pass: logits only
-        grad = jax.lax.cond(last, lambda: jnp.zeros_like(adversarial), lambda: pullback(jnp.ones_like(total))[0])
-        moving = ~(succeeded(logits, labels, targets) & settings.early_stop) & ~last
-        stepped = adversarial + settings.step_size * gradient_step(grad, settings.norm)
-        stepped = project(stepped, images, settings.eps, settings.norm)
-        return select(moving, stepped, adversarial), used + moving, logits
-
-    no_logits = jnp.zeros((len(images), model.arch.num_classes), images.dtype)
-    return jax.lax.fori_loop(0, settings.steps + 1, body, (start, jnp.zeros(len(images), jnp.int32), no_logits))
-
-
-RUN = Program(run, "pgd")
+def budgets(eps: Any, step_size: Any) -> list[tuple[Any, Any]]:
+    """The (eps, step size) of each cell: one pair, or a sweep where either is a list (the other shared)."""
+    lengths = {len(value) for value in (eps, step_size) if isinstance(value, (list, tuple))}
+    if len(lengths) > 1 or 0 in lengths:
+        raise MethodOptionError(f"eps and step_size lists must be non-empty and of one length, got {sorted(lengths)}")
+    cells = next(iter(lengths), 1)
+    pick = lambda value, c: value[c] if isinstance(value, (list, tuple)) else value  # noqa: E731
+    return [(pick(eps, c), pick(step_size, c)) for c in range(cells)]
 
 
 def pgd(model: Model, images: Any, labels: Any, *, targets: Any = None, norm: str = "linf",
-        eps: float | None = None, step_size: float | None = None, steps: int = STEPS, random_start: bool = True,
-        restarts: int = 1, early_stop: bool = True, seed: int = 0) -> AttackResult:
+        eps: float | Sequence[float] | None = None, step_size: float | Sequence[float] | None = None,
+        steps: int = STEPS, random_start: bool = True, restarts: int = 1, early_stop: bool = True,
+        seed: int | None = None, config: RunConfig | None = None) -> AttackResult | list[AttackResult]:
     """PGD adversarial examples for a batch: untargeted, or towards `targets` (one class per image).
 
     images: float (N, H, W, 3) in [0, 1]; labels: (N,) true classes. eps and step_size default
-    to `DEFAULTS[norm]`. All images, every step, in one compiled program.
+    to `DEFAULTS[norm]`; either given as a list sweeps it (one `AttackResult` per value, all in
+    one compiled program). Every image, restart and step in one program; `config` gives the
+    seed, progress bar and checkpoints (a run interrupted continues where it stopped).
     """
     eps, step_size = default_budget(norm, eps, step_size)
+    refuse_lists(steps=steps, restarts=restarts, norm=norm)
     if restarts < 1:
         raise MethodOptionError(f"restarts must be at least 1, got {restarts}")
-    images, labels, targets = check_attack_request(model, images, labels, targets, eps, norm, steps, step_size)
-    settings = Settings(np.float32(eps), np.float32(step_size), np.int32(steps), np.int32(seed),
-                        np.bool_(random_start), np.bool_(early_stop), norm)
-    one = lambda restart: RUN(settings, model, images, labels, targets, np.int32(restart))  # noqa: E731
-    adversarial, used, logits = best_of_restarts(one, restarts, labels, targets)
-    return result(images, adversarial, logits, labels, targets, used, norm)
+    cells = budgets(eps, step_size)
+    for cell_eps, cell_step in cells:
+        images_checked, labels, targets = check_attack_request(model, images, labels, targets, cell_eps, norm, steps,
+                                                               cell_step)
+    config = run_config(config, seed)
+    adversarial, used, final_logits = run(model, np.asarray(images_checked), np.asarray(labels),
+                                          None if targets is None else np.asarray(targets), cells, norm, steps,
+                                          random_start, restarts, early_stop, config)
+    results = [result(images_checked, adversarial[c], final_logits[c], labels, targets, used[c], norm)
+               for c in range(len(cells))]
+    swept = any(isinstance(value, (list, tuple)) for value in (eps, step_size))
+    return results if swept else results[0]
+
+
+def run(model: Model, images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None,
+        cells: list[tuple[float, float]], norm: str, steps: int, start_at_random: bool, restarts: int,
+        early_stop: bool, config: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every cell's (eps, step size) × restart × image as one engine run: per cell, the best restart's
+    adversarial images (N, H, W, 3), the steps each moved (N,) and their logits (N, classes)."""
+    count = len(images)
+    ball = lambda cell_eps: lambda unit: eps_ball(images[unit % count], cell_eps, norm, start_at_random)  # noqa: E731
+    pieces = lambda unit: adversarial_objective(labels[unit % count],  # noqa: E731
+                                                None if targets is None else targets[unit % count], early_stop)
+    optimized = optimize(
+        model, lambda unit: pieces(unit)[0], stop=lambda unit: pieces(unit)[1],
+        param=[ball(cell_eps) for cell_eps, _ in cells] if len(cells) > 1 else ball(cells[0][0]),
+        optimizer=[steepest_ascent(step, norm) for _, step in cells] if len(cells) > 1
+        else steepest_ascent(cells[0][1], norm),
+        units=np.arange(restarts * count), steps=steps, description="pgd", **config.engine_options())
+    shape = (len(cells), restarts, count)
+    adversarial = optimized.images[:, 0].reshape(*shape, *images.shape[1:])
+    moved = optimized.moved.reshape(shape)
+    final = logits(model, adversarial.reshape(-1, *images.shape[1:])).reshape(*shape, -1)  # one forward, all cells
+    best = [best_restart(adversarial[c], moved[c], final[c], labels, targets) for c in range(len(cells))]
+    return tuple(np.stack(parts) for parts in zip(*best))  # type: ignore[return-value]
+
+
+def best_restart(images: np.ndarray, moved: np.ndarray, final: np.ndarray, labels: np.ndarray,
+                 targets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image, the best of the restarts (leading axis): a successful one, else the one with the highest loss."""
+    best = (images[0], moved[0], final[0])
+    for restart in range(1, len(images)):
+        new = (images[restart], moved[restart], final[restart])
+        wins = np.asarray(better(jnp.asarray(new[2]), jnp.asarray(best[2]), labels, targets))
+        best = tuple(np.asarray(select(wins, jnp.asarray(n), jnp.asarray(b))) for n, b in zip(new, best))
+    return best
+
+
+pgd.eps_sweep = True  # type: ignore[attr-defined]  # eps as a list: one program for every value (`evaluate` asks)
