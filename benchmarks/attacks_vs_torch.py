@@ -80,18 +80,18 @@ def jaxvis_worker(attack: str, batch: int) -> dict:
 
     model = jaxvis.load("mobilenet_v2")
     images, labels = photos(batch)
-    if attack == "pgd10":
-        quiet = {}
-        if "config" in inspect.signature(pgd).parameters:  # on the engine (#32): no progress bar
-            from jaxvis.run_config import RunConfig
+    quiet = {}
+    if "config" in inspect.signature(pgd).parameters:  # on the engine (#32): no progress bar
+        from jaxvis.run_config import RunConfig
 
-            quiet = {"config": RunConfig(progress=False)}
+        quiet = {"config": RunConfig(progress=False)}
+    if attack == "pgd10":
         run = lambda: pgd(model, images, labels, eps=EPS, step_size=STEP, steps=STEPS,  # noqa: E731
                           random_start=False, early_stop=False, **quiet)
     elif attack == "cw2x20":
         run = lambda: cw(model, images, labels, binary_search_steps=2, steps=20)  # noqa: E731
     else:
-        run = lambda: apgd(model, images, labels, eps=APGD_EPS, steps=100, early_stop=False)  # noqa: E731
+        run = lambda: apgd(model, images, labels, eps=APGD_EPS, steps=100, early_stop=False, **quiet)  # noqa: E731
     return timed_twice(lambda: float(run().success.mean()))
 
 

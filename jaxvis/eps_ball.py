@@ -53,6 +53,21 @@ def random_start(key: Array, clean: Array, eps: Array, norm: str) -> Array:
     return jnp.clip(clean + delta, 0.0, 1.0)
 
 
+def sphere_start(key: Array, clean: Array, eps: Array, norm: str, guard: float = 1e-12) -> Array:
+    """APGD's random start (Croce & Hein's code): a uniform (L-inf) or Gaussian (L2) direction scaled onto the
+    eps-sphere, then into [0, 1]."""
+    if norm == "linf":
+        direction = 2.0 * jax.random.uniform(key, clean.shape, clean.dtype) - 1.0
+        length = per_image_norm(direction, "linf")
+    else:
+        direction = jax.random.normal(key, clean.shape, clean.dtype)
+        length = per_image_norm(direction, "l2") + guard
+    return jnp.clip(clean + eps * direction / length[:, None, None, None], 0.0, 1.0)
+
+
+STARTS = {"uniform": random_start, "sphere": sphere_start}
+
+
 @piece(data=("clean", "eps", "random_start"))
 class EpsBall(Param):
     """The adversarial images themselves (batch, H, W, 3), kept within `eps` of `clean` in the norm."""
@@ -61,6 +76,8 @@ class EpsBall(Param):
     eps: Any
     random_start: Any  # bool: start at a random point of the ball, else at the clean image
     norm: str = "linf"
+    start: str = "uniform"  # the random start: in the ball (PGD) or on its sphere (APGD)
+    keep_in_ball: bool = True  # project after every update (False: the update projects itself, as APGD's does)
     name = "eps_ball"
 
     @property
@@ -70,19 +87,24 @@ class EpsBall(Param):
     def init(self, key: Array, batch: int) -> Array:
         if batch != self.clean.shape[0]:
             raise ValueError(f"an eps-ball holds {self.clean.shape[0]} clean images, asked for a batch of {batch}")
-        clean = jnp.asarray(self.clean, jnp.float32)
-        return jnp.where(self.random_start, random_start(key, clean, self.eps, self.norm), clean)
+        clean = jnp.asarray(self.clean)
+        return jnp.where(self.random_start, STARTS[self.start](key, clean, self.eps, self.norm), clean)
 
     def render(self, theta: Array) -> Array:
         return theta
 
     def project(self, theta: Array) -> Array:
-        return project(theta, self.clean, self.eps, self.norm)
+        return project(theta, self.clean, self.eps, self.norm) if self.keep_in_ball else theta
 
 
-def eps_ball(clean: Any, eps: float, norm: str = "linf", random_start: bool = True) -> EpsBall:
-    """The ball of radius `eps` around `clean` (H, W, 3) or (batch, H, W, 3) in [0, 1]."""
+def eps_ball(clean: Any, eps: float, norm: str = "linf", random_start: bool = True, start: str = "uniform",
+             keep_in_ball: bool = True) -> EpsBall:
+    """The ball of radius `eps` around `clean` (H, W, 3) or (batch, H, W, 3) in [0, 1] (float64 stays float64)."""
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
-    clean = np.asarray(clean, np.float32)  # on the host: nothing compiles to build one
-    return EpsBall(clean if clean.ndim == 4 else clean[None], np.float32(eps), np.bool_(random_start), norm)
+    if start not in STARTS:
+        raise ValueError(f"unknown start {start!r}; choose one of {', '.join(STARTS)}")
+    clean = np.asarray(clean)  # on the host: nothing compiles to build one
+    clean = clean if clean.dtype in (np.float32, np.float64) else clean.astype(np.float32)
+    return EpsBall(clean if clean.ndim == 4 else clean[None], np.asarray(eps, clean.dtype), np.bool_(random_start),
+                   norm, start, keep_in_ball)

@@ -71,6 +71,7 @@ class Result:
     stages: list["Result"] = field(default_factory=list)  # a multi-stage method's stages, in order
     grid: tuple[int, ...] = ()  # a sweep's grid of cells: entry c·(units per cell) + u is cell c's unit u
     moved: np.ndarray | None = None  # (units,) steps in which each unit moved (fewer where `stop` held it)
+    opt_state: Any = None  # each unit's optimizer state at the end (leading axis: units), on the host
 
     def with_grid_axes(self, array: np.ndarray) -> np.ndarray:
         """`array` (cells × units, ...) as (*grid, units, ...): the grid's axes in front (as is without a grid)."""
@@ -89,10 +90,11 @@ def optimize(
     param: Param | ParamFor | list,
     units: Array | np.ndarray | None = None,
     stop: Objective | ObjectiveFor | list | None = None,
+    watch: Objective | ObjectiveFor | None = None,
     transform: Transform | list[Transform] = identity(),
     step_transform: Transform | list[Transform] = identity(),
     init: Any = None,
-    optimizer: Optimizer | optax.GradientTransformation | list | None = None,
+    optimizer: Optimizer | optax.GradientTransformation | Callable[[Array], Optimizer] | list | None = None,
     steps: int = 512,
     batch: int = 1,
     ensemble: int = 1,
@@ -115,6 +117,8 @@ def optimize(
     stop: per-unit early stop, an objective (or a function of the unit index returning one) evaluated
         on the same forward passes as `objective`: a unit whose stop value is positive does not move
         in that step (an attack's image once it fools the model); `Result.moved` counts the steps moved.
+    watch: per unit as `stop`, a value given to an optimizer with extra arguments as `watch=` (APGD's
+        "fooled") from the same forward passes.
     transform: drawn afresh for every view; step_transform: drawn once per step and unit,
         before the views, so all views share it (Plug-In Inversion's jitter).
     init: the starting parameters, one per unit (leading axis = units; in a sweep, one per unit for
@@ -143,12 +147,13 @@ def optimize(
     cell = lambda value, c: value[c] if isinstance(value, list) else value  # noqa: E731
     objectives = concatenate_cells([stack_objectives(cell(objective, c), units) for c in range(cells)])
     stops = None if stop is None else concatenate_cells([stack_objectives(cell(stop, c), units) for c in range(cells)])
-    layers = _check_layers(model, objectives, stops)
-    per_unit_param = any(_is_param_for(cell(param, c)) for c in range(cells))
+    watches = None if watch is None else concatenate_cells([stack_objectives(watch, units)] * cells)
+    layers = _check_layers(model, objectives, stops, watches)
+    per_unit_param = any(_is_per_unit(cell(param, c)) or _is_per_unit(cell(optimizer, c)) for c in range(cells))
 
     def plan_for(c: int, unit: Any = None) -> Plan:
-        chosen = cell(param, c)
-        return Plan(chosen(np.int32(unit)) if _is_param_for(chosen) else chosen, as_optimizer(cell(optimizer, c)),
+        for_unit = lambda value: value(np.int32(unit)) if _is_per_unit(value) else value  # noqa: E731
+        return Plan(for_unit(cell(param, c)), as_optimizer(for_unit(cell(optimizer, c))),
                     as_piece(cell(transform, c)), as_piece(cell(step_transform, c)), layers, batch, ensemble, chunk,
                     relu_override_steps > 0)
 
@@ -165,7 +170,8 @@ def optimize(
     identities = _shard(_unit_identities(cell_units)[positions], devices)
     inputs = Inputs(_shard(_on_device(_take(objectives, positions)), devices), identities, np.int32(seed),
                     np.int32(relu_override_steps),
-                    None if stops is None else _shard(_on_device(_take(stops, positions)), devices))
+                    *(None if signal is None else _shard(_on_device(_take(signal, positions)), devices)
+                      for signal in (stops, watches)))
     if init is not None and cells > 1 and _leading(init) == {len(units)}:  # one start per unit: every cell's
         init = jax.tree_util.tree_map(lambda leaf: np.concatenate([np.asarray(leaf)] * cells), init)
     store = None
@@ -357,7 +363,7 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
         if restored is not None:
             state, saved_history, done = restored
             state = _shard(state, devices)
-            return Progress(state, render(plan, state.theta), saved_history, done)
+            return Progress(state, render(plan, state), saved_history, done)
     start = time.perf_counter()
     if init is None:
         state = INIT_STATE(plan, inputs.seed, inputs.identities)
@@ -371,8 +377,9 @@ def _result(progress: Progress, units: np.ndarray, timings: dict[str, float]) ->
     if progress.images is None:  # nothing ran yet
         raise JaxvisError("no step was run (steps=0 or stop_after=0)")
     images = np.asarray(progress.images)[: len(units)]
+    opt_state = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[: len(units)], progress.state.opt_state)
     return Result(images, progress.history[: progress.done, : len(units)].copy(), units, progress.done, dict(timings),
-                  moved=np.asarray(progress.state.moved)[: len(units)])
+                  moved=np.asarray(progress.state.moved)[: len(units)], opt_state=opt_state)
 
 
 def _unit_array(units: Array | np.ndarray | None) -> np.ndarray:
@@ -397,8 +404,8 @@ def _check_counts(**counts: int) -> None:
             raise ValueError(f"{name} must be a positive whole number, got {value!r}")
 
 
-def _check_layers(model: Model, objective: Objective, stops: Objective | None = None) -> tuple[str, ...]:
-    layers = objective.model_layers | (stops.model_layers if stops is not None else frozenset())
+def _check_layers(model: Model, objective: Objective, *signals: Objective | None) -> tuple[str, ...]:
+    layers = objective.model_layers.union(*(signal.model_layers for signal in signals if signal is not None))
     if not layers:
         raise ValueError(
             f"objective {objective.name!r} reads no layer of {model.name} (only {sorted(objective.layers) or 'nothing'}); "
@@ -410,8 +417,9 @@ def _check_layers(model: Model, objective: Objective, stops: Objective | None = 
     return tuple(sorted(layers))
 
 
-def _is_param_for(value: Any) -> bool:
-    return callable(value) and not isinstance(value, Param)
+def _is_per_unit(value: Any) -> bool:
+    """A function of the unit index giving each unit its own piece (not a piece, nor an optax transformation)."""
+    return callable(value) and not isinstance(value, (Param, Optimizer, optax.GradientTransformation))
 
 
 def _leading(tree: Any) -> set[int | None]:

@@ -83,6 +83,10 @@ class Optimizer:
     def transformation(self) -> optax.GradientTransformation:
         raise NotImplementedError
 
+    def final(self, theta: Any, state: Any) -> Any:
+        """The parameters a run returns, from the last ones and the optimizer's state (default: the last)."""
+        return theta
+
 
 @piece(data=("learning_rate", "b1", "b2", "eps", "schedule"))
 class Adam(Optimizer):

@@ -94,6 +94,7 @@ class Inputs(NamedTuple):
     seed: Array  # int32 scalar
     relu_steps: Array  # int32 scalar: redirect the ReLU gradient while step < relu_steps
     stops: Objective | None = None  # per unit (leading unit axis): positive once the unit is finished
+    watches: Objective | None = None  # per unit: a value the optimizer is given (`watch=`) besides the loss
 
 
 class State(NamedTuple):
@@ -117,22 +118,23 @@ def start_from(plan: Plan, theta: Any) -> State:
 
 
 def unit_objective(plan: Plan, model: Model, theta: Any, objective: Objective, key: Array,
-                   redirect: Array | None, stop: Objective | None = None) -> tuple[Array, Array]:
-    """One unit's objective and its stop value (0 without `stop`), each averaged over `ensemble`
-    transformed views of its image batch: one forward pass per view gives both."""
+                   redirect: Array | None, signals: tuple[Objective | None, ...] = ()) -> tuple[Array, tuple]:
+    """One unit's objective and its signals' values (stop, watch: 0 for a signal that is None), each averaged
+    over `ensemble` transformed views of its image batch: one forward pass per view gives them all."""
     images = plan.param.render(theta)
     step_key, views_key = jax.random.split(key)
     shared = plan.step_transform(step_key, images)
 
-    def view(view_key: Array) -> tuple[Array, Array]:
+    def view(view_key: Array) -> tuple[Array, tuple]:
         acts = model(plan.transform(view_key, shared), capture=list(plan.layers), redirect_relu=redirect)
         seen = {**acts, INPUT: images}
-        return objective(seen), (jnp.zeros((), jnp.float32) if stop is None else stop(seen).astype(jnp.float32))
+        zero = jnp.zeros((), jnp.float32)
+        return objective(seen), tuple(zero if s is None else s(seen).astype(jnp.float32) for s in signals)
 
     if plan.ensemble == 1:
         return view(jax.random.split(views_key, 1)[0])
-    values, stops = jax.vmap(view)(jax.random.split(views_key, plan.ensemble))
-    return values.mean(), stops.mean()
+    values, signal_values = jax.vmap(view)(jax.random.split(views_key, plan.ensemble))
+    return values.mean(), tuple(v.mean() for v in signal_values)
 
 
 def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tuple[State, Array]:
@@ -142,17 +144,19 @@ def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tu
     redirect = t < inputs.relu_steps if plan.redirect_relu else None
 
     def unit_step(plan: Plan, theta: Any, opt_state: Any, moved: Array, objective: Objective, stop: Objective | None,
-                  key: Array) -> tuple[Any, Any, Array, Array]:
+                  watch: Objective | None, key: Array) -> tuple[Any, Any, Array, Array]:
         tx = plan.optimizer.transformation()
 
-        def loss_and_stop(th: Any) -> tuple[Array, Array]:
-            value, stop_value = unit_objective(plan, model, th, objective, key, redirect, stop)
-            return -value, stop_value
+        def loss_and_signals(th: Any) -> tuple[Array, tuple]:
+            value, signals = unit_objective(plan, model, th, objective, key, redirect, (stop, watch))
+            return -value, signals
 
-        (loss, stop_value), grads = jax.value_and_grad(loss_and_stop, has_aux=True)(theta)
+        (loss, (stop_value, watch_value)), grads = jax.value_and_grad(loss_and_signals, has_aux=True)(theta)
         if isinstance(tx, optax.GradientTransformationExtraArgs):
-            loss_fn = lambda th: loss_and_stop(th)[0]  # noqa: E731
-            updates, new_opt_state = tx.update(grads, opt_state, theta, value=loss, grad=grads, value_fn=loss_fn)
+            loss_fn = lambda th: loss_and_signals(th)[0]  # noqa: E731
+            watched = {} if watch is None else {"watch": watch_value}
+            updates, new_opt_state = tx.update(grads, opt_state, theta, value=loss, grad=grads, value_fn=loss_fn,
+                                               **watched)
         else:
             updates, new_opt_state = tx.update(grads, opt_state, theta)
         new_theta = plan.param.project(optax.apply_updates(theta, updates))
@@ -163,7 +167,8 @@ def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tu
         return keep(new_theta, theta), keep(new_opt_state, opt_state), moved + moving, loss
 
     theta, opt_state, moved, losses = per_unit(unit_step, plan)(state.theta, state.opt_state, state.moved,
-                                                                inputs.objectives, inputs.stops, keys)
+                                                                inputs.objectives, inputs.stops, inputs.watches,
+                                                                keys)
     return State(theta, opt_state, moved), -losses
 
 
@@ -184,12 +189,13 @@ def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Arr
     units = jax.tree_util.tree_leaves(state.theta)[0].shape[0]
     values = jnp.zeros((plan.chunk, units), jnp.float32)
     state, values = jax.lax.fori_loop(0, count, body, (state, values))
-    return state, values, render(plan, state.theta)
+    return state, values, render(plan, state)
 
 
-def render(plan: Plan, theta: Any) -> Array:
-    """Every unit's images (units, batch, H, W, 3), each rendered with its own parameterization values."""
-    return per_unit(lambda p, th: p.param.render(th), plan)(theta)
+def render(plan: Plan, state: State) -> Array:
+    """Every unit's images (units, batch, H, W, 3), each rendered with its own parameterization values from
+    what its optimizer returns (`Optimizer.final`: the parameters themselves, or e.g. APGD's best point)."""
+    return per_unit(lambda p, th, st: p.param.render(p.optimizer.final(th, st)), plan)(state.theta, state.opt_state)
 
 
 RUN_CHUNK = Program(run_chunk, "optimization step")

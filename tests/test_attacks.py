@@ -173,28 +173,6 @@ def test_restarts_keep_the_best_start(mobilenet, batch):
     assert not np.array_equal(four.images, one.images)  # some image took another start
 
 
-def test_apgd_gives_the_logits_of_its_images_without_a_forward_after_its_loop(mobilenet, batch, monkeypatch):
-    """APGD carries its final logits from where each image was found: they equal an independent forward of the
-    returned images, and the program holds the network's forward twice (the start's and the loop's): a
-    forward after the loop would be one more copy to trace and compile."""
-    import importlib
-
-    import jaxvis.models.model as model_module
-
-    apgd_module = importlib.import_module("jaxvis.attacks.apgd")  # (jaxvis.attacks.apgd is the function)
-    images, labels = batch
-    settings = apgd_module.Settings(np.float32(1 / 255), np.int32(5), np.bool_(True))
-    start = apgd_module.sphere_start(jax.random.key(0), jnp.asarray(images), settings.eps, "linf")
-    run, args = apgd_module.run, (settings, mobilenet, images, labels, None, start)
-    adversarial, _, logits = jax.jit(run)(*args)
-    assert not np.array_equal(np.asarray(adversarial), images)
-    np.testing.assert_allclose(logits, forward(mobilenet, np.asarray(adversarial)), rtol=1e-4, atol=1e-4)
-    network, traced = model_module.forward, []
-    monkeypatch.setattr(model_module, "forward", lambda *a: traced.append(a) or network(*a))
-    jax.make_jaxpr(lambda *a: run(*a))(*args)  # a new function: not a hit in jit's trace cache
-    assert len(traced) == 2
-
-
 def test_another_eps_or_step_count_runs_the_compiled_program(mobilenet, batch):
     images, labels = batch
     pgd(mobilenet, images, labels, eps=2 / 255, steps=2)
@@ -328,19 +306,25 @@ def torchattacks_apgd_start(x: torch.Tensor, eps: float, norm: str) -> torch.Ten
     return start.clamp(0, 1)
 
 
+def apgd_from(model, images, labels, eps, norm, steps, start):
+    """APGD without early stopping (the reference's) from the given start: images, steps moved, logits."""
+    from jaxvis.attacks.apgd import run
+    from jaxvis.run_config import RunConfig
+
+    adversarial, used, logits = run(model, images, labels, None, [eps], norm, steps, 1, False,
+                                    RunConfig(progress=False), starts=np.asarray(start)[None])
+    return adversarial[0], used[0], logits[0]
+
+
 def test_apgd_first_step_matches_torchattacks_up_to_sign_ties(mobilenet, reference, batch):
     """float32, from torchattacks' own random start: the first step gives its images up to sign ties.
     torchattacks returns an image it did not fool unchanged; the images it fooled must agree."""
     import torchattacks
 
-    from jaxvis.attacks.apgd import RUN as APGD_PROGRAM, Settings
-
     images, labels = batch
     eps = 2 / 255
     start = torchattacks_apgd_start(torch.tensor(images).permute(0, 3, 1, 2), eps, "linf").permute(0, 2, 3, 1)
-    settings = Settings(jnp.float32(eps), jnp.int32(1), jnp.bool_(False), "linf")
-    ours, _, logits = APGD_PROGRAM(settings, mobilenet, jnp.asarray(images), jnp.asarray(labels), None,
-                                   jnp.asarray(start.numpy()))
+    ours, _, logits = apgd_from(mobilenet, images, labels, eps, "linf", 1, start.numpy())
     theirs = torchattacks_run(torchattacks.APGD(reference, norm="Linf", eps=eps, steps=1, seed=0), images, labels)
     fooled = torch_predict(reference, theirs) != labels
     np.testing.assert_array_equal(np.asarray(logits).argmax(-1) != labels, fooled)
@@ -364,8 +348,6 @@ def test_apgd_follows_torchattacks_step_for_step_in_float64(mobilenet, reference
 
     import torchattacks
 
-    from jaxvis.attacks.apgd import RUN as APGD_PROGRAM, Settings
-
     images, labels = (a[:2] for a in batch)  # chelsea, coffee
     images = images.astype(np.float64)
     x = torch.tensor(images).permute(0, 3, 1, 2).contiguous()
@@ -382,10 +364,9 @@ def test_apgd_follows_torchattacks_step_for_step_in_float64(mobilenet, reference
     with jax.enable_x64(True):
         model = dataclasses.replace(mobilenet, variables=jax.tree.map(lambda v: jnp.asarray(v, jnp.float64),
                                                                       mobilenet.variables))
-        settings = Settings(jnp.float64(eps), jnp.int32(steps), jnp.bool_(False), norm)
-        ours, _, logits = APGD_PROGRAM(settings, model, jnp.asarray(images), jnp.asarray(labels), None,
-                                       jnp.asarray(start))
-        ours, ours_fooled = np.asarray(ours), np.asarray(logits).argmax(-1) != labels
+        ours, _, logits = apgd_from(model, images, labels, eps, norm, steps, start)
+        assert ours.dtype == np.float64
+        ours_fooled = np.asarray(logits).argmax(-1) != labels
     np.testing.assert_array_equal(ours_fooled, fooled)
     assert fooled.any()
     np.testing.assert_array_equal(theirs[~fooled], images[~fooled])
@@ -396,22 +377,27 @@ def test_apgd_checkpoint_halves_where_either_condition_of_algorithm_1_holds():
     """Four images at a checkpoint of an 8-step window (ρ·8 = 6 rises): (a) 6 rises, oscillating;
     (b) 7 rises, not halved last time, best loss not risen since: stuck; (c) as (b) but the best loss rose;
     (d) as (b) but halved last time. (a) and (b) halve and return to their best point; (c), (d) go on."""
-    from jaxvis.attacks.apgd import checkpoint
+    from jaxvis.attacks.apgd import ApgdState, checkpoint
 
     x, best = jnp.zeros((4, 2, 2, 3)), jnp.ones((4, 2, 2, 3))
-    s = dict(x=x, grad=x + 2.0, best=best, best_grad=best + 2.0, step_size=jnp.full(4, 0.4),
-             rises=jnp.asarray([6.0, 7.0, 7.0, 7.0]), window=jnp.int32(8), since_check=jnp.int32(8),
-             halved_last=jnp.asarray([False, False, False, True]),
-             best_loss_at_check=jnp.asarray([1.0, 2.0, 2.0, 2.0]), best_loss=jnp.asarray([1.5, 2.0, 2.5, 2.0]))
-    after = checkpoint(s, jnp.int32(3), jnp.int32(6))
+    four = jnp.zeros(4)
+    s = ApgdState(count=jnp.int32(8), previous=x, best=best, best_grad=best + 2.0,
+                  best_loss=jnp.asarray([1.5, 2.0, 2.5, 2.0]), adversarial=x, fooled=four > 0, moved_last=four == 0,
+                  step_size=jnp.full(4, 0.4), last_loss=four, rises=jnp.asarray([6.0, 7.0, 7.0, 7.0]),
+                  since_check=jnp.int32(8), window=jnp.int32(8), halved_last=jnp.asarray([False, False, False, True]),
+                  best_loss_at_check=jnp.asarray([1.0, 2.0, 2.0, 2.0]), used=four.astype(int))
+    per_image = jax.vmap(checkpoint, in_axes=(ApgdState(*[0 if np.ndim(v) else None for v in s]), 0, 0, None, None))
+    after, after_x, after_grad = per_image(s, x, x + 2.0, jnp.int32(3), jnp.int32(6))
     halved = np.asarray([True, True, False, False])
-    np.testing.assert_allclose(after["step_size"], np.where(halved, 0.2, 0.4))
-    np.testing.assert_array_equal(np.asarray(after["x"])[:, 0, 0, 0], halved.astype(float))
-    np.testing.assert_array_equal(np.asarray(after["grad"])[:, 0, 0, 0], np.where(halved, 3.0, 2.0))
-    np.testing.assert_array_equal(after["halved_last"], halved)
-    np.testing.assert_array_equal(after["best_loss_at_check"], s["best_loss"])
-    assert int(after["window"]) == 6 and int(after["since_check"]) == 0 and not np.asarray(after["rises"]).any()
-    assert int(checkpoint(dict(after, window=jnp.int32(10)), jnp.int32(3), jnp.int32(6))["window"]) == 7
+    np.testing.assert_allclose(after.step_size, np.where(halved, 0.2, 0.4))
+    np.testing.assert_array_equal(np.asarray(after_x)[:, 0, 0, 0], halved.astype(float))
+    np.testing.assert_array_equal(np.asarray(after_grad)[:, 0, 0, 0], np.where(halved, 3.0, 2.0))
+    np.testing.assert_array_equal(after.halved_last, halved)
+    np.testing.assert_array_equal(after.best_loss_at_check, s.best_loss)
+    assert (np.asarray(after.window) == 6).all() and not np.asarray(after.since_check).any()
+    assert not np.asarray(after.rises).any()
+    assert (np.asarray(per_image(s._replace(window=jnp.int32(10)), x, x, jnp.int32(3), jnp.int32(6))[0].window)
+            == 7).all()
 
 
 @pytest.mark.parametrize("norm, eps", [("linf", 4 / 255), ("l2", 0.5)])
@@ -426,14 +412,12 @@ def test_apgd_stays_in_the_eps_ball_and_fools_the_model(mobilenet, reference, ba
 
 
 def test_targeted_apgd_and_another_budget_reuse_the_program(mobilenet, reference, batch):
-    from jaxvis.attacks.apgd import RUN as APGD_PROGRAM
-
     images, labels = batch
     targets = np.asarray([1, 207, 980, 309])
     apgd(mobilenet, images, labels, targets=targets, eps=4 / 255, steps=5)
-    before = APGD_PROGRAM.compilations
+    before = ENGINE_PROGRAM.compilations
     result = apgd(mobilenet, images, labels, targets=targets, eps=8 / 255, steps=30, seed=2)
-    assert APGD_PROGRAM.compilations == before
+    assert ENGINE_PROGRAM.compilations == before
     assert result.success.all()
     np.testing.assert_array_equal(torch_predict(reference, result.images), targets)
 
@@ -509,3 +493,18 @@ def test_pgd_with_restarts_continues_after_an_interruption_and_refuses_a_changed
         pgd(mobilenet, images, labels, config=config, **dict(budget, eps=2 / 255))
     with pytest.raises(ResumeMismatchError, match="units"):
         pgd(mobilenet, images, labels, config=config, **dict(budget, restarts=3))
+
+
+def test_an_apgd_eps_sweep_gives_each_eps_its_own_run(mobilenet, batch):
+    """APGD at 3 eps values in one program: per eps, the same successes and steps as the separate run (each
+    image's start drawn from its own key, scaled onto its cell's sphere). Mutation that fails it: the update
+    (`Apgd`) of every cell given the first eps."""
+    images, labels = batch
+    values = [0.1 / 255, 0.5 / 255, 4 / 255]
+    swept = apgd(mobilenet, images, labels, eps=values, steps=4, seed=1)
+    for eps, cell in zip(values, swept):
+        alone = apgd(mobilenet, images, labels, eps=eps, steps=4, seed=1)
+        np.testing.assert_array_equal(cell.success, alone.success)
+        np.testing.assert_array_equal(cell.steps, alone.steps)
+        assert (cell.norm <= eps + 1e-6).all()  # float32: x - clean near 0.5 is exact to ~6e-8
+    assert swept[0].steps.sum() > swept[-1].steps.sum()  # a larger ball fools sooner

@@ -208,15 +208,25 @@ def better(logits: Array, best_logits: Array, labels: Array, targets: Array | No
     return (won & ~had) | ((won == had) & higher)
 
 
-def best_of_restarts(run_one: Callable[[int], tuple[Array, Array, Array]], restarts: int, labels: Array,
-                     targets: Array | None) -> tuple[Array, Array, Array]:
-    """Run `run_one(restart) -> (images, steps, logits)` for each restart and keep, per image, the best."""
-    best = run_one(0)
-    for restart in range(1, restarts):
-        new = run_one(restart)
-        wins = better(new[2], best[2], labels, targets)
-        best = tuple(select(wins, n, b) for n, b in zip(new, best))
+def best_restart(images: np.ndarray, moved: np.ndarray, final: np.ndarray, labels: np.ndarray,
+                 targets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image, the best of the restarts (leading axis): a successful one, else the one with the highest loss."""
+    best = (images[0], moved[0], final[0])
+    for restart in range(1, len(images)):
+        new = (images[restart], moved[restart], final[restart])
+        wins = np.asarray(better(jnp.asarray(new[2]), jnp.asarray(best[2]), labels, targets))
+        best = tuple(np.asarray(select(wins, jnp.asarray(n), jnp.asarray(b))) for n, b in zip(new, best))
     return best
+
+
+def budgets(eps: Any, step_size: Any) -> list[tuple[Any, Any]]:
+    """The (eps, step size) of each cell: one pair, or a sweep where either is a list (the other shared)."""
+    lengths = {len(value) for value in (eps, step_size) if isinstance(value, (list, tuple))}
+    if len(lengths) > 1 or 0 in lengths:
+        raise MethodOptionError(f"eps and step_size lists must be non-empty and of one length, got {sorted(lengths)}")
+    cells = next(iter(lengths), 1)
+    pick = lambda value, c: value[c] if isinstance(value, (list, tuple)) else value  # noqa: E731
+    return [(pick(eps, c), pick(step_size, c)) for c in range(cells)]
 
 
 def result(clean: Array, adversarial: Array, logits: Array, labels: Array, targets: Array | None, steps: Array,

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.attacks.common import (AttackResult, adversarial_objective, better, check_attack_request, result,
-                                   select)
+from jaxvis.attacks.common import (AttackResult, adversarial_objective, best_restart, budgets, check_attack_request,
+                                   result)
 from jaxvis.eps_ball import eps_ball, per_image_norm, project, random_start  # noqa: F401  (PGD's pieces)
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model, logits
@@ -58,16 +58,6 @@ def gradient_step(grad: Array, norm: str) -> Array:
     if norm == "linf":
         return jnp.sign(grad)
     return grad / (per_image_norm(grad, "l2") + DIVISION_GUARD)[:, None, None, None]
-
-
-def budgets(eps: Any, step_size: Any) -> list[tuple[Any, Any]]:
-    """The (eps, step size) of each cell: one pair, or a sweep where either is a list (the other shared)."""
-    lengths = {len(value) for value in (eps, step_size) if isinstance(value, (list, tuple))}
-    if len(lengths) > 1 or 0 in lengths:
-        raise MethodOptionError(f"eps and step_size lists must be non-empty and of one length, got {sorted(lengths)}")
-    cells = next(iter(lengths), 1)
-    pick = lambda value, c: value[c] if isinstance(value, (list, tuple)) else value  # noqa: E731
-    return [(pick(eps, c), pick(step_size, c)) for c in range(cells)]
 
 
 def pgd(model: Model, images: Any, labels: Any, *, targets: Any = None, norm: str = "linf",
@@ -120,17 +110,6 @@ def run(model: Model, images: np.ndarray, labels: np.ndarray, targets: np.ndarra
     final = logits(model, adversarial.reshape(-1, *images.shape[1:])).reshape(*shape, -1)  # one forward, all cells
     best = [best_restart(adversarial[c], moved[c], final[c], labels, targets) for c in range(len(cells))]
     return tuple(np.stack(parts) for parts in zip(*best))  # type: ignore[return-value]
-
-
-def best_restart(images: np.ndarray, moved: np.ndarray, final: np.ndarray, labels: np.ndarray,
-                 targets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per image, the best of the restarts (leading axis): a successful one, else the one with the highest loss."""
-    best = (images[0], moved[0], final[0])
-    for restart in range(1, len(images)):
-        new = (images[restart], moved[restart], final[restart])
-        wins = np.asarray(better(jnp.asarray(new[2]), jnp.asarray(best[2]), labels, targets))
-        best = tuple(np.asarray(select(wins, jnp.asarray(n), jnp.asarray(b))) for n, b in zip(new, best))
-    return best
 
 
 pgd.eps_sweep = True  # type: ignore[attr-defined]  # eps as a list: one program for every value (`evaluate` asks)
