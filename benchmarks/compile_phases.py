@@ -89,31 +89,13 @@ def worker(job: str) -> dict:
 
         images, labels = photos(16)
         pgd(model, images, labels, eps=EPS, step_size=STEP, steps=STEPS, random_start=False, early_stop=False)
-        # before #32: PGD's own loop program; since, the engine's chunk program plus the forward for the logits
+        # before #32: PGD's own loop program; since, the engine's chunk program and its initialization
         program = getattr(sys.modules["jaxvis.attacks.pgd"], "RUN", None)
         if program is None:
-            return _summed(RUN_CHUNK.last_compile[1].as_dict(), _forward_compile(model, images))
+            return _summed(RUN_CHUNK.last_compile[1].as_dict(), INIT_STATE.last_compile[1].as_dict())
         return program.last_compile[1].as_dict()
     _, times = RUN_CHUNK.last_compile
     return times.as_dict()
-
-
-def _forward_compile(model, images) -> dict:
-    """The phases of compiling the plain forward that gives an attack's final logits (`models.model.apply`)."""
-    import time
-
-    import jax.numpy as jnp
-
-    from jaxvis.models.model import apply
-
-    start = time.perf_counter()
-    traced = apply.trace(model, jnp.asarray(images))
-    traced_at = time.perf_counter()
-    lowered = traced.lower()
-    lowered_at = time.perf_counter()
-    lowered.compile()
-    return {"trace_s": traced_at - start, "lower_s": lowered_at - traced_at,
-            "compile_s": time.perf_counter() - lowered_at}
 
 
 def _summed(*phases: dict) -> dict:

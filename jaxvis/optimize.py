@@ -72,6 +72,7 @@ class Result:
     grid: tuple[int, ...] = ()  # a sweep's grid of cells: entry c·(units per cell) + u is cell c's unit u
     moved: np.ndarray | None = None  # (units,) steps in which each unit moved (fewer where `stop` held it)
     opt_state: Any = None  # each unit's optimizer state at the end (leading axis: units), on the host
+    report: np.ndarray | None = None  # (units, ...) each unit's report from the last step (with `report`)
 
     def with_grid_axes(self, array: np.ndarray) -> np.ndarray:
         """`array` (cells × units, ...) as (*grid, units, ...): the grid's axes in front (as is without a grid)."""
@@ -91,6 +92,8 @@ def optimize(
     units: Array | np.ndarray | None = None,
     stop: Objective | ObjectiveFor | list | None = None,
     watch: Objective | ObjectiveFor | None = None,
+    report: Objective | ObjectiveFor | None = None,
+    final_evaluation: bool = False,
     transform: Transform | list[Transform] = identity(),
     step_transform: Transform | list[Transform] = identity(),
     init: Any = None,
@@ -119,6 +122,11 @@ def optimize(
         in that step (an attack's image once it fools the model); `Result.moved` counts the steps moved.
     watch: per unit as `stop`, a value given to an optimizer with extra arguments as `watch=` (APGD's
         "fooled") from the same forward passes.
+    report: per unit as `stop`, a value (any shape: an attack's logits) kept from the last step's forward
+        pass, in `Result.report`.
+    final_evaluation: after the `steps` updates, one more forward pass at the final parameters (no
+        backward, no update): the history's last row and the report are those of the images returned.
+        The program holds the network once for both (a backward skipped by a `cond`).
     transform: drawn afresh for every view; step_transform: drawn once per step and unit,
         before the views, so all views share it (Plug-In Inversion's jitter).
     init: the starting parameters, one per unit (leading axis = units; in a sweep, one per unit for
@@ -148,14 +156,17 @@ def optimize(
     objectives = concatenate_cells([stack_objectives(cell(objective, c), units) for c in range(cells)])
     stops = None if stop is None else concatenate_cells([stack_objectives(cell(stop, c), units) for c in range(cells)])
     watches = None if watch is None else concatenate_cells([stack_objectives(watch, units)] * cells)
-    layers = _check_layers(model, objectives, stops, watches)
+    reports = None if report is None else concatenate_cells([stack_objectives(report, units)] * cells)
+    layers = _check_layers(model, objectives, stops, watches, reports)
+    steps += final_evaluation  # the evaluation is one more (update-less) step of the run
     per_unit_param = any(_is_per_unit(cell(param, c)) or _is_per_unit(cell(optimizer, c)) for c in range(cells))
 
     def plan_for(c: int, unit: Any = None) -> Plan:
         for_unit = lambda value: value(np.int32(unit)) if _is_per_unit(value) else value  # noqa: E731
         return Plan(for_unit(cell(param, c)), as_optimizer(for_unit(cell(optimizer, c))),
                     as_piece(cell(transform, c)), as_piece(cell(step_transform, c)), layers, batch, ensemble, chunk,
-                    relu_override_steps > 0)
+                    relu_override_steps > 0, final_evaluation=final_evaluation,
+                    report_shape=() if reports is None else report_shape(model, reports, for_unit(cell(param, c)), batch))
 
     if per_unit_param:  # one plan per cell and unit: the params' differing values become per-unit leaves
         plan = stack_plans([plan_for(c, unit) for c in range(cells) for unit in units], 1)
@@ -171,7 +182,7 @@ def optimize(
     inputs = Inputs(_shard(_on_device(_take(objectives, positions)), devices), identities, np.int32(seed),
                     np.int32(relu_override_steps),
                     *(None if signal is None else _shard(_on_device(_take(signal, positions)), devices)
-                      for signal in (stops, watches)))
+                      for signal in (stops, watches, reports)), np.int32(steps - 1))
     if init is not None and cells > 1 and _leading(init) == {len(units)}:  # one start per unit: every cell's
         init = jax.tree_util.tree_map(lambda leaf: np.concatenate([np.asarray(leaf)] * cells), init)
     store = None
@@ -183,13 +194,14 @@ def optimize(
 
     timings: dict[str, float] = {}
     begin = _start(plan, inputs, init, positions, devices, steps, store if resume else None, timings)
+    last = min(steps, stop_after) if stop_after is not None else steps
     advance = compiled_chunks(plan, model, inputs, timings)
+    advance = end_when_finished(advance, plan, last)
     advance = stop_on_nonfinite(advance, cell_units, timings)
     bar = progress_bar(progress, steps, description or objectives.name, unit="step", done=begin.done)
     advance = with_progress_bar(advance, bar, len(cell_units))
     if store is not None and checkpoint_every:
         advance = with_checkpoints(advance, store, checkpoint_every, steps)
-    last = min(steps, stop_after) if stop_after is not None else steps
     try:
         end = drive(advance, begin, last, chunk, checkpoint_every)
     finally:
@@ -266,6 +278,7 @@ class Progress(NamedTuple):
     images: Any  # rendered from `state`: (padded units, batch, H, W, 3)
     history: np.ndarray  # (steps, padded units)
     done: int
+    reports: Any = None  # each unit's report from the last step run (with `report`)
 
 
 Advance = Callable[[Progress, int], Progress]  # run `length` more steps
@@ -291,7 +304,7 @@ def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str,
         executable, compile_times = RUN_CHUNK.executable(*args)
         if compile_times is not None:
             timings.update(compile_times.as_dict())
-        state, values, images = executable(*args)
+        state, values, images, reports = executable(*args)
         values = np.asarray(computed(values))[:length]
         elapsed = time.perf_counter() - start
         if "first_chunk_s" not in timings:
@@ -302,7 +315,7 @@ def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str,
             timings["step_s"] = steady[0] / steady[1]
         history = progress.history.copy()
         history[progress.done : progress.done + length] = values
-        return Progress(state, images, history, progress.done + length)
+        return Progress(state, images, history, progress.done + length, reports)
 
     return advance
 
@@ -313,6 +326,22 @@ def computed(array: Any, poll_s: float = 0.05) -> Any:
     while hasattr(array, "is_ready") and not array.is_ready():
         time.sleep(poll_s)
     return array
+
+
+def end_when_finished(advance: Advance, plan: Plan, last: int) -> Advance:
+    """Skip to step `last` once every unit's optimizer says it is finished (`Optimizer.finished`: it will not
+    move again), the remaining history rows holding the last values -- what those steps would have given."""
+
+    def ended(progress: Progress, length: int) -> Progress:
+        after = advance(progress, length)
+        finished = plan.optimizer.finished(after.state.opt_state)
+        if finished is None or after.done >= last or not np.all(np.asarray(finished)):
+            return after
+        history = after.history.copy()
+        history[after.done : last] = history[after.done - 1]
+        return after._replace(history=history, done=last)
+
+    return ended
 
 
 def stop_on_nonfinite(advance: Advance, units: np.ndarray, timings: dict[str, float]) -> Advance:
@@ -379,7 +408,8 @@ def _result(progress: Progress, units: np.ndarray, timings: dict[str, float]) ->
     images = np.asarray(progress.images)[: len(units)]
     opt_state = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[: len(units)], progress.state.opt_state)
     return Result(images, progress.history[: progress.done, : len(units)].copy(), units, progress.done, dict(timings),
-                  moved=np.asarray(progress.state.moved)[: len(units)], opt_state=opt_state)
+                  moved=np.asarray(progress.state.moved)[: len(units)], opt_state=opt_state,
+                  report=None if progress.reports is None else np.asarray(progress.reports)[: len(units)])
 
 
 def _unit_array(units: Array | np.ndarray | None) -> np.ndarray:
@@ -415,6 +445,18 @@ def _check_layers(model: Model, objective: Objective, *signals: Objective | None
     if unknown:
         raise UnknownLayerError(unknown, model.name, model.layers)
     return tuple(sorted(layers))
+
+
+def report_shape(model: Model, reports: Objective, param: Param, batch: int) -> tuple[int, ...]:
+    """The shape of one unit's report, from the layers' shapes at the rendered size (no network traced)."""
+    from jaxvis.objectives import INPUT
+
+    shapes = model.layer_shapes(param.size)
+    acts = {layer: jax.ShapeDtypeStruct((batch, *shapes[layer][1:]), jnp.float32)
+            for layer in reports.model_layers}
+    acts[INPUT] = jax.ShapeDtypeStruct((batch, param.size, param.size, 3), jnp.float32)
+    one = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[0], reports)
+    return tuple(jax.eval_shape(lambda o: o(acts), one).shape)
 
 
 def _is_per_unit(value: Any) -> bool:

@@ -87,6 +87,11 @@ class Optimizer:
         """The parameters a run returns, from the last ones and the optimizer's state (default: the last)."""
         return theta
 
+    def finished(self, state: Any) -> Any:
+        """Per unit (NumPy, on the host), whether its optimization is over for good -- it will not move again
+        and its last point was judged -- so a run whose every unit is finished can end early; None: never."""
+        return None
+
 
 @piece(data=("learning_rate", "b1", "b2", "eps", "schedule"))
 class Adam(Optimizer):

@@ -13,6 +13,8 @@ are pytree leaves, so runs that differ only in them share a compiled program.
 - `clamped`: pixels optimized directly (optionally in a model's normalized space)
   and clamped to the valid range after every update -- Plug-In Inversion's and
   DeepInversion's parameterization.
+- `tanh_box`: Carlini & Wagner's change of variables (IEEE S&P 2017, Sec. V-A): x = (tanh(w) + 1) / 2 is
+  in the box [0, 1] whatever w, and w starts at the clean image's atanh (C&W's attack).
 - `maco`: Fel et al. 2023 ("Unlocking Feature Visualization for Deeper Networks
   with MAgnitude Constrained Optimization"): only the phase is optimized; the
   magnitude is fixed to a natural-image spectrum.  ImageNet's spectrum cannot
@@ -229,6 +231,38 @@ def maco(size: int, magnitude: Array | None = None, decorrelate: bool = True) ->
 
 
 PARAMS: dict[str, Callable[..., Param]] = {"fourier": fourier, "pixel": pixel, "maco": maco}
+
+
+TANH_SHRINK = 0.999999  # Carlini & Wagner's 1.999999 / 2: keeps atanh finite at pixels of exactly 0 or 1
+
+
+@piece(data=("clean",))
+class TanhBox(Param):
+    """x = (tanh(w) + 1) / 2, starting at w = atanh((2 · clean - 1) · 0.999999) (the reference's shrink)."""
+
+    clean: Any  # (batch, H, W, 3) in [0, 1]
+    name = "tanh_box"
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        return int(self.clean.shape[-2])
+
+    def init(self, key: Array, batch: int) -> Array:
+        return to_tanh_space(self.clean)
+
+    def render(self, theta: Array) -> Array:
+        return (jnp.tanh(theta) + 1.0) / 2.0
+
+
+def to_tanh_space(images: Any) -> Array:
+    """The w whose (tanh(w) + 1) / 2 is `images` (shrunk by `TANH_SHRINK` so that 0 and 1 stay finite)."""
+    return jnp.arctanh((2.0 * jnp.asarray(images) - 1.0) * TANH_SHRINK)
+
+
+def tanh_box(clean: Any) -> TanhBox:
+    """The tanh box starting at `clean` (H, W, 3) or (batch, H, W, 3) in [0, 1]."""
+    clean = np.asarray(clean, np.float32)
+    return TanhBox(clean if clean.ndim == 4 else clean[None])
 
 
 def _frequencies(size: int) -> np.ndarray:

@@ -58,6 +58,8 @@ class Plan:
     chunk: int = 32  # steps per call of the compiled loop (the objective history buffer's length)
     redirect_relu: bool = False  # compile Lucid's redirected ReLU gradient in (used while t < relu_steps)
     swept: tuple[int, ...] = ()  # which runtime values (leaf indices) carry a leading unit axis (a sweep's)
+    final_evaluation: bool = False  # step `Inputs.final_step` only evaluates: no backward pass, no update
+    report_shape: tuple[int, ...] = ()  # the shape of one unit's report (`Inputs.reports`)
 
 
 def stack_plans(plans: list[Plan], units: int) -> Plan:
@@ -95,6 +97,8 @@ class Inputs(NamedTuple):
     relu_steps: Array  # int32 scalar: redirect the ReLU gradient while step < relu_steps
     stops: Objective | None = None  # per unit (leading unit axis): positive once the unit is finished
     watches: Objective | None = None  # per unit: a value the optimizer is given (`watch=`) besides the loss
+    reports: Objective | None = None  # per unit: a value kept from the last step's forward pass (e.g. logits)
+    final_step: Array | None = None  # int32: the step that only evaluates (with `Plan.final_evaluation`)
 
 
 class State(NamedTuple):
@@ -134,24 +138,32 @@ def unit_objective(plan: Plan, model: Model, theta: Any, objective: Objective, k
     if plan.ensemble == 1:
         return view(jax.random.split(views_key, 1)[0])
     values, signal_values = jax.vmap(view)(jax.random.split(views_key, plan.ensemble))
-    return values.mean(), tuple(v.mean() for v in signal_values)
+    return values.mean(), tuple(v.mean(axis=0) for v in signal_values)
 
 
-def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tuple[State, Array]:
-    """Step t of every unit: the new state and each unit's objective before the update."""
+def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tuple[State, Array, Array]:
+    """Step t of every unit: the new state, each unit's objective before the update and its report (0 without)."""
     step_key = jax.random.fold_in(jax.random.split(jax.random.key(inputs.seed))[1], t)
     keys = jax.vmap(lambda k: jax.random.fold_in(step_key, k))(inputs.identities)
     redirect = t < inputs.relu_steps if plan.redirect_relu else None
+    evaluate_only = t >= inputs.final_step if plan.final_evaluation else None
 
     def unit_step(plan: Plan, theta: Any, opt_state: Any, moved: Array, objective: Objective, stop: Objective | None,
-                  watch: Objective | None, key: Array) -> tuple[Any, Any, Array, Array]:
+                  watch: Objective | None, report: Objective | None, key: Array
+                  ) -> tuple[Any, Any, Array, Array, Array]:
         tx = plan.optimizer.transformation()
 
         def loss_and_signals(th: Any) -> tuple[Array, tuple]:
-            value, signals = unit_objective(plan, model, th, objective, key, redirect, (stop, watch))
+            value, signals = unit_objective(plan, model, th, objective, key, redirect, (stop, watch, report))
             return -value, signals
 
-        (loss, (stop_value, watch_value)), grads = jax.value_and_grad(loss_and_signals, has_aux=True)(theta)
+        if evaluate_only is None:
+            (loss, signals), grads = jax.value_and_grad(loss_and_signals, has_aux=True)(theta)
+        else:  # the backward pass only where it is used: one forward in the program serves the last evaluation
+            loss, pullback, signals = jax.vjp(loss_and_signals, theta, has_aux=True)
+            grads = jax.lax.cond(evaluate_only, lambda: jax.tree_util.tree_map(jnp.zeros_like, theta),
+                                 lambda: pullback(jnp.ones_like(loss))[0])
+        stop_value, watch_value, report_value = signals
         if isinstance(tx, optax.GradientTransformationExtraArgs):
             loss_fn = lambda th: loss_and_signals(th)[0]  # noqa: E731
             watched = {} if watch is None else {"watch": watch_value}
@@ -160,36 +172,39 @@ def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tu
         else:
             updates, new_opt_state = tx.update(grads, opt_state, theta)
         new_theta = plan.param.project(optax.apply_updates(theta, updates))
-        if stop is None:
-            return new_theta, new_opt_state, moved + 1, loss
-        moving = stop_value <= 0  # a finished unit keeps its parameters and optimizer state
+        if stop is None and evaluate_only is None:
+            return new_theta, new_opt_state, moved + 1, loss, report_value
+        moving = jnp.bool_(True) if stop is None else stop_value <= 0  # a finished unit keeps its state
+        moving = moving if evaluate_only is None else moving & ~evaluate_only
         keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(moving, n, o), new, old)  # noqa: E731
-        return keep(new_theta, theta), keep(new_opt_state, opt_state), moved + moving, loss
+        return keep(new_theta, theta), keep(new_opt_state, opt_state), moved + moving, loss, report_value
 
-    theta, opt_state, moved, losses = per_unit(unit_step, plan)(state.theta, state.opt_state, state.moved,
-                                                                inputs.objectives, inputs.stops, inputs.watches,
-                                                                keys)
-    return State(theta, opt_state, moved), -losses
+    theta, opt_state, moved, losses, reports = per_unit(unit_step, plan)(
+        state.theta, state.opt_state, state.moved, inputs.objectives, inputs.stops, inputs.watches, inputs.reports,
+        keys)
+    return State(theta, opt_state, moved), -losses, reports
 
 
 def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Array,
-              count: Array) -> tuple[State, Array, Array]:
+              count: Array) -> tuple[State, Array, Array, Array]:
     """Steps first .. first + count − 1 (count ≤ plan.chunk, a runtime value).
 
-    Returns the new state, the objectives (plan.chunk, units; rows ≥ count unused) and the
-    images rendered from the new state (units, batch, H, W, 3).  The model is an argument:
-    closing over it would make XLA constant-fold the weights.
+    Returns the new state, the objectives (plan.chunk, units; rows ≥ count unused), the images
+    rendered from the new state (units, batch, H, W, 3) and each unit's report from the chunk's
+    last step (0 without reports).  The model is an argument: closing over it would make XLA
+    constant-fold the weights.
     """
 
-    def body(i: Array, carry: tuple[State, Array]) -> tuple[State, Array]:
-        state, values = carry
-        state, value = step(plan, model, inputs, state, first + i)
-        return state, values.at[i].set(value)
+    def body(i: Array, carry: tuple[State, Array, Array]) -> tuple[State, Array, Array]:
+        state, values, _ = carry
+        state, value, reports = step(plan, model, inputs, state, first + i)
+        return state, values.at[i].set(value), reports
 
     units = jax.tree_util.tree_leaves(state.theta)[0].shape[0]
     values = jnp.zeros((plan.chunk, units), jnp.float32)
-    state, values = jax.lax.fori_loop(0, count, body, (state, values))
-    return state, values, render(plan, state)
+    reports = jnp.zeros((units, *plan.report_shape), jnp.float32)
+    state, values, reports = jax.lax.fori_loop(0, count, body, (state, values, reports))
+    return state, values, render(plan, state), reports
 
 
 def render(plan: Plan, state: State) -> Array:

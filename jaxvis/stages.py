@@ -50,6 +50,8 @@ class Stage:
     batch: int = 1
     ensemble: int = 1
     chunk: int = CHUNK
+    stop: Any = None  # per-unit early stop and watched value (see `optimize`)
+    watch: Any = None
 
 
 StageBuilder = Callable[[jax.Array, Result | None], Stage]
@@ -82,7 +84,8 @@ def run_stages(model: Model, builders: Sequence[StageBuilder], *, config: RunCon
         previous = optimize(
             model, stage.objective, param=stage.param, units=stage.units, init=stage.init,
             transform=stage.transform, step_transform=stage.step_transform, optimizer=stage.optimizer,
-            steps=stage.steps, batch=stage.batch, ensemble=stage.ensemble, chunk=stage.chunk, **options,
+            steps=stage.steps, batch=stage.batch, ensemble=stage.ensemble, chunk=stage.chunk, stop=stage.stop,
+            watch=stage.watch, **options,
             description=f"{stage.label} ({index + 1} of {len(builders)})" if len(builders) > 1 else None,
         )
         results.append(previous)

@@ -279,16 +279,14 @@ def test_lbfgs_finds_perturbations_smaller_than_one_fgsm_level(mobilenet, refere
 
 def test_targeted_lbfgs_reaches_its_targets(mobilenet, reference, batch):
     """...in the program the untargeted attack runs in (whether it targets is a runtime value)."""
-    from jaxvis.attacks.lbfgs import RUN as LBFGS_PROGRAM
-
     images, labels = batch
     targets = np.asarray([1, 207, 980, 309])
     result = lbfgs(mobilenet, images, labels, targets=targets, search_steps=3, steps=10)
     assert result.success.all()
     np.testing.assert_array_equal(torch_predict(reference, result.images), targets)
-    before = LBFGS_PROGRAM.compilations
+    before = ENGINE_PROGRAM.compilations
     lbfgs(mobilenet, images, labels, search_steps=1, steps=2)  # untargeted (its success: the test above)
-    assert LBFGS_PROGRAM.compilations == before
+    assert ENGINE_PROGRAM.compilations == before
 
 
 # --- APGD-CE -------------------------------------------------------------------------------------
@@ -508,3 +506,61 @@ def test_an_apgd_eps_sweep_gives_each_eps_its_own_run(mobilenet, batch):
         np.testing.assert_array_equal(cell.steps, alone.steps)
         assert (cell.norm <= eps + 1e-6).all()  # float32: x - clean near 0.5 is exact to ~6e-8
     assert swept[0].steps.sum() > swept[-1].steps.sum()  # a larger ball fools sooner
+
+
+def test_cw_continues_its_search_after_an_interruption_and_refuses_a_changed_one(mobilenet, batch, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """C&W's rounds are stages: a search stopped after its first round continues from it (restored, not rerun)
+    to the result of an uninterrupted search; another learning rate is refused, naming it. Mutation that
+    fails it: the next round's c taken from a fresh search instead of the restored round's state."""
+    from jaxvis.checkpoints import Checkpoints, ResumeMismatchError
+    from jaxvis.run_config import RunConfig
+
+    images, labels = batch
+    options = dict(binary_search_steps=3, steps=8, initial_const=0.1, abort_early=False)
+    whole = cw(mobilenet, images, labels, config=RunConfig(progress=False), **options)
+    config = RunConfig(progress=False, checkpoint_dir=tmp_path / "cw")
+    save = Checkpoints.save
+
+    def save_then_stop(self, step, *args):
+        save(self, step, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        cw(mobilenet, images, labels, config=config, **options)
+    monkeypatch.setattr(Checkpoints, "save", save)
+    capsys.readouterr()
+    continued = cw(mobilenet, images, labels, config=config, **options)
+    assert capsys.readouterr().err.count("resuming from") == 1  # round 1 restored
+    np.testing.assert_array_equal(continued.images, whole.images)
+    np.testing.assert_array_equal(continued.steps, whole.steps)
+    assert whole.success.all() and (whole.steps == 3 * 8).all()  # every round ran
+    with pytest.raises(ResumeMismatchError, match="learning_rate"):
+        cw(mobilenet, images, labels, config=config, **dict(options, learning_rate=0.02))
+
+
+def test_pgd_takes_its_logits_from_one_more_pass_of_its_loop(mobilenet, batch, monkeypatch):
+    """PGD's logits come from one more pass of the engine's loop at the final images (its backward skipped): its
+    predictions are those of an independent forward of the returned images, and the program holds the network's
+    forward once -- a forward after the loop, or a program of its own, would be one more copy to trace and compile.
+    Three photos at 96 px: a shape no other test compiles, traced here (the on-disk program store is bypassed)."""
+    import jaxvis.models.model as model_module
+    import jaxvis.programs as programs
+    from jaxvis.io import resize
+    from jaxvis.run_config import RunConfig
+
+    images = np.stack([resize(image, 96, 96) for image in batch[0][:3]]).astype(np.float32)
+    labels = np.asarray(forward(mobilenet, images)).argmax(-1)
+    mobilenet.layer_shapes(96)  # the layer-shape table (one abstract trace per size) is not part of any program
+    monkeypatch.setattr(programs, "_stored_path", lambda *args: None)
+    network, traced = model_module.forward, []
+    monkeypatch.setattr(model_module, "forward", lambda *a: traced.append(a) or network(*a))
+    result = pgd(mobilenet, images, labels, eps=2 / 255, step_size=0.5 / 255, steps=3, random_start=False,
+                 config=RunConfig(progress=False))
+    assert len(traced) == 1
+    monkeypatch.setattr(model_module, "forward", network)
+    independent = np.asarray(forward(mobilenet, result.images)).argmax(-1)
+    np.testing.assert_array_equal(result.prediction, independent)
+    np.testing.assert_array_equal(result.success, independent != labels)
+    assert not np.array_equal(result.images, images)

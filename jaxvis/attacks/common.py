@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -130,10 +130,6 @@ def select(mask: Array, new: Array, old: Array) -> Array:
 NO_BOUND = 1e10  # no successful c found yet (Carlini & Wagner's reference: 1e10, tested as < 1e9)
 
 
-def unbounded_const(count: int) -> Array:
-    return jnp.full(count, NO_BOUND)
-
-
 def search_const(const: Array, lower: Array, upper: Array, success: Array) -> tuple[Array, Array, Array]:
     """One step of the per-image search for the smallest c that succeeds (Carlini & Wagner's reference
     update): after a success c falls to the middle of its bracket; after a failure it rises to the middle,
@@ -144,30 +140,34 @@ def search_const(const: Array, lower: Array, upper: Array, success: Array) -> tu
     return const, lower, upper
 
 
-def keep_smallest(found: Array, candidate: Array, distance: Array, best_distance: Array, best_images: Array
-                  ) -> tuple[Array, Array]:
-    """Per image: `candidate` becomes the best where it succeeded at a smaller (squared L2) distance."""
-    improved = found & (distance < best_distance)
-    return jnp.where(improved, distance, best_distance), select(improved, candidate, best_images)
+class Search(NamedTuple):
+    """Per image, between rounds: c and its bracket, and what the rounds so far found (NumPy, leading axis N)."""
+
+    const: Any
+    lower: Any
+    upper: Any
+    best_distance: Any
+    best: Any  # (N, 1, H, W, 3): the parameters of that smallest success (C&W: its w; L-BFGS: the image)
+    used: Any
 
 
-def search_over_const(solve: Callable[..., tuple[Array, Array, Array, Array]], rounds: Array,
-                      initial_const: Array, images: Array) -> tuple[Array, Array]:
-    """The per-image search for the smallest c that succeeds: `rounds` calls of
-    `solve(const, best_distance, best_images, used) -> (success, best_distance, best_images, used)`,
-    c moved by `search_const` after each. Returns the smallest successful images (the clean image
-    where no round succeeded) and the steps each took."""
-    count = len(images)
+def first_search(initial_const: float, starts: np.ndarray) -> Search:
+    """Before the first round: c at `initial_const`, unbracketed, nothing found (`starts`: each image's parameters
+    to return if nothing is, (N, ...))."""
+    count = len(starts)
+    return Search(np.full(count, initial_const, np.float32), np.zeros(count, np.float32),
+                  np.full(count, NO_BOUND, np.float32), np.full(count, NO_BOUND, np.float32), starts[:, None],
+                  np.zeros(count, np.int32))
 
-    def one_round(_: Array, carry: tuple) -> tuple:
-        const, lower, upper, *best = carry
-        success, *best = solve(const, *best)
-        return (*search_const(const, lower, upper, success), *best)
 
-    carry = (jnp.full(count, initial_const), jnp.zeros(count), unbounded_const(count), jnp.full(count, jnp.inf),
-             images, jnp.zeros(count, jnp.int32))
-    *_, best_images, used = jax.lax.fori_loop(0, rounds, one_round, carry)
-    return best_images, used
+def next_search(round_result: Any) -> Search:
+    """After a round (a `jaxvis.optimize.Result` whose optimizer state carries `success`, the record and the
+    `search` it was given): c moved by its success (`search_const`), the record taken from its last state."""
+    state = round_result.opt_state
+    given = state.search
+    const, lower, upper = (np.asarray(v) for v in search_const(given.const, given.lower, given.upper,
+                                                               state.success))
+    return Search(const, lower, upper, state.best_distance, state.best, state.used)
 
 
 def adversarial_objective(label: Any, target: Any = None, early_stop: Any = True) -> tuple[Objective, Objective]:
@@ -178,6 +178,15 @@ def adversarial_objective(label: Any, target: Any = None, early_stop: Any = True
     ascend = Objective(term(_adversarial_loss, targeted=targeted), numbers, frozenset({LOGITS}), "adversarial loss")
     stop = Objective(term(_fooled, targeted=targeted), (*numbers, np.bool_(early_stop)), frozenset({LOGITS}), "fooled")
     return ascend, stop
+
+
+def logits_report() -> Objective:
+    """An engine report of the classifier's logits (batch, classes): what an attack's last pass saw."""
+    return Objective(term(_logits), (), frozenset({LOGITS}), "logits")
+
+
+def _logits(_: Any, acts: Any) -> Array:
+    return acts[LOGITS]
 
 
 def _adversarial_loss(numbers: tuple[Array, Array], acts: Any, *, targeted: bool) -> Array:

@@ -20,22 +20,34 @@ the reference allows 10000, hours on a CPU for one ImageNet image; we default
 to 1000 (pass steps=10000 for the reference budget). torchattacks 3.5.1's `CW`
 is one round at c = 1 with 50 steps (`binary_search_steps=1, initial_const=1,
 steps=50, abort_early=False` here).
+
+It runs on the engine (`jaxvis.optimize`), each round of the search a stage
+(`jaxvis.stages`): each image a unit whose parameterization is the tanh box
+(`param.tanh_box`), its objective minus the C&W loss at its own c, its update
+Adam inside `CwAdam`, which keeps the round's abort-early mask and the smallest
+success so far (`CwState`); between rounds c moves on the host.  So a search
+checkpoints per round and an interrupted one continues (`RunConfig`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvis.attacks.common import (AttackResult, check_attack_request, keep_smallest, margin, result,
-                                   search_over_const, select)
+from jaxvis.attacks.common import (LOGITS, NO_BOUND, AttackResult, Search, check_attack_request, first_search, margin,
+                                   next_search, result)
 from jaxvis.errors import MethodOptionError
-from jaxvis.models.model import Model
-from jaxvis.programs import Program
+from jaxvis.models.model import Model, logits
+from jaxvis.objectives import INPUT, Objective, term
+from jaxvis.optimize import Result
+from jaxvis.optimizers import Optimizer
+from jaxvis.param import TanhBox, tanh_box, to_tanh_space
+from jaxvis.run_config import RunConfig, run_config
+from jaxvis.stages import Stage, run_stages
 from jaxvis.structure import piece
 
 Array = jax.Array
@@ -44,28 +56,7 @@ STEPS = 1000
 LEARNING_RATE = 1e-2
 INITIAL_CONST = 1e-3
 KAPPA = 0.0
-TANH_SHRINK = 0.999999  # the reference's 1.999999 / 2: keeps atanh finite at pixels of exactly 0 or 1
 ABORT_TOLERANCE = 0.9999  # a round's image stops once its objective no longer falls by 0.01% per check
-
-
-@piece(data=("binary_search_steps", "steps", "learning_rate", "initial_const", "kappa", "abort_early"))
-class Settings:
-    """One C&W run; every field is a runtime value (another budget or c runs the same program)."""
-
-    binary_search_steps: Any
-    steps: Any
-    learning_rate: Any
-    initial_const: Any
-    kappa: Any
-    abort_early: Any
-
-
-def to_image(w: Array) -> Array:
-    return (jnp.tanh(w) + 1.0) / 2.0
-
-
-def to_w(images: Array) -> Array:
-    return jnp.arctanh((2.0 * images - 1.0) * TANH_SHRINK)
 
 
 def hinge(logits: Array, labels: Array, targets: Array | None, kappa: Array) -> Array:
@@ -81,68 +72,141 @@ def adversarial_with_margin(logits: Array, labels: Array, targets: Array | None,
     return hinge(logits, labels, targets, kappa) <= -kappa
 
 
-def run(settings: Settings, model: Model, images: Array, labels: Array, targets: Array | None
-        ) -> tuple[Array, Array, Array]:
-    """The whole search: the smallest successful adversarial images, the Adam steps each took, their logits."""
-    count = len(images)
-    w_clean = to_w(images)
-    start = to_image(w_clean)  # the reference measures distance to the clean image as tanh space holds it
-    optimizer = optax.adam(settings.learning_rate)
-    check_every = jnp.maximum(settings.steps // 10, 1)
-
-    def objective(w: Array, const: Array) -> tuple[Array, tuple[Array, Array, Array]]:
-        adversarial = to_image(w)
-        distance = ((adversarial - start) ** 2).reshape(count, -1).sum(axis=1)
-        logits = model(adversarial)
-        per_image = distance + const * hinge(logits, labels, targets, settings.kappa)
-        return per_image.sum(), (per_image, distance, logits)
-
-    def search_round(const: Array, best_distance: Array, best_images: Array, used: Array) -> tuple:
-
-        def running(state: tuple) -> Array:
-            step, _, _, active, *_ = state
-            return (step < settings.steps) & active.any()
-
-        def adam_step(state: tuple) -> tuple:
-            step, w, opt_state, active, previous, round_success, best_distance, best_images, used = state
-            grad, (per_image, distance, logits) = jax.grad(objective, has_aux=True)(w, const)
-            adversarial = to_image(w)
-            found = adversarial_with_margin(logits, labels, targets, settings.kappa) & active
-            best_distance, best_images = keep_smallest(found, adversarial, distance, best_distance, best_images)
-            round_success = round_success | found
-            checkpoint = step % check_every == 0
-            stalled = settings.abort_early & checkpoint & (per_image > ABORT_TOLERANCE * previous)
-            previous = jnp.where(checkpoint, per_image, previous)
-            updates, new_state = optimizer.update(grad, opt_state, w)
-            moving = active & ~stalled
-            w = select(moving, optax.apply_updates(w, updates), w)
-            # Adam's moments per image; its step count (a scalar) is shared.
-            opt_state = jax.tree.map(lambda new, old: select(moving, new, old) if new.ndim else new, new_state,
-                                     opt_state)
-            return (step + 1, w, opt_state, moving, previous, round_success, best_distance, best_images,
-                    used + moving)
-
-        initial = (jnp.int32(0), w_clean, optimizer.init(w_clean), jnp.ones(count, bool), jnp.full(count, 1e6),
-                   jnp.zeros(count, bool), best_distance, best_images, used)
-        *_, round_success, best_distance, best_images, used = jax.lax.while_loop(running, adam_step, initial)
-        return round_success, best_distance, best_images, used
-
-    best_images, used = search_over_const(search_round, settings.binary_search_steps, settings.initial_const,
-                                          images)
-    return best_images, used, model(best_images)
+# --- one image's round as the engine's pieces -----------------------------------------------------------------
 
 
-RUN = Program(run, "cw")
+def cw_objective(start: np.ndarray, label: int, target: int | None, const: float, kappa: float
+                 ) -> tuple[Objective, Objective]:
+    """What a round ascends for one image: minus (its squared distance to `start` + c · hinge); and what the update
+    watches: (adversarial with margin κ, the squared distance), from the same forward pass."""
+    targeted = target is not None
+    numbers = (np.asarray(start, np.float32), np.int32(label), np.int32(label if target is None else target),
+               np.float32(const), np.float32(kappa))
+    layers = frozenset({LOGITS, INPUT})
+    return (Objective(term(_cw_loss, targeted=targeted), numbers, layers, "-(C&W loss)"),
+            Objective(term(_found_and_distance, targeted=targeted), numbers, layers, "found, distance"))
+
+
+def _parts(numbers: tuple, acts: Any, targeted: bool) -> tuple[Array, Array, Array]:
+    start, label, target, const, kappa = numbers
+    image, logits = acts[INPUT], acts[LOGITS]
+    count = logits.shape[0]
+    distance = ((image - start) ** 2).reshape(count, -1).sum(axis=1)
+    aim = jnp.full(count, target) if targeted else None
+    return distance, hinge(logits, jnp.full(count, label), aim, kappa), \
+        adversarial_with_margin(logits, jnp.full(count, label), aim, kappa)
+
+
+def _cw_loss(numbers: tuple, acts: Any, *, targeted: bool) -> Array:
+    distance, hinged, _ = _parts(numbers, acts, targeted)
+    return -(distance + numbers[3] * hinged).sum()
+
+
+def _found_and_distance(numbers: tuple, acts: Any, *, targeted: bool) -> Array:
+    distance, _, found = _parts(numbers, acts, targeted)
+    return jnp.stack([found.astype(jnp.float32).sum(), distance.sum()])
+
+
+class CwState(NamedTuple):
+    """One image's round: Adam's state, the abort-early check, and the search's record (carried across rounds)."""
+
+    adam: Any
+    step: Array
+    previous: Array  # the objective at the last abort check
+    active: Array  # bool: still moving this round
+    success: Array  # bool: found this round (moves c)
+    best_distance: Array  # the smallest successful squared distance of any round (NO_BOUND: none yet)
+    best: Array  # ... and its w
+    used: Array  # Adam steps that moved the image, all rounds
+    search: Any  # the round's `Search` entry (c, its bracket), as given: the next round moves c from it
+
+
+@piece(data=("learning_rate", "steps", "abort_early", "search"))
+class CwAdam(Optimizer):
+    """One image's C&W round: Adam (the reference's learning rate), frozen once it stalls (abort early), keeping
+    the smallest success; given at w the loss (`value`) and (found, distance) (`watch`)."""
+
+    learning_rate: Any
+    steps: Any
+    abort_early: Any
+    search: Search  # this image's entry
+
+    def transformation(self) -> optax.GradientTransformationExtraArgs:
+        adam = optax.adam(self.learning_rate)
+        check_every = jnp.maximum(self.steps // 10, 1)
+
+        def init(w: Array) -> CwState:
+            search = self.search
+            return CwState(adam.init(w), jnp.int32(0), jnp.float32(1e6), jnp.bool_(True), jnp.bool_(False),
+                           jnp.asarray(search.best_distance, jnp.float32), jnp.asarray(search.best, w.dtype),
+                           jnp.asarray(search.used, jnp.int32), search)
+
+        def update(updates: Array, s: CwState, w: Array, *, value: Array, watch: Array, **_: Any
+                   ) -> tuple[Array, CwState]:
+            found, distance = (watch[0] > 0) & s.active, watch[1]
+            improved = found & (distance < s.best_distance)
+            checkpoint = s.step % check_every == 0
+            stalled = self.abort_early & checkpoint & (value > ABORT_TOLERANCE * s.previous)
+            steps, adam_state = adam.update(updates, s.adam, w)
+            moving = s.active & ~stalled
+            keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(moving, n, o), new, old)  # noqa: E731
+            return jnp.where(moving, steps, 0.0), CwState(
+                keep(adam_state, s.adam), s.step + 1, jnp.where(checkpoint, value, s.previous), moving,
+                s.success | found, jnp.where(improved, distance, s.best_distance), jnp.where(improved, w, s.best),
+                s.used + moving, s.search)
+
+        return optax.GradientTransformationExtraArgs(init, update)
+
+    def final(self, theta: Array, state: CwState) -> Array:
+        """The w of the smallest success so far (the start's where none)."""
+        return state.best
+
+    def finished(self, state: CwState) -> np.ndarray:
+        """Stalled (abort early): the round ends once every image has."""
+        return ~np.asarray(state.active)
+
+
+@piece(data=("binary_search_steps", "steps", "learning_rate", "initial_const", "kappa", "abort_early"))
+class Settings:
+    """One C&W run."""
+
+    binary_search_steps: Any
+    steps: Any
+    learning_rate: Any
+    initial_const: Any
+    kappa: Any
+    abort_early: Any
+
+
+def search_round(settings: Settings, images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None,
+                 index: int, w_clean: np.ndarray):
+    """The builder of round `index` (a `jaxvis.stages` stage): from the previous round's result."""
+    starts = np.asarray(TanhBox(images).render(w_clean))  # the clean image as tanh space holds it (the reference's)
+
+    def build(_key: Array, previous: Result | None) -> Stage:
+        search = first_search(settings.initial_const, w_clean) if previous is None else next_search(previous)
+        pieces = lambda unit: cw_objective(starts[unit][None], labels[unit],  # noqa: E731
+                                           None if targets is None else targets[unit], search.const[unit],
+                                           settings.kappa)
+        stage = Stage(f"round_{index + 1}", lambda unit: pieces(unit)[0],
+                      param=lambda unit: tanh_box(images[unit]),
+                      optimizer=lambda unit: CwAdam(np.float32(settings.learning_rate), np.int32(settings.steps),
+                                                    np.bool_(settings.abort_early),
+                                                    Search(*(np.asarray(field[unit]) for field in search))),
+                      steps=int(settings.steps), units=np.arange(len(images)), watch=lambda unit: pieces(unit)[1])
+        return stage
+
+    return build
 
 
 def cw(model: Model, images: Any, labels: Any, *, targets: Any = None, binary_search_steps: int = BINARY_SEARCH_STEPS,
        steps: int = STEPS, learning_rate: float = LEARNING_RATE, initial_const: float = INITIAL_CONST,
-       kappa: float = KAPPA, abort_early: bool = True) -> AttackResult:
+       kappa: float = KAPPA, abort_early: bool = True, config: RunConfig | None = None) -> AttackResult:
     """Carlini–Wagner L2 adversarial examples for a batch: untargeted, or towards `targets`.
 
-    images: float (N, H, W, 3) in [0, 1]; labels: (N,) true classes. Every round of the search and
-    every step in one compiled program; `result.norm` is the L2 size of each perturbation (0 where the
-    image was never fooled: it is returned as it was).
+    images: float (N, H, W, 3) in [0, 1]; labels: (N,) true classes. Each round of the search is one
+    engine run of every image (`config`: progress bar, checkpoints per round); `result.norm` is the L2
+    size of each perturbation (0 where the image was never fooled: it is returned as it was).
     """
     if binary_search_steps < 1:
         raise MethodOptionError(f"binary_search_steps must be at least 1, got {binary_search_steps}")
@@ -151,8 +215,14 @@ def cw(model: Model, images: Any, labels: Any, *, targets: Any = None, binary_se
             raise MethodOptionError(f"{name} must be positive, got {value}")
     if kappa < 0:
         raise MethodOptionError(f"kappa (the confidence margin) must be 0 or more, got {kappa}")
-    images, labels, targets = check_attack_request(model, images, labels, targets, None, "l2", steps)
-    settings = Settings(np.int32(binary_search_steps), np.int32(steps), np.float32(learning_rate),
-                        np.float32(initial_const), np.float32(kappa), np.bool_(abort_early))
-    adversarial, used, logits = RUN(settings, model, images, labels, targets)
-    return result(images, adversarial, logits, labels, targets, used, "l2")
+    checked, labels, targets = check_attack_request(model, images, labels, targets, None, "l2", steps)
+    settings = Settings(binary_search_steps, steps, learning_rate, initial_const, kappa, abort_early)
+    images, labels = np.asarray(checked, np.float32), np.asarray(labels)
+    targets = None if targets is None else np.asarray(targets)
+    w_clean = np.asarray(to_tanh_space(images))
+    rounds = [search_round(settings, images, labels, targets, index, w_clean) for index in range(binary_search_steps)]
+    searched = run_stages(model, rounds, config=run_config(config))
+    state = searched.stages[-1].opt_state
+    found = state.best_distance < NO_BOUND / 10
+    adversarial = np.where(found[:, None, None, None], searched.images[:, 0], images)  # never fooled: unchanged
+    return result(images, adversarial, logits(model, adversarial), labels, targets, state.used, "l2")

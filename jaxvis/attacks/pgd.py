@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.attacks.common import (AttackResult, adversarial_objective, best_restart, budgets, check_attack_request,
-                                   result)
+                                   logits_report, result)
 from jaxvis.eps_ball import eps_ball, per_image_norm, project, random_start  # noqa: F401  (PGD's pieces)
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model, logits
@@ -93,7 +93,8 @@ def run(model: Model, images: np.ndarray, labels: np.ndarray, targets: np.ndarra
         cells: list[tuple[float, float]], norm: str, steps: int, start_at_random: bool, restarts: int,
         early_stop: bool, config: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every cell's (eps, step size) × restart × image as one engine run: per cell, the best restart's
-    adversarial images (N, H, W, 3), the steps each moved (N,) and their logits (N, classes)."""
+    adversarial images (N, H, W, 3), the steps each moved (N,) and their logits (N, classes), from one
+    more pass of the program's loop at the final images (its backward skipped)."""
     count = len(images)
     ball = lambda cell_eps: lambda unit: eps_ball(images[unit % count], cell_eps, norm, start_at_random)  # noqa: E731
     pieces = lambda unit: adversarial_objective(labels[unit % count],  # noqa: E731
@@ -103,11 +104,14 @@ def run(model: Model, images: np.ndarray, labels: np.ndarray, targets: np.ndarra
         param=[ball(cell_eps) for cell_eps, _ in cells] if len(cells) > 1 else ball(cells[0][0]),
         optimizer=[steepest_ascent(step, norm) for _, step in cells] if len(cells) > 1
         else steepest_ascent(cells[0][1], norm),
-        units=np.arange(restarts * count), steps=steps, description="pgd", **config.engine_options())
+        units=np.arange(restarts * count), steps=steps, report=logits_report(), final_evaluation=True,
+        description="pgd", **config.engine_options())
     shape = (len(cells), restarts, count)
     adversarial = optimized.images[:, 0].reshape(*shape, *images.shape[1:])
     moved = optimized.moved.reshape(shape)
-    final = logits(model, adversarial.reshape(-1, *images.shape[1:])).reshape(*shape, -1)  # one forward, all cells
+    # the logits of the last pass: the final images (a run restored whole from its checkpoint has none)
+    final = optimized.report if optimized.report is not None else logits(model, optimized.images[:, 0])
+    final = final.reshape(*shape, -1)
     best = [best_restart(adversarial[c], moved[c], final[c], labels, targets) for c in range(len(cells))]
     return tuple(np.stack(parts) for parts in zip(*best))  # type: ignore[return-value]
 

@@ -37,7 +37,9 @@ from converters.resolve import WeightSource
 from jaxvis.errors import InvalidImageError, InvalidLatentError, UnknownLayerError
 from jaxvis.models.ops import FastPaths
 from jaxvis.models.probe import Edit, Probe, StopForward
+from jaxvis.programs import Program
 from jaxvis.request import check_image_size
+from jaxvis.structure import piece
 
 Array = jax.Array
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -138,10 +140,24 @@ class Model:
         return {name: probe.captured[name] for name in names}
 
 
-@functools.partial(jax.jit, static_argnames=("capture",))
+@piece
+class Capture:
+    """Which layers a forward pass returns (None: the output); static, so each set is its own program."""
+
+    layers: tuple[str, ...] | None = None
+
+
+def _forward_pass(model: Model, images: Array, capture: Capture) -> Array | dict[str, Array]:
+    return model(images, capture=capture.layers)
+
+
+FORWARD = Program(_forward_pass, "forward pass")
+
+
 def apply(model: Model, images: Array, capture: tuple[str, ...] | None = None) -> Array | dict[str, Array]:
-    """`model(images, capture=...)` compiled, once per model structure, capture and shape (`capture` a tuple)."""
-    return model(images, capture=capture)
+    """`model(images, capture=...)` compiled, once per model structure, capture and shape (`jaxvis.programs`:
+    kept on disk too, so a new process loads it)."""
+    return FORWARD(model, jnp.asarray(images), Capture(None if capture is None else tuple(capture)))
 
 
 def logits(model: Model, images: Any) -> np.ndarray:
