@@ -221,6 +221,46 @@ table.grid img{{width:160px;height:160px;object-fit:contain;background:#f4f4f4}}
 """
 
 
+def robustness_page(title: str, rows: Sequence[dict[str, Any]], norm: str) -> str:
+    """An attack's robustness curve: per eps (`rows`: eps, folder, held, images, fooled, mean_norm) the share
+    of images that resisted it, drawn and tabled, each row linking to that eps's gallery."""
+    from jaxvis.attacks.common import eps_text
+
+    shares = [row["held"] / max(row["images"], 1) for row in rows]
+    width, height, pad = 420, 200, 36
+    xs = np.linspace(pad, width - 10, len(rows)) if len(rows) > 1 else np.asarray([width / 2])
+    ys = [height - pad - share * (height - pad - 10) for share in shares]
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+    ticks = "".join(f'<text x="{x:.1f}" y="{height - pad + 16}" text-anchor="middle">{html.escape(eps_text(r["eps"]))}'
+                    f"</text>" for x, r in zip(xs, rows))
+    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{share:.0%}</title></circle>'
+                   for x, y, share in zip(xs, ys, shares))
+    chart = (f'<svg id="curve" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="share of images that resisted the attack at each eps" font-size="11">'
+             f'<line x1="{pad}" y1="10" x2="{pad}" y2="{height - pad}" stroke="#999"/>'
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - 10}" y2="{height - pad}" stroke="#999"/>'
+             f'<text x="{pad - 4}" y="14" text-anchor="end">100%</text>'
+             f'<text x="{pad - 4}" y="{height - pad}" text-anchor="end">0%</text>'
+             f'<polyline fill="none" stroke="#2a6fd6" stroke-width="2" points="{points}"/>{dots}{ticks}'
+             f'<text x="{width / 2}" y="{height - 4}" text-anchor="middle">eps ({html.escape(norm)})</text></svg>')
+    body = "".join(
+        f'<tr><td>{html.escape(eps_text(r["eps"]))}</td><td>{r["held"]}/{r["images"]} ({share:.0%})</td>'
+        f'<td>{r["fooled"]}</td><td>{r["mean_norm"]:.4g}</td>'
+        f'<td><a href="{html.escape(r["folder"])}/index.html">images</a></td></tr>' for r, share in zip(rows, shares))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{PAGE_STYLE}
+table.curve{{border-collapse:collapse}} table.curve td,table.curve th{{padding:4px 10px;text-align:right}}</style>
+</head><body><h1>{html.escape(title)}</h1>
+<p>Per eps, the images whose saved 8-bit PNG the model still classifies as before the attack (for a targeted
+attack: not as the target), every eps run in one compiled program. <a href="run.json">run record</a></p>
+{chart}
+<table class="curve"><tr><th>eps</th><th>resisted</th><th>fooled (float32)</th><th>mean {html.escape(norm)} norm</th>
+<th></th></tr>{body}</table>
+</body></html>
+"""
+
+
 def environment() -> dict[str, str]:
     """Versions and machine, for run records."""
     import jax

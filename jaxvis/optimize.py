@@ -73,6 +73,7 @@ class Result:
     moved: np.ndarray | None = None  # (units,) steps in which each unit moved (fewer where `stop` held it)
     opt_state: Any = None  # each unit's optimizer state at the end (leading axis: units), on the host
     report: np.ndarray | None = None  # (units, ...) each unit's report from the last step (with `report`)
+    theta: Any = None  # each unit's final parameters θ (as optimized; see `Optimizer.final`), on the host
 
     def with_grid_axes(self, array: np.ndarray) -> np.ndarray:
         """`array` (cells × units, ...) as (*grid, units, ...): the grid's axes in front (as is without a grid)."""
@@ -406,9 +407,10 @@ def _result(progress: Progress, units: np.ndarray, timings: dict[str, float]) ->
     if progress.images is None:  # nothing ran yet
         raise JaxvisError("no step was run (steps=0 or stop_after=0)")
     images = np.asarray(progress.images)[: len(units)]
-    opt_state = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[: len(units)], progress.state.opt_state)
+    opt_state, theta = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[: len(units)],
+                                               (progress.state.opt_state, progress.state.theta))
     return Result(images, progress.history[: progress.done, : len(units)].copy(), units, progress.done, dict(timings),
-                  moved=np.asarray(progress.state.moved)[: len(units)], opt_state=opt_state,
+                  moved=np.asarray(progress.state.moved)[: len(units)], opt_state=opt_state, theta=theta,
                   report=None if progress.reports is None else np.asarray(progress.reports)[: len(units)])
 
 
@@ -441,7 +443,8 @@ def _check_layers(model: Model, objective: Objective, *signals: Objective | None
             f"objective {objective.name!r} reads no layer of {model.name} (only {sorted(objective.layers) or 'nothing'}); "
             "add a term on a layer, e.g. channel('features.14', 7), or `model.layers` for names."
         )
-    unknown = sorted(layers - set(model.layers))
+    beyond_output = layers - {model.arch.output}  # the output needs no layer table (one abstract trace)
+    unknown = sorted(beyond_output - set(model.layers)) if beyond_output else []
     if unknown:
         raise UnknownLayerError(unknown, model.name, model.layers)
     return tuple(sorted(layers))
@@ -451,9 +454,12 @@ def report_shape(model: Model, reports: Objective, param: Param, batch: int) -> 
     """The shape of one unit's report, from the layers' shapes at the rendered size (no network traced)."""
     from jaxvis.objectives import INPUT
 
-    shapes = model.layer_shapes(param.size)
-    acts = {layer: jax.ShapeDtypeStruct((batch, *shapes[layer][1:]), jnp.float32)
-            for layer in reports.model_layers}
+    def shape(layer: str) -> tuple[int, ...]:
+        if layer == model.arch.output and not model.arch.is_generator:
+            return (model.arch.num_classes,)
+        return model.layer_shapes(param.size)[layer][1:]
+
+    acts = {layer: jax.ShapeDtypeStruct((batch, *shape(layer)), jnp.float32) for layer in reports.model_layers}
     acts[INPUT] = jax.ShapeDtypeStruct((batch, param.size, param.size, 3), jnp.float32)
     one = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[0], reports)
     return tuple(jax.eval_shape(lambda o: o(acts), one).shape)

@@ -68,6 +68,11 @@ class Param:
         """Applied to theta after every update (e.g. clamp to the valid range); identity by default."""
         return theta
 
+    def edit(self, theta: Any) -> Any:
+        """The `edit=` of the model call (`{layer: function of the activation}`) when what is optimized acts
+        inside the network (GAN Dissection's ablation coefficients); None by default."""
+        return None
+
 
 @piece
 class Functions(Param):

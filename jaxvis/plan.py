@@ -130,7 +130,8 @@ def unit_objective(plan: Plan, model: Model, theta: Any, objective: Objective, k
     shared = plan.step_transform(step_key, images)
 
     def view(view_key: Array) -> tuple[Array, tuple]:
-        acts = model(plan.transform(view_key, shared), capture=list(plan.layers), redirect_relu=redirect)
+        acts = model(plan.transform(view_key, shared), capture=list(plan.layers), edit=plan.param.edit(theta),
+                     redirect_relu=redirect)
         seen = {**acts, INPUT: images}
         zero = jnp.zeros((), jnp.float32)
         return objective(seen), tuple(zero if s is None else s(seen).astype(jnp.float32) for s in signals)

@@ -156,7 +156,7 @@ def signature(args: Any) -> tuple:
 
 def _leaf_signature(leaf: Any) -> tuple:
     if isinstance(leaf, jax.Array):
-        return (leaf.shape, leaf.dtype, leaf.weak_type, leaf.sharding)
+        return (leaf.shape, leaf.dtype, getattr(leaf, "weak_type", False), leaf.sharding)  # (key arrays: none)
     if isinstance(leaf, (bool, int, float, complex)):
         return ((), type(leaf).__name__, True, None)
     array = np.asarray(leaf)

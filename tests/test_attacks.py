@@ -380,7 +380,8 @@ def test_apgd_checkpoint_halves_where_either_condition_of_algorithm_1_holds():
     x, best = jnp.zeros((4, 2, 2, 3)), jnp.ones((4, 2, 2, 3))
     four = jnp.zeros(4)
     s = ApgdState(count=jnp.int32(8), previous=x, best=best, best_grad=best + 2.0,
-                  best_loss=jnp.asarray([1.5, 2.0, 2.5, 2.0]), adversarial=x, fooled=four > 0, moved_last=four == 0,
+                  best_loss=jnp.asarray([1.5, 2.0, 2.5, 2.0]), best_logits=jnp.zeros((4, 3)), adversarial=x,
+                  adversarial_logits=jnp.zeros((4, 3)), fooled=four > 0, moved_last=four == 0,
                   step_size=jnp.full(4, 0.4), last_loss=four, rises=jnp.asarray([6.0, 7.0, 7.0, 7.0]),
                   since_check=jnp.int32(8), window=jnp.int32(8), halved_last=jnp.asarray([False, False, False, True]),
                   best_loss_at_check=jnp.asarray([1.0, 2.0, 2.0, 2.0]), used=four.astype(int))
@@ -461,17 +462,10 @@ def test_an_eps_sweep_is_one_program_whose_every_point_is_its_own_run(mobilenet,
     assert curve[0] > curve[-1]  # a larger ball fools more images
 
 
-def test_pgd_with_restarts_continues_after_an_interruption_and_refuses_a_changed_run(mobilenet, batch, tmp_path,
-                                                                                     monkeypatch, capsys):
-    """PGD through the engine checkpoints: a run with restarts interrupted after step 2 continues from that step
-    to the images of an uninterrupted run; another eps or restart count is refused, naming it."""
-    from jaxvis.checkpoints import Checkpoints, ResumeMismatchError
-    from jaxvis.run_config import RunConfig
+def interrupted_at_the_first_save(monkeypatch, run) -> None:
+    """`run()` stopped (KeyboardInterrupt) right after it saves its first checkpoint."""
+    from jaxvis.checkpoints import Checkpoints
 
-    images, labels = batch
-    budget = dict(eps=1 / 255, step_size=0.25 / 255, steps=4, restarts=2)
-    whole = pgd(mobilenet, images, labels, config=RunConfig(seed=1, progress=False), **budget)
-    config = RunConfig(seed=1, progress=False, checkpoint_dir=tmp_path / "pgd", checkpoint_every=2)
     save = Checkpoints.save
 
     def save_then_stop(self, step, *args):
@@ -480,8 +474,22 @@ def test_pgd_with_restarts_continues_after_an_interruption_and_refuses_a_changed
 
     monkeypatch.setattr(Checkpoints, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        pgd(mobilenet, images, labels, config=config, **budget)
+        run()
     monkeypatch.setattr(Checkpoints, "save", save)
+
+
+def test_pgd_with_restarts_continues_after_an_interruption_and_refuses_a_changed_run(mobilenet, batch, tmp_path,
+                                                                                     monkeypatch, capsys):
+    """PGD through the engine checkpoints: a run with restarts interrupted after step 2 continues from that step
+    to the images of an uninterrupted run; another eps or restart count is refused, naming it."""
+    from jaxvis.checkpoints import ResumeMismatchError
+    from jaxvis.run_config import RunConfig
+
+    images, labels = batch
+    budget = dict(eps=1 / 255, step_size=0.25 / 255, steps=4, restarts=2)
+    whole = pgd(mobilenet, images, labels, config=RunConfig(seed=1, progress=False), **budget)
+    config = RunConfig(seed=1, progress=False, checkpoint_dir=tmp_path / "pgd", checkpoint_every=2)
+    interrupted_at_the_first_save(monkeypatch, lambda: pgd(mobilenet, images, labels, config=config, **budget))
     capsys.readouterr()
     continued = pgd(mobilenet, images, labels, config=config, **budget)
     assert "step_2" in capsys.readouterr().err
@@ -513,23 +521,14 @@ def test_cw_continues_its_search_after_an_interruption_and_refuses_a_changed_one
     """C&W's rounds are stages: a search stopped after its first round continues from it (restored, not rerun)
     to the result of an uninterrupted search; another learning rate is refused, naming it. Mutation that
     fails it: the next round's c taken from a fresh search instead of the restored round's state."""
-    from jaxvis.checkpoints import Checkpoints, ResumeMismatchError
+    from jaxvis.checkpoints import ResumeMismatchError
     from jaxvis.run_config import RunConfig
 
     images, labels = batch
     options = dict(binary_search_steps=3, steps=8, initial_const=0.1, abort_early=False)
     whole = cw(mobilenet, images, labels, config=RunConfig(progress=False), **options)
     config = RunConfig(progress=False, checkpoint_dir=tmp_path / "cw")
-    save = Checkpoints.save
-
-    def save_then_stop(self, step, *args):
-        save(self, step, *args)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Checkpoints, "save", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        cw(mobilenet, images, labels, config=config, **options)
-    monkeypatch.setattr(Checkpoints, "save", save)
+    interrupted_at_the_first_save(monkeypatch, lambda: cw(mobilenet, images, labels, config=config, **options))
     capsys.readouterr()
     continued = cw(mobilenet, images, labels, config=config, **options)
     assert capsys.readouterr().err.count("resuming from") == 1  # round 1 restored

@@ -381,3 +381,37 @@ def test_attack_checks_the_request_before_loading(capsys, tmp_path, monkeypatch,
     code, _, err = run(capsys, "attack", "mobilenet_v2", "sample:chelsea", *args, "--out", str(out))
     assert code == 2 and message in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_an_eps_list_is_a_robustness_curve_with_each_eps_in_its_folder(capsys, tmp_path, mobilenet):
+    """`--eps 1/255,4/255`: one folder per eps holding exactly what the library's FGSM gives at that eps (run
+    separately here), and on top the curve: run.json's rows count, per eps, the images whose saved PNG resisted
+    (as that folder's run.json judged them), and index.html links to each folder. Mutation that fails it: every
+    folder written from the first eps's result."""
+    import json
+
+    import numpy as np
+
+    from jaxvis.attacks import fgsm
+    from jaxvis.io import read_photo
+    from jaxvis.models.model import logits
+
+    photos = np.stack([read_photo(f"sample:{name}", 224, 32) for name in ("chelsea", "coffee")])
+    out = tmp_path / "curve"
+    code, stdout, err = run(capsys, "attack", "mobilenet_v2", "sample:chelsea", "sample:coffee", "--method", "fgsm",
+                            "--eps", "1/255,4/255", "--out", str(out))
+    assert code == 0, err
+    labels = logits(mobilenet, photos).argmax(-1)
+    record = json.loads((out / "run.json").read_text())
+    assert [row["folder"] for row in record["curve"]] == ["eps-1_255", "eps-4_255"]
+    page = (out / "index.html").read_text()
+    for eps, row in zip((1 / 255, 4 / 255), record["curve"]):
+        folder = out / row["folder"]
+        expected = fgsm(mobilenet, photos, labels, eps=eps)
+        np.testing.assert_array_equal(np.load(folder / "adversarial.npy"), expected.images)
+        images = json.loads((folder / "run.json").read_text())["images"]
+        assert row["held"] == sum(not item["png_still_fools"] for item in images)
+        assert row["fooled"] == int(expected.success.sum()) and row["eps"] == eps
+        assert f'href="{row["folder"]}/index.html"' in page
+        assert 'href="../index.html"' in (folder / "index.html").read_text()
+    assert "images resisted the attack" in stdout

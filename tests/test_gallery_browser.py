@@ -135,3 +135,38 @@ def test_a_sweeps_grid_page_shows_each_unit_over_the_grid_with_its_objectives(tm
                 text, width, source = table[1 + r][1 + c]
                 assert width == 64 and source == f"unit_{unit:04d}-lr{lr:g}-diversity{d:g}.png"
                 assert text == f"objective {objectives[(0, 1)[unit == 5], 3 * r + c]:.4g}"
+
+
+def test_a_robustness_curve_page_draws_each_eps_and_links_to_its_gallery(tmp_path):
+    """Three eps: a point per eps at the height of the share that resisted, a table row each, and clicking a
+    row's link opens that eps's own gallery."""
+    from jaxvis.gallery import robustness_page
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    rows = [{"eps": e / 255, "folder": f"eps-{e}_255", "held": held, "images": 4, "fooled": 4 - held,
+             "mean_norm": e / 255} for e, held in ((1, 4), (2, 2), (4, 0))]
+    rng = np.random.default_rng(0)
+    for row in rows:
+        (tmp_path / row["folder"]).mkdir()
+        write_gallery(tmp_path / row["folder"], f"at {row['eps']:.4f}", rng.random((1, 32, 32, 3)).astype(np.float32),
+                      ["0"], [0.0], {"config": {}})
+    (tmp_path / "index.html").write_text(robustness_page("curve", rows, "linf"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+            heights = page.eval_on_selector_all("#curve circle", "cs => cs.map(c => c.getBoundingClientRect().y)")
+            table = page.eval_on_selector_all("table.curve tr", "rs => rs.map(r => r.cells[1].textContent)")
+            page.click("table.curve tr:nth-child(3) a")
+            page.wait_for_load_state("networkidle")
+            title = page.title()
+            browser.close()
+    finally:
+        server.shutdown()
+    assert len(heights) == 3 and heights[0] < heights[1] < heights[2]  # 100%, 50%, 0%: lower on the page
+    assert table[1:] == ["4/4 (100%)", "2/4 (50%)", "0/4 (0%)"]
+    assert title == f"at {2 / 255:.4f}"

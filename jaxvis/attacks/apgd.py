@@ -43,10 +43,10 @@ import numpy as np
 import optax
 
 from jaxvis.attacks.common import (AttackResult, adversarial_objective, best_restart, budgets, check_attack_request,
-                                   per_image_norm, result)
+                                   per_image_norm, result, with_logits)
 from jaxvis.eps_ball import eps_ball, sphere_start  # noqa: F401  (APGD's start)
 from jaxvis.errors import MethodOptionError
-from jaxvis.models.model import Model, logits
+from jaxvis.models.model import Model
 from jaxvis.optimize import optimize
 from jaxvis.optimizers import Optimizer
 from jaxvis.run_config import RunConfig, run_config
@@ -99,7 +99,9 @@ class ApgdState(NamedTuple):
     best: Array  # x_max
     best_grad: Array
     best_loss: Array
+    best_logits: Array
     adversarial: Array  # the last fooling point reached
+    adversarial_logits: Array
     fooled: Array  # bool: fooled at some point
     moved_last: Array  # bool: x_k came from a step (not held by the early stop)
     step_size: Array  # η
@@ -129,29 +131,32 @@ def checkpoint(s: ApgdState, x: Array, grad: Array, shrink: Array, shortest: Arr
 @piece(data=("clean", "eps", "steps", "early_stop"))
 class Apgd(Optimizer):
     """Algorithm 1's update for one image (`clean`, (1, H, W, 3)): given at x_k its loss (`value`, the
-    engine's: minus the adversarial loss), gradient and whether it fools the model (`watch`)."""
+    engine's: minus the adversarial loss), gradient, and whether it fools the model followed by its logits
+    (`watch`: the logits of the points kept are kept too, so none is computed again)."""
 
     clean: Any
     eps: Any
     steps: Any
     early_stop: Any
     norm: str = "linf"
+    classes: int = 1000
 
     def transformation(self) -> optax.GradientTransformationExtraArgs:
         first, shrink, shortest = checkpoint_schedule(self.steps)
 
         def init(x: Array) -> ApgdState:
             scalar = lambda value, dtype=x.dtype: jnp.asarray(value, dtype)  # noqa: E731
-            return ApgdState(jnp.int32(0), x, x, jnp.zeros_like(x), scalar(0.0), x, jnp.bool_(False),
-                             jnp.bool_(True), scalar(2.0) * self.eps, scalar(0.0), scalar(0.0), jnp.int32(0), first,
-                             jnp.bool_(True), scalar(0.0), jnp.int32(0))
+            no_logits = jnp.zeros(self.classes, jnp.float32)
+            return ApgdState(jnp.int32(0), x, x, jnp.zeros_like(x), scalar(0.0), no_logits, x, no_logits,
+                             jnp.bool_(False), jnp.bool_(True), scalar(2.0) * self.eps, scalar(0.0), scalar(0.0),
+                             jnp.int32(0), first, jnp.bool_(True), scalar(0.0), jnp.int32(0))
 
         def update(updates: Array, s: ApgdState, x: Array, *, value: Array, watch: Array, **_: Any
                    ) -> tuple[Array, ApgdState]:
-            loss, fooled_now = -value.astype(x.dtype), watch > 0
+            loss, fooled_now, logits = -value.astype(x.dtype), watch[0] > 0, watch[1:]
             grad = -updates  # the engine's gradient is of its loss (minus the adversarial loss)
-            s, x_k, grad_k = jax.lax.cond(s.count == 0, lambda: start(s, x, grad, loss, fooled_now),
-                                          lambda: bookkeeping(s, x, grad, loss, fooled_now))
+            s, x_k, grad_k = jax.lax.cond(s.count == 0, lambda: start(s, x, grad, loss, fooled_now, logits),
+                                          lambda: bookkeeping(s, x, grad, loss, fooled_now, logits))
             moving = ~(s.fooled & self.early_stop) & (s.count < self.steps)
             alpha = jnp.where(s.count > 0, MOMENTUM, 1.0).astype(x.dtype)
             stepped = momentum_step(x_k, s.previous, grad_k, self.clean, s.step_size, alpha, self.eps, self.norm)
@@ -160,14 +165,17 @@ class Apgd(Optimizer):
                            used=s.used + moving)
             return new_x - x, s
 
-        def start(s: ApgdState, x: Array, grad: Array, loss: Array, fooled: Array) -> tuple[ApgdState, Array, Array]:
-            return s._replace(previous=x, best=x, best_grad=grad, best_loss=loss, adversarial=x, fooled=fooled,
-                              best_loss_at_check=loss), x, grad
+        def start(s: ApgdState, x: Array, grad: Array, loss: Array, fooled: Array, logits: Array
+                  ) -> tuple[ApgdState, Array, Array]:
+            return s._replace(previous=x, best=x, best_grad=grad, best_loss=loss, best_logits=logits, adversarial=x,
+                              adversarial_logits=logits, fooled=fooled, best_loss_at_check=loss), x, grad
 
-        def bookkeeping(s: ApgdState, x: Array, grad: Array, loss: Array, fooled: Array
+        def bookkeeping(s: ApgdState, x: Array, grad: Array, loss: Array, fooled: Array, logits: Array
                         ) -> tuple[ApgdState, Array, Array]:
-            higher = loss > s.best_loss
-            s = s._replace(adversarial=jnp.where(fooled & s.moved_last, x, s.adversarial), fooled=s.fooled | fooled,
+            higher, reached = loss > s.best_loss, fooled & s.moved_last
+            s = s._replace(adversarial=jnp.where(reached, x, s.adversarial), fooled=s.fooled | fooled,
+                           adversarial_logits=jnp.where(reached, logits, s.adversarial_logits),
+                           best_logits=jnp.where(higher, logits, s.best_logits),
                            best=jnp.where(higher, x, s.best), best_grad=jnp.where(higher, grad, s.best_grad),
                            best_loss=jnp.where(higher, loss, s.best_loss), rises=s.rises + (loss > s.last_loss),
                            last_loss=loss, since_check=s.since_check + 1)
@@ -217,17 +225,19 @@ def run(model: Model, images: np.ndarray, labels: np.ndarray, targets: np.ndarra
     ball = lambda eps: lambda unit: eps_ball(images[unit % count], eps, norm, start="sphere",  # noqa: E731
                                              keep_in_ball=False)
     update = lambda eps: lambda unit: Apgd(images[unit % count][None], np.asarray(eps, images.dtype),  # noqa: E731
-                                           np.int32(steps), np.bool_(early_stop), norm)
+                                           np.int32(steps), np.bool_(early_stop), norm, model.arch.num_classes)
     swept = lambda make: [make(eps) for eps in cells] if len(cells) > 1 else make(cells[0])  # noqa: E731
     optimized = optimize(
-        model, lambda unit: pieces(unit)[0], watch=lambda unit: pieces(unit)[1], param=swept(ball),
+        model, lambda unit: pieces(unit)[0], watch=lambda unit: with_logits(pieces(unit)[1]), param=swept(ball),
         optimizer=swept(update), units=np.arange(restarts * count), steps=steps + 1,
         init=None if starts is None else starts.reshape(-1, 1, *images.shape[1:]), description="apgd",
         **config.engine_options())
     shape = (len(cells), restarts, count)
     adversarial = optimized.images[:, 0].reshape(*shape, *images.shape[1:])
-    used = optimized.opt_state.used.reshape(shape)
-    final = logits(model, adversarial.reshape(-1, *images.shape[1:])).reshape(*shape, -1)
+    state = optimized.opt_state
+    used = state.used.reshape(shape)
+    # the logits of the returned images, kept where they were found: no forward pass after the run
+    final = np.where(state.fooled[:, None], state.adversarial_logits, state.best_logits).reshape(*shape, -1)
     best = [best_restart(adversarial[c], used[c], final[c], labels, targets) for c in range(len(cells))]
     return tuple(np.stack(parts) for parts in zip(*best))  # type: ignore[return-value]
 

@@ -83,6 +83,12 @@ def check_attack_budget(model: Model, images: Any, eps: float | None, norm: str,
     return images
 
 
+def eps_text(eps: float) -> str:
+    """An eps as people write it: `2/255` for whole intensity levels, else the number (`0.5`)."""
+    levels = eps * 255
+    return f"{round(levels)}/255" if abs(levels - round(levels)) < 1e-6 and levels >= 1 else f"{eps:g}"
+
+
 def check_eps(eps: float, norm: str, image_shape: tuple[int, ...]) -> None:
     """`MethodOptionError` unless eps is a budget the norm allows on images of `image_shape` (H, W, 3) in [0, 1]:
     at most 1 in L-inf, at most the distance from black to white in L2."""
@@ -148,16 +154,24 @@ class Search(NamedTuple):
     upper: Any
     best_distance: Any
     best: Any  # (N, 1, H, W, 3): the parameters of that smallest success (C&W: its w; L-BFGS: the image)
+    best_logits: Any  # (N, classes): their logits (before any success: the start's)
     used: Any
 
 
-def first_search(initial_const: float, starts: np.ndarray) -> Search:
+def kept_logits(best_logits: Array, logits: Array, improved: Array, step: Array, best_distance: Array) -> Array:
+    """The logits of the point a search keeps: the new ones where it improved, or, at a round's first step with
+    nothing found yet, the start's (what the clean image returned then is classified as)."""
+    take = improved | ((step == 0) & ~(best_distance < NO_BOUND / 10))
+    return jnp.where(take, logits, best_logits)
+
+
+def first_search(initial_const: float, starts: np.ndarray, classes: int) -> Search:
     """Before the first round: c at `initial_const`, unbracketed, nothing found (`starts`: each image's parameters
     to return if nothing is, (N, ...))."""
     count = len(starts)
     return Search(np.full(count, initial_const, np.float32), np.zeros(count, np.float32),
                   np.full(count, NO_BOUND, np.float32), np.full(count, NO_BOUND, np.float32), starts[:, None],
-                  np.zeros(count, np.int32))
+                  np.zeros((count, classes), np.float32), np.zeros(count, np.int32))
 
 
 def next_search(round_result: Any) -> Search:
@@ -167,7 +181,7 @@ def next_search(round_result: Any) -> Search:
     given = state.search
     const, lower, upper = (np.asarray(v) for v in search_const(given.const, given.lower, given.upper,
                                                                state.success))
-    return Search(const, lower, upper, state.best_distance, state.best, state.used)
+    return Search(const, lower, upper, state.best_distance, state.best, state.best_logits, state.used)
 
 
 def adversarial_objective(label: Any, target: Any = None, early_stop: Any = True) -> tuple[Objective, Objective]:
@@ -178,6 +192,18 @@ def adversarial_objective(label: Any, target: Any = None, early_stop: Any = True
     ascend = Objective(term(_adversarial_loss, targeted=targeted), numbers, frozenset({LOGITS}), "adversarial loss")
     stop = Objective(term(_fooled, targeted=targeted), (*numbers, np.bool_(early_stop)), frozenset({LOGITS}), "fooled")
     return ascend, stop
+
+
+def with_logits(signal: Objective) -> Objective:
+    """`signal`'s value(s) followed by the logits: one watched vector, so that an update keeps the logits of
+    the points it keeps (an attack reports them without another forward pass)."""
+    return Objective(term(_with_logits, inner=signal.fn), signal.params, signal.layers | {LOGITS},
+                     f"{signal.name}, logits")
+
+
+def _with_logits(params: Any, acts: Any, *, inner: Any) -> Array:
+    value = jnp.atleast_1d(inner(params, acts)).astype(jnp.float32)
+    return jnp.concatenate([value, acts[LOGITS].mean(axis=0).astype(jnp.float32)])
 
 
 def logits_report() -> Objective:

@@ -38,10 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvis.attacks.common import (LOGITS, NO_BOUND, AttackResult, Search, check_attack_request, first_search, margin,
-                                   next_search, result)
+from jaxvis.attacks.common import (LOGITS, NO_BOUND, AttackResult, Search, check_attack_request, first_search,
+                                   kept_logits, margin, next_search, result, with_logits)
 from jaxvis.errors import MethodOptionError
-from jaxvis.models.model import Model, logits
+from jaxvis.models.model import Model
 from jaxvis.objectives import INPUT, Objective, term
 from jaxvis.optimize import Result
 from jaxvis.optimizers import Optimizer
@@ -84,7 +84,7 @@ def cw_objective(start: np.ndarray, label: int, target: int | None, const: float
                np.float32(const), np.float32(kappa))
     layers = frozenset({LOGITS, INPUT})
     return (Objective(term(_cw_loss, targeted=targeted), numbers, layers, "-(C&W loss)"),
-            Objective(term(_found_and_distance, targeted=targeted), numbers, layers, "found, distance"))
+            with_logits(Objective(term(_found_and_distance, targeted=targeted), numbers, layers, "found, distance")))
 
 
 def _parts(numbers: tuple, acts: Any, targeted: bool) -> tuple[Array, Array, Array]:
@@ -117,6 +117,7 @@ class CwState(NamedTuple):
     success: Array  # bool: found this round (moves c)
     best_distance: Array  # the smallest successful squared distance of any round (NO_BOUND: none yet)
     best: Array  # ... and its w
+    best_logits: Array  # ... and its logits (the start's before any success)
     used: Array  # Adam steps that moved the image, all rounds
     search: Any  # the round's `Search` entry (c, its bracket), as given: the next round moves c from it
 
@@ -139,11 +140,11 @@ class CwAdam(Optimizer):
             search = self.search
             return CwState(adam.init(w), jnp.int32(0), jnp.float32(1e6), jnp.bool_(True), jnp.bool_(False),
                            jnp.asarray(search.best_distance, jnp.float32), jnp.asarray(search.best, w.dtype),
-                           jnp.asarray(search.used, jnp.int32), search)
+                           jnp.asarray(search.best_logits, jnp.float32), jnp.asarray(search.used, jnp.int32), search)
 
         def update(updates: Array, s: CwState, w: Array, *, value: Array, watch: Array, **_: Any
                    ) -> tuple[Array, CwState]:
-            found, distance = (watch[0] > 0) & s.active, watch[1]
+            found, distance, logits = (watch[0] > 0) & s.active, watch[1], watch[2:]
             improved = found & (distance < s.best_distance)
             checkpoint = s.step % check_every == 0
             stalled = self.abort_early & checkpoint & (value > ABORT_TOLERANCE * s.previous)
@@ -153,7 +154,7 @@ class CwAdam(Optimizer):
             return jnp.where(moving, steps, 0.0), CwState(
                 keep(adam_state, s.adam), s.step + 1, jnp.where(checkpoint, value, s.previous), moving,
                 s.success | found, jnp.where(improved, distance, s.best_distance), jnp.where(improved, w, s.best),
-                s.used + moving, s.search)
+                kept_logits(s.best_logits, logits, improved, s.step, s.best_distance), s.used + moving, s.search)
 
         return optax.GradientTransformationExtraArgs(init, update)
 
@@ -179,12 +180,13 @@ class Settings:
 
 
 def search_round(settings: Settings, images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None,
-                 index: int, w_clean: np.ndarray):
+                 index: int, w_clean: np.ndarray, classes: int):
     """The builder of round `index` (a `jaxvis.stages` stage): from the previous round's result."""
     starts = np.asarray(TanhBox(images).render(w_clean))  # the clean image as tanh space holds it (the reference's)
 
     def build(_key: Array, previous: Result | None) -> Stage:
-        search = first_search(settings.initial_const, w_clean) if previous is None else next_search(previous)
+        search = (first_search(settings.initial_const, w_clean, classes) if previous is None
+                  else next_search(previous))
         pieces = lambda unit: cw_objective(starts[unit][None], labels[unit],  # noqa: E731
                                            None if targets is None else targets[unit], search.const[unit],
                                            settings.kappa)
@@ -220,9 +222,10 @@ def cw(model: Model, images: Any, labels: Any, *, targets: Any = None, binary_se
     images, labels = np.asarray(checked, np.float32), np.asarray(labels)
     targets = None if targets is None else np.asarray(targets)
     w_clean = np.asarray(to_tanh_space(images))
-    rounds = [search_round(settings, images, labels, targets, index, w_clean) for index in range(binary_search_steps)]
+    rounds = [search_round(settings, images, labels, targets, index, w_clean, model.arch.num_classes)
+              for index in range(binary_search_steps)]
     searched = run_stages(model, rounds, config=run_config(config))
     state = searched.stages[-1].opt_state
     found = state.best_distance < NO_BOUND / 10
     adversarial = np.where(found[:, None, None, None], searched.images[:, 0], images)  # never fooled: unchanged
-    return result(images, adversarial, logits(model, adversarial), labels, targets, state.used, "l2")
+    return result(images, adversarial, state.best_logits, labels, targets, state.used, "l2")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.attacks.common import AttackResult
+from jaxvis.attacks.common import AttackResult, eps_text
 from jaxvis.datasets import ImageBatch, Stream, stream
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model, logits
@@ -84,7 +84,7 @@ class Evaluation:
         rows = [head, ["---"] * len(head), ["clean", _percent(self.clean_accuracy)]
                 + sum(([_percent(self.transfer_clean_correct[o] / max(self.total, 1)), ""] for o in others), [])]
         for eps in self.eps:
-            row = [_eps(eps), _percent(self.robust_accuracy(eps))]
+            row = [eps_text(eps), _percent(self.robust_accuracy(eps))]
             for other in others:
                 counts = self.transfer[other][eps]
                 rate = self.transfer_rate(other, eps)
@@ -96,11 +96,6 @@ class Evaluation:
 
 def _percent(value: float) -> str:
     return "–" if np.isnan(value) else f"{100 * value:.1f}%"
-
-
-def _eps(eps: float) -> str:
-    levels = eps * 255
-    return f"{round(levels)}/255" if abs(levels - round(levels)) < 1e-6 and levels >= 1 else f"{eps:g}"
 
 
 def evaluate(model: Model, dataset: str | os.PathLike | Stream | Iterable[ImageBatch], attack: Attack,
@@ -140,7 +135,7 @@ def evaluate(model: Model, dataset: str | os.PathLike | Stream | Iterable[ImageB
         full = full or len(batch.labels)
         _evaluate_batch(report, model, batch, full, attack, bounded, attack_options, transfer_to)
         bar.update(len(batch.labels))
-        bar.set_postfix_str(f"clean {_percent(report.clean_accuracy)}, robust@{_eps(eps[-1])} "
+        bar.set_postfix_str(f"clean {_percent(report.clean_accuracy)}, robust@{eps_text(eps[-1])} "
                             f"{_percent(report.robust_accuracy(eps[-1]))}")
     bar.close()
     report.seconds = time.perf_counter() - started

@@ -24,7 +24,6 @@ Per unit and image:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import jax
@@ -33,6 +32,8 @@ import numpy as np
 
 from jaxvis.errors import UnknownLayerError
 from jaxvis.models.model import OUTPUT, Model, apply
+from jaxvis.programs import Program
+from jaxvis.structure import piece
 
 Array = jax.Array
 
@@ -94,14 +95,15 @@ def unit_changes(model: Model, clean: np.ndarray, adversarial: np.ndarray, layer
     """How each unit of `layer` moved between `clean` and `adversarial` (float NHWC in [0, 1])."""
     _check_layer(model, layer)
     classes = _pairs(labels, adversarial_classes)
-    mean_clean, contribution_clean, clean_maps = _units(model, layer, jnp.asarray(clean), classes)
-    mean_adversarial, contribution_adversarial, adversarial_maps = _units(model, layer, jnp.asarray(adversarial),
+    mean_clean, contribution_clean, clean_maps = UNITS(At(layer), model, jnp.asarray(clean), classes)
+    mean_adversarial, contribution_adversarial, adversarial_maps = UNITS(At(layer), model, jnp.asarray(adversarial),
                                                                           classes)
     both = np.stack([np.asarray(contribution_clean), np.asarray(contribution_adversarial)], axis=-1)  # (N, 2, C, 2)
     width = clean_maps.shape[-1]
     every_unit = jnp.broadcast_to(jnp.arange(width)[:, None], (len(clean), width, 1))
-    margin, with_each_restored = _restored_margins(model, layer, jnp.asarray(adversarial), adversarial_maps,
-                                                   clean_maps, classes, every_unit, min(UNITS_PER_PASS, width))
+    margin, with_each_restored = RESTORED_MARGINS(At(layer, min(UNITS_PER_PASS, width)), model,
+                                                  jnp.asarray(adversarial), adversarial_maps, clean_maps, classes,
+                                                  every_unit)
     return UnitChanges(layer, np.asarray(mean_clean), np.asarray(mean_adversarial), both[:, 0], both[:, 1],
                        np.asarray(margin[:, None] - with_each_restored), np.asarray(margin),
                        np.asarray(clean_maps), np.asarray(adversarial_maps), top)
@@ -121,8 +123,8 @@ def restored_margin(model: Model, clean: np.ndarray, adversarial: np.ndarray, la
     width = clean_maps.shape[-1]
     if units.size and (units.min() < 0 or units.max() >= width):
         raise ValueError(f"units must lie in 0-{width - 1}: {layer} has {width} units")
-    _, margins = _restored_margins(model, layer, jnp.asarray(adversarial), adversarial_maps, clean_maps, classes,
-                                   jnp.asarray(units)[:, None, :], 1)
+    _, margins = RESTORED_MARGINS(At(layer), model, jnp.asarray(adversarial), adversarial_maps, clean_maps, classes,
+                                  jnp.asarray(units)[:, None, :])
     return np.asarray(margins[:, 0])
 
 
@@ -136,11 +138,19 @@ def _pairs(labels: np.ndarray, adversarial_classes: np.ndarray) -> Array:
     return jnp.stack([jnp.asarray(labels), jnp.asarray(adversarial_classes)], axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("layer", "per_pass"))
-def _restored_margins(model: Model, layer: str, adversarial: Array, adversarial_maps: Array, clean_maps: Array,
-                      classes: Array, unit_sets: Array, per_pass: int) -> tuple[Array, Array]:
+@piece
+class At:
+    """The static part of the programs below: the layer, and how many unit sets one pass of `lax.map` takes."""
+
+    layer: str
+    per_pass: int = 1
+
+
+def restored_margins(at: At, model: Model, adversarial: Array, adversarial_maps: Array, clean_maps: Array,
+                     classes: Array, unit_sets: Array) -> tuple[Array, Array]:
     """The adversarial margin per image (N,), and per image and unit set (N, S) with the sets' units
     (`unit_sets` (N, S, K)) restored to `clean_maps`."""
+    layer, per_pass = at.layer, at.per_pass
 
     def one(image: Array, adversarial_map: Array, clean_map: Array, pair: Array, sets: Array
             ) -> tuple[Array, Array]:
@@ -158,10 +168,10 @@ def _restored_margins(model: Model, layer: str, adversarial: Array, adversarial_
     return jax.vmap(one)(adversarial, adversarial_maps, clean_maps, classes, unit_sets)
 
 
-@functools.partial(jax.jit, static_argnames=("layer",))
-def _units(model: Model, layer: str, images: Array, classes: Array) -> tuple[Array, Array, Array]:
+def units_of(at: At, model: Model, images: Array, classes: Array) -> tuple[Array, Array, Array]:
     """Per image: each unit's mean activation (N, C), its contribution to each of `classes` (N, K, C), and
     the layer's activations (N, *positions, C)."""
+    layer = at.layer
 
     def one(image: Array, picked: Array) -> tuple[Array, Array]:
         def chosen_logits(offset: Array) -> tuple[Array, Array]:
@@ -176,3 +186,7 @@ def _units(model: Model, layer: str, images: Array, classes: Array) -> tuple[Arr
         return activation.mean(axis=positions), contribution, activation
 
     return jax.vmap(one)(images, classes)
+
+
+RESTORED_MARGINS = Program(restored_margins, "restored margins")
+UNITS = Program(units_of, "unit contributions")

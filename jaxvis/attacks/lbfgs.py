@@ -38,7 +38,7 @@ import numpy as np
 import optax
 
 from jaxvis.attacks.common import (LOGITS, NO_BOUND, AttackResult, Search, check_attack_request, cross_entropy,
-                                   first_search, next_search, result, succeeded)
+                                   first_search, kept_logits, next_search, result, succeeded, with_logits)
 from jaxvis.errors import MethodOptionError
 from jaxvis.models.model import Model, logits
 from jaxvis.objectives import INPUT, Objective, term
@@ -69,7 +69,7 @@ def lbfgs_objective(clean: np.ndarray, label: int, aim: int, targeted: bool, con
     numbers = (np.asarray(clean, np.float32), np.int32(label), np.int32(aim), np.bool_(targeted), np.float32(const))
     layers = frozenset({LOGITS, INPUT})
     return (Objective(term(_lbfgs_loss), numbers, layers, "-(L-BFGS loss)"),
-            Objective(term(_found_and_distance), numbers, layers, "found, distance"))
+            with_logits(Objective(term(_found_and_distance), numbers, layers, "found, distance")))
 
 
 def _distance(numbers: tuple, acts: Any) -> Array:
@@ -102,6 +102,7 @@ class LbfgsState(NamedTuple):
     success: Array  # bool: found this solve (moves c)
     best_distance: Array
     best: Array  # the image of the smallest success so far (the clean image where none)
+    best_logits: Array  # ... and its logits
     used: Array  # iterations that moved the image, all solves
     search: Search  # this solve's entry (c, its bracket), as given
 
@@ -123,11 +124,12 @@ class LbfgsSolve(Optimizer):
             search = self.search
             return LbfgsState(solver.init(x), jnp.int32(0), jnp.bool_(True), jnp.bool_(False),
                               jnp.asarray(search.best_distance, jnp.float32), jnp.asarray(search.best, x.dtype),
-                              jnp.asarray(search.used, jnp.int32), search)
+                              jnp.asarray(search.best_logits, jnp.float32), jnp.asarray(search.used, jnp.int32),
+                              search)
 
         def update(updates: Array, s: LbfgsState, x: Array, *, value: Array, grad: Array, value_fn: Any,
                    watch: Array, **_: Any) -> tuple[Array, LbfgsState]:
-            found, distance = watch[0] > 0, watch[1]
+            found, distance, logits = watch[0] > 0, watch[1], watch[2:]
             improved = found & (distance < s.best_distance)
             steps, solver_state = solver.update(updates, s.lbfgs, x, value=value, grad=grad, value_fn=value_fn)
             stepped = jnp.clip(x + steps, 0.0, 1.0)
@@ -136,8 +138,8 @@ class LbfgsSolve(Optimizer):
             keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(moving, n, o), new, old)  # noqa: E731
             return jnp.where(moving, stepped - x, 0.0), LbfgsState(
                 keep(solver_state, s.lbfgs), s.step + 1, moving, s.success | found,
-                jnp.where(improved, distance, s.best_distance), jnp.where(improved, x, s.best), s.used + moving,
-                s.search)
+                jnp.where(improved, distance, s.best_distance), jnp.where(improved, x, s.best),
+                kept_logits(s.best_logits, logits, improved, s.step, s.best_distance), s.used + moving, s.search)
 
         return optax.GradientTransformationExtraArgs(init, update)
 
@@ -150,11 +152,11 @@ class LbfgsSolve(Optimizer):
 
 
 def solve(images: np.ndarray, labels: np.ndarray, aims: np.ndarray, targeted: bool, steps: int,
-          initial_const: float, index: int):
+          initial_const: float, index: int, classes: int):
     """The builder of solve `index` of the c search (a `jaxvis.stages` stage), from the previous solve's result."""
 
     def build(_key: Array, previous: Result | None) -> Stage:
-        search = first_search(initial_const, images) if previous is None else next_search(previous)
+        search = first_search(initial_const, images, classes) if previous is None else next_search(previous)
         pieces = lambda unit: lbfgs_objective(images[unit][None], labels[unit], aims[unit], targeted,  # noqa: E731
                                               search.const[unit])
         return Stage(f"solve_{index + 1}", lambda unit: pieces(unit)[0], param=clamped(images.shape[1]),
@@ -179,10 +181,10 @@ def lbfgs(model: Model, images: Any, labels: Any, *, targets: Any = None, search
     images, labels = np.asarray(checked, np.float32), np.asarray(labels)
     targets = None if targets is None else np.asarray(targets)
     aims = targets if targets is not None else runner_up(logits(model, images))
-    solves = [solve(images, labels, aims, targets is not None, steps, initial_const, index)
+    solves = [solve(images, labels, aims, targets is not None, steps, initial_const, index, model.arch.num_classes)
               for index in range(search_steps)]
     searched = run_stages(model, solves, config=run_config(config))
     state = searched.stages[-1].opt_state
     found = state.best_distance < NO_BOUND / 10
     adversarial = np.where(found[:, None, None, None], searched.images[:, 0], images)
-    return result(images, adversarial, logits(model, adversarial), labels, targets, state.used, "l2")
+    return result(images, adversarial, state.best_logits, labels, targets, state.used, "l2")

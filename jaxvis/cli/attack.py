@@ -5,11 +5,16 @@ zero; ±the largest change maps to black/white), every adversarial image exactly
 `adversarial.npy` (a PNG rounds to 8 bits: `run.json` also says whether each PNG as saved still
 fools the model), a contact sheet of clean / adversarial / perturbation with top-1 classes and
 probabilities, an `index.html` gallery and `run.json`.
+
+`--eps` as a comma list (pgd, fgsm, apgd) is a robustness curve: every eps in one compiled program,
+each eps's outputs in its own folder `eps-<value>/`, and on top an `index.html` with the share of
+images still classified as on the clean photo at each eps, linking to each folder, and `run.json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from fractions import Fraction
@@ -30,7 +35,8 @@ BOUNDED = ("pgd", "fgsm", "apgd")  # the others minimize the L2 norm and take no
 EXAMPLES = """  jaxvis attack mobilenet_v2 sample:chelsea sample:coffee             PGD L-inf 2/255, 10 steps
   jaxvis attack mobilenet_v2 photo.jpg --method apgd --eps 8/255 --steps 100
   jaxvis attack mobilenet_v2 sample:chelsea --method cw --target "golden retriever"
-  jaxvis attack efficientnet_lite0 sample:rocket --method pgd --norm l2 --eps 0.5 --target 1"""
+  jaxvis attack efficientnet_lite0 sample:rocket --method pgd --norm l2 --eps 0.5 --target 1
+  jaxvis attack mobilenet_v2 sample:chelsea sample:coffee --eps 1/255,2/255,4/255       robustness curve"""
 
 
 def add_commands(commands: Any) -> None:
@@ -41,7 +47,8 @@ def add_commands(commands: Any) -> None:
     attack.add_argument("--method", default="pgd", choices=METHODS,
                         help="pgd, fgsm and apgd bound the perturbation by --eps; cw and lbfgs find the smallest "
                              "L2 perturbation that succeeds")
-    attack.add_argument("--eps", help="perturbation budget; fractions accepted (default: 2/255 for linf, 0.5 for l2)")
+    attack.add_argument("--eps", help="perturbation budget; fractions accepted (default: 2/255 for linf, 0.5 for "
+                                      "l2); a comma list (e.g. 1/255,2/255,4/255) sweeps it in one program")
     attack.add_argument("--norm", default="linf", choices=["linf", "l2"], help="pgd and apgd: the eps ball's norm")
     attack.add_argument("--steps", type=int, help="gradient steps (default: the method's own)")
     attack.add_argument("--target", help="a class index or ImageNet name to aim every image at (default: untargeted)")
@@ -74,6 +81,14 @@ def parse_budget(text: str) -> float:
     return value
 
 
+def parse_budgets(text: str) -> float | list[float]:
+    """`--eps`: one budget, or a comma list of them (a sweep; distinct values)."""
+    values = [parse_budget(part) for part in text.split(",")]
+    if len(set(values)) < len(values):
+        raise JaxvisError(f"--eps {text!r} repeats a value; give each budget once")
+    return values[0] if len(values) == 1 else values
+
+
 def attack_options(method: str, eps: str | None, norm: str, steps: int | None, seed: int) -> dict[str, Any]:
     """The attack function's keyword options for a command line request (checked, nothing loaded)."""
     if method not in BOUNDED:
@@ -85,12 +100,21 @@ def attack_options(method: str, eps: str | None, norm: str, steps: int | None, s
         return {} if steps is None else {"steps": steps}
     if method == "fgsm" and (norm != "linf" or steps not in (None, 1)):
         raise JaxvisError("fgsm is one L-inf step of size eps; --norm and --steps do not apply")
-    options: dict[str, Any] = {"eps": parse_budget(eps) if eps else (2 / 255 if norm == "linf" else 0.5)}
+    options: dict[str, Any] = {"eps": parse_budgets(eps) if eps else (2 / 255 if norm == "linf" else 0.5)}
     if method != "fgsm":
         options.update(norm=norm, seed=seed, **({} if steps is None else {"steps": steps}))
-        if method == "pgd" and norm == "linf":
-            options["step_size"] = options["eps"] / 4  # Madry et al.'s ratio; torchattacks' 2/255 default step
+        if method == "pgd" and norm == "linf":  # Madry et al.'s ratio; torchattacks' 2/255 default step
+            options["step_size"] = [e / 4 for e in options["eps"]] if swept(options) else options["eps"] / 4
     return options
+
+
+def swept(options: dict[str, Any]) -> bool:
+    return isinstance(options.get("eps"), list)
+
+
+def cell_options(options: dict[str, Any], cell: int) -> dict[str, Any]:
+    """A sweep's options for one eps (the lists' entries `cell`)."""
+    return {name: value[cell] if isinstance(value, list) else value for name, value in options.items()}
 
 
 def run_attack(args: argparse.Namespace) -> None:
@@ -108,8 +132,10 @@ def run_attack(args: argparse.Namespace) -> None:
     options = attack_options(args.method, args.eps, args.norm, args.steps, args.seed)
     size = args.size or arch.input_size
     check_image_size(arch, size, size)
-    if "eps" in options:
-        check_eps(options["eps"], args.norm, (size, size, 3))
+    for eps in (options["eps"] if swept(options) else [options["eps"]]) if "eps" in options else []:
+        check_eps(eps, args.norm, (size, size, 3))
+    if args.explain is not None and swept(options):
+        raise JaxvisError("--explain shows one attack's units; give one --eps with it")
     if args.explain is not None:
         from jaxvis.cli.methods import check_layers
 
@@ -132,8 +158,47 @@ def run_attack(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     result = getattr(attacks, args.method)(model, photos, labels, targets=targets, **options)
     took = time.perf_counter() - start
+    if swept(options):
+        write_robustness_curve(out, model, args, photos, clean, result, options, took)
+        return
     explained = explain_units(model, args, photos, labels, result) if args.explain else None
     _write(out, model, args, photos, clean, result, options, took, explained)
+
+
+def eps_folder(eps: float) -> str:
+    """`eps-2_255` for 2/255, else `eps-0.5`: the folder of one eps of a sweep."""
+    from jaxvis.attacks.common import eps_text
+
+    return "eps-" + eps_text(eps).replace("/", "_")
+
+
+def write_robustness_curve(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, clean: np.ndarray,
+                           results: list, options: dict[str, Any], took: float) -> None:
+    """Each eps's outputs in its folder, and on top the curve: per eps the share of images the attack did not
+    move (judged on the saved 8-bit PNGs, as each folder's run.json says)."""
+    from jaxvis.gallery import environment, robustness_page
+
+    rows = []
+    for cell, result in enumerate(results):
+        folder = out / eps_folder(options["eps"][cell])
+        folder.mkdir(exist_ok=True)
+        print(f"eps {options['eps'][cell]:.4g}:")
+        _write(folder, model, args, photos, clean, result, cell_options(options, cell), took, None,
+               links=[("../index.html", "the robustness curve")])
+        images = json.loads((folder / "run.json").read_text(encoding="utf-8"))["images"]
+        held = sum(not item["png_still_fools"] for item in images)
+        rows.append({"eps": options["eps"][cell], "folder": folder.name, "held": held, "images": len(images),
+                     "fooled": int(result.success.sum()), "mean_norm": float(result.norm.mean())})
+    record = {"config": {"command": "attack", "model": model.name, "method": args.method, "images": args.images,
+                         "norm": results[0].norm_name, **options},
+              "environment": environment(), "total_s": took, "curve": rows}
+    (out / "run.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    title = f"{model.name}: {args.method} robustness curve ({len(photos)} images)"
+    (out / "index.html").write_text(robustness_page(title, rows, results[0].norm_name), encoding="utf-8")
+    for row in rows:
+        print(f"eps {row['eps']:.4g}: {row['held']}/{row['images']} images resisted the attack as saved "
+              f"({row['fooled']} fooled in float32)")
+    print(f"the curve: {out / 'index.html'}; each eps in its folder ({', '.join(r['folder'] for r in rows)})")
 
 
 def explain_units(model: Any, args: argparse.Namespace, photos: np.ndarray, labels: np.ndarray, result: Any
@@ -154,7 +219,8 @@ def explain_units(model: Any, args: argparse.Namespace, photos: np.ndarray, labe
 
 
 def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, clean: np.ndarray, result: Any,
-           options: dict[str, Any], took: float, explained: tuple[Any, dict[int, np.ndarray]] | None) -> None:
+           options: dict[str, Any], took: float, explained: tuple[Any, dict[int, np.ndarray]] | None,
+           links: list[tuple[str, str]] = ()) -> None:
     from jaxvis.gallery import environment, write_gallery
     from jaxvis.imagenet import class_names
     from jaxvis.io import to_float, to_uint8
@@ -191,7 +257,8 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
               "success_rate": result.success_rate}
     title = f"{model.name}: {args.method} ({sum(p['success'] for p in per_image)}/{len(per_image)} fooled)"
     paths = write_gallery(out, title, np.stack(images), labels, values, record, stem="image",
-                          value_name="p(top-1) / norm / margin removed by restoring the unit", columns=3)
+                          value_name="p(top-1) / norm / margin removed by restoring the unit", columns=3,
+                          links=links)
     print(f"{model.name} sees each image as `jaxvis classify` does: {VIEW}; the adversarial class is that of the "
           "saved 8-bit PNG")
     for item in per_image:

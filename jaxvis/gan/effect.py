@@ -31,9 +31,9 @@ coefficients α in [0, 1]^C plus an L2 penalty, Adam).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,13 @@ from jaxvis.edits import UnitEdit
 from jaxvis.gan.faces import PARTS
 from jaxvis.gan.samples import BATCH, GeneratedConcepts, UnknownConceptError
 from jaxvis.models.model import Model, apply
+from jaxvis.objectives import Objective, term
+from jaxvis.optimize import optimize
+from jaxvis.optimizers import Optimizer
+from jaxvis.param import Param
 from jaxvis.programs import Program
+from jaxvis.run_config import RunConfig, run_config
+from jaxvis.structure import piece
 from jaxvis.units.concept_set import colour_names
 from jaxvis.units.stream import pad_batch
 from jaxvis.units.dissect import Dissection
@@ -55,6 +61,7 @@ DRAWS = 3  # random unit sets per k
 DILATION = 1  # px of the region's dilation at the image's size
 RING = 2  # px of skin around the region for its presence
 INTERVENTIONS = ("remove", "insert")
+INITIAL_ALPHA = 0.01  # every ablation coefficient's start
 MEASURES = ("locality", "presence")
 
 
@@ -279,35 +286,67 @@ def causal_effects(generator: Model, dissection: Dissection, data: GeneratedConc
             for (kind, m), values in results.items()]
 
 
+@piece(data=("latents",))
+class AblationCoefficients(Param):
+    """GAN Dissection's α in [0, 1]^C (§3.2): the generator draws `latents` with the units of `layer` scaled
+    by (1 - α) -- r' = (1 - α) r everywhere; what is optimized is α, the latents stay."""
+
+    latents: Any  # (batch, latent dim)
+    layer: str
+    width: int
+    name = "ablation_coefficients"
+
+    def init(self, key: Array, batch: int) -> Array:
+        return jnp.full(self.width, INITIAL_ALPHA, jnp.float32)
+
+    def render(self, theta: Array) -> Array:
+        return jnp.asarray(self.latents)
+
+    def project(self, theta: Array) -> Array:
+        return jnp.clip(theta, 0.0, 1.0)
+
+    def edit(self, theta: Array) -> dict:
+        return UnitEdit(theta, jnp.zeros(self.width), jnp.ones((1, 1)), self.layer).for_model()
+
+
+@piece(data=("learning_rate", "l2"))
+class AdamWithL2(Optimizer):
+    """Adam on loss + l2 ||α||²: the penalty's gradient 2 l2 α added to the loss's before Adam's moments."""
+
+    learning_rate: Any
+    l2: Any
+
+    def transformation(self) -> optax.GradientTransformation:
+        return optax.chain(optax.add_decayed_weights(2.0 * self.l2), optax.scale_by_adam(),
+                           optax.scale_by_schedule(lambda count: -self.learning_rate))
+
+
+def fading(region: np.ndarray, ring: np.ndarray, output: str) -> Objective:
+    """Minus the part's mean presence in the generated images (layer `output`: its colour's distance from the
+    skin around it)."""
+    return Objective(term(_fading, output=output), (np.asarray(region, np.float32), np.asarray(ring, np.float32)),
+                     frozenset({output}), "-presence")
+
+
+def _fading(numbers: tuple[Array, Array], acts: Any, *, output: str) -> Array:
+    region, ring = numbers
+    return -distinctness(acts[output], region, ring).mean()
+
+
 def rank_by_effect(generator: Model, layer: str, data: GeneratedConcepts, concept: str, *, samples: int | None = None,
-                   steps: int = 100, lr: float = 0.05, l2: float = 0.01) -> np.ndarray:
+                   steps: int = 100, lr: float = 0.05, l2: float = 0.01, config: RunConfig | None = None
+                   ) -> np.ndarray:
     """Units of `layer` ordered by optimized ablation coefficients (GAN Dissection §3.2): α in [0, 1]^C
-    minimising the part's mean presence after r' = (1 - α) r, plus l2 ||α||², by Adam; largest α first."""
+    minimising the part's mean presence after r' = (1 - α) r, plus l2 ||α||², by Adam; largest α first.
+    One engine run (`config`: progress bar, checkpoints)."""
     regions = concept_regions(data, concept, samples)
     if regions.colour:
         raise UnknownConceptError("ranking by effect is for face parts (their presence is differentiable)")
     width = generator.layer_shapes()[layer][-1]
-    alpha = jnp.full(width, 0.01, jnp.float32)
-    edit = UnitEdit(alpha, jnp.zeros(width), jnp.ones((1, 1)), layer)
-    optimizer = optax.adam(lr)
-    state = optimizer.init(alpha)
-    arrays = (jnp.asarray(data.latents[regions.indices]), jnp.asarray(regions.region, jnp.float32),
-              jnp.asarray(regions.ring, jnp.float32), jnp.float32(l2))
-    for _ in range(steps):
-        edit, state = _ablation_step(generator, edit, state, *arrays, optimizer=optimizer)
-    return np.argsort(-np.asarray(edit.units), kind="stable")
-
-
-@functools.partial(jax.jit, static_argnames=("optimizer",))
-def _ablation_step(generator: Model, edit: UnitEdit, state, z: Array, region: Array, ring: Array, l2: Array, *,
-                   optimizer) -> tuple[UnitEdit, object]:
-    """One Adam step on the ablation coefficients (`edit.units`), kept in [0, 1]; every array an argument, so
-    nothing is folded into the program as a constant."""
-
-    def loss(alpha: Array) -> Array:
-        images = generator(z, edit=UnitEdit(alpha, edit.values, edit.region, edit.layer).for_model())
-        return distinctness(images, region, ring).mean() + l2 * jnp.sum(alpha ** 2)
-
-    updates, state = optimizer.update(jax.grad(loss)(edit.units), state, edit.units)
-    alpha = jnp.clip(optax.apply_updates(edit.units, updates), 0, 1)
-    return UnitEdit(alpha, edit.values, edit.region, edit.layer), state
+    latents = np.asarray(data.latents[regions.indices], np.float32)
+    options = run_config(config, progress=False if config is None else None).engine_options()
+    fitted = optimize(generator, fading(regions.region, regions.ring, generator.arch.output),
+                      param=AblationCoefficients(latents, layer, width), optimizer=AdamWithL2(np.float32(lr),
+                                                                                            np.float32(l2)),
+                      steps=steps, batch=len(latents), description=f"ablation coefficients for {concept}", **options)
+    return np.argsort(-fitted.theta[0], kind="stable")

@@ -23,7 +23,6 @@ in another run (other classes, seed or step count) reuse it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +38,10 @@ from jaxvis.objectives import Objective, class_log_probability
 from jaxvis.optimize import Result
 from jaxvis.optimizers import Adam, adam, cosine
 from jaxvis.param import clamped
-from jaxvis.programs import PARTITIONABLE_THREEFRY
+from jaxvis.programs import Program
 from jaxvis.run_config import RunConfig, run_config
 from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
+from jaxvis.structure import piece
 from jaxvis.sweeps import Grid, refuse_lists
 from jaxvis.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
 
@@ -99,19 +99,32 @@ def paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: i
 
     cells: a sweep's grid cells; every cell gets the same noise (so a cell is its own run), and `previous`
     holds cells × count images, cell-major."""
-    with jax.threefry_partitionable(PARTITIONABLE_THREEFRY):  # the engine's form: 0.3 s to compile here, not 0.9 s
-        return _paste_center(key, previous, count, size, pad, cells)
+    # a program (the engine's threefry form: 0.3 s to compile), given the key's bits (programs take plain arrays)
+    return PASTE_CENTER(Canvas(count, size, pad, cells), jax.random.key_data(key), previous)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))  # one program per stage, not a compile per primitive
-def _paste_center(key: jax.Array, previous: jax.Array | None, count: int, size: int, pad: int,
-                  cells: int) -> jax.Array:
+@piece
+class Canvas:
+    """The static part of `paste_center`'s program (one per stage, not a compile per primitive)."""
+
+    count: int
+    size: int
+    pad: int
+    cells: int = 1
+
+
+def _paste_center(canvas_shape: Canvas, key_data: jax.Array, previous: jax.Array | None) -> jax.Array:
+    count, size, pad, cells = canvas_shape.count, canvas_shape.size, canvas_shape.pad, canvas_shape.cells
+    key = jax.random.wrap_key_data(key_data)
     canvas = jnp.tile(jax.random.uniform(key, (count, size, size, 3), jnp.float32), (cells, 1, 1, 1))
     if previous is None:
         return canvas
     inner = size - pad
     offset = (size - inner) // 2
     return canvas.at[:, offset : offset + inner, offset : offset + inner].set(resize_images(previous, inner))
+
+
+PASTE_CENTER = Program(_paste_center, "pasted start")
 
 
 def sweep_grid(recipe: Recipe) -> Grid:
