@@ -7,7 +7,10 @@ One step, for every unit at once (vmapped):
     for each of `ensemble` views:  v ← transform(k_view, shared)
         value_v ← objective({captured layers of model(v)}, input: images)
     loss ← −mean_v value_v;   θ ← param.project(optax_update(∇θ loss))
-    (with stops: a unit whose stop value, from the same forward passes, is positive keeps θ)
+    Beside the objective, the same forward passes give per unit: a stop value (positive: the unit keeps
+    θ this step), a watched value (given to an optimizer with extra arguments: APGD's "fooled" and
+    logits) and a report (kept from the last step: an attack's logits).  With a final evaluation
+    the last step only evaluates (its backward skipped by a `cond`): the report of the images returned.
 
 Structure (`Plan`: the pieces' static configuration, layer names, batch,
 ensemble, chunk length) decides the compiled program; everything else is an
