@@ -202,7 +202,7 @@ def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Arr
     def body(i: Array, carry: tuple[State, Array, Array]) -> tuple[State, Array, Array]:
         state, values, _ = carry
         state, value, reports = step(plan, model, inputs, state, first + i)
-        return state, values.at[i].set(value), reports
+        return state, values.at[i].set(value.astype(values.dtype)), reports  # (a float64 run records float32)
 
     units = jax.tree_util.tree_leaves(state.theta)[0].shape[0]
     values = jnp.zeros((plan.chunk, units), jnp.float32)

@@ -31,6 +31,7 @@ checkpoints per round and an interrupted one continues (`RunConfig`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -167,9 +168,9 @@ class CwAdam(Optimizer):
         return ~np.asarray(state.active)
 
 
-@piece(data=("binary_search_steps", "steps", "learning_rate", "initial_const", "kappa", "abort_early"))
+@dataclass(frozen=True)
 class Settings:
-    """One C&W run."""
+    """One C&W search (read on the host: each round's pieces carry the numbers)."""
 
     binary_search_steps: Any
     steps: Any
@@ -190,13 +191,12 @@ def search_round(settings: Settings, images: np.ndarray, labels: np.ndarray, tar
         pieces = lambda unit: cw_objective(starts[unit][None], labels[unit],  # noqa: E731
                                            None if targets is None else targets[unit], search.const[unit],
                                            settings.kappa)
-        stage = Stage(f"round_{index + 1}", lambda unit: pieces(unit)[0],
-                      param=lambda unit: tanh_box(images[unit]),
-                      optimizer=lambda unit: CwAdam(np.float32(settings.learning_rate), np.int32(settings.steps),
-                                                    np.bool_(settings.abort_early),
-                                                    Search(*(np.asarray(field[unit]) for field in search))),
-                      steps=int(settings.steps), units=np.arange(len(images)), watch=lambda unit: pieces(unit)[1])
-        return stage
+        return Stage(f"round_{index + 1}", lambda unit: pieces(unit)[0],
+                     param=lambda unit: tanh_box(images[unit]),
+                     optimizer=lambda unit: CwAdam(np.float32(settings.learning_rate), np.int32(settings.steps),
+                                                   np.bool_(settings.abort_early),
+                                                   Search(*(np.asarray(field[unit]) for field in search))),
+                     steps=int(settings.steps), units=np.arange(len(images)), watch=lambda unit: pieces(unit)[1])
 
     return build
 
