@@ -227,8 +227,8 @@ def robustness_page(title: str, rows: Sequence[dict[str, Any]], norm: str) -> st
     from jaxvis.attacks.common import eps_text
 
     shares = [row["held"] / max(row["images"], 1) for row in rows]
-    width, height, pad = 420, 200, 36
-    xs = np.linspace(pad, width - 10, len(rows)) if len(rows) > 1 else np.asarray([width / 2])
+    width, height, pad, right = 420, 200, 36, 30  # room for the axis labels, and for the last tick's
+    xs = np.linspace(pad + 10, width - right, len(rows)) if len(rows) > 1 else np.asarray([width / 2])
     ys = [height - pad - share * (height - pad - 10) for share in shares]
     points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
     ticks = "".join(f'<text x="{x:.1f}" y="{height - pad + 16}" text-anchor="middle">{html.escape(eps_text(r["eps"]))}'
@@ -238,7 +238,7 @@ def robustness_page(title: str, rows: Sequence[dict[str, Any]], norm: str) -> st
     chart = (f'<svg id="curve" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="share of images that resisted the attack at each eps" font-size="11">'
              f'<line x1="{pad}" y1="10" x2="{pad}" y2="{height - pad}" stroke="#999"/>'
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - 10}" y2="{height - pad}" stroke="#999"/>'
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - right + 10}" y2="{height - pad}" stroke="#999"/>'
              f'<text x="{pad - 4}" y="14" text-anchor="end">100%</text>'
              f'<text x="{pad - 4}" y="{height - pad}" text-anchor="end">0%</text>'
              f'<polyline fill="none" stroke="#2a6fd6" stroke-width="2" points="{points}"/>{dots}{ticks}'
