@@ -34,7 +34,7 @@ import optax
 from jaxvis.checkpoints import Checkpoints, fingerprint
 from jaxvis.errors import JaxvisError, UnknownLayerError
 from jaxvis.models.model import Model
-from jaxvis.objectives import Objective
+from jaxvis.objectives import INPUT, Objective
 from jaxvis.optimizers import Optimizer, as_optimizer
 from jaxvis.param import Param
 from jaxvis.progress import progress_bar
@@ -162,12 +162,15 @@ def optimize(
     steps += final_evaluation  # the evaluation is one more (update-less) step of the run
     per_unit_param = any(_is_per_unit(cell(param, c)) or _is_per_unit(cell(optimizer, c)) for c in range(cells))
 
+    def for_unit(value: Any, unit: Any) -> Any:
+        return value(np.int32(unit)) if _is_per_unit(value) else value
+
+    shape = () if reports is None else report_shape(model, reports, for_unit(cell(param, 0), units[0]), batch)
+
     def plan_for(c: int, unit: Any = None) -> Plan:
-        for_unit = lambda value: value(np.int32(unit)) if _is_per_unit(value) else value  # noqa: E731
-        return Plan(for_unit(cell(param, c)), as_optimizer(for_unit(cell(optimizer, c))),
+        return Plan(for_unit(cell(param, c), unit), as_optimizer(for_unit(cell(optimizer, c), unit)),
                     as_piece(cell(transform, c)), as_piece(cell(step_transform, c)), layers, batch, ensemble, chunk,
-                    relu_override_steps > 0, final_evaluation=final_evaluation,
-                    report_shape=() if reports is None else report_shape(model, reports, for_unit(cell(param, c)), batch))
+                    relu_override_steps > 0, final_evaluation=final_evaluation, report_shape=shape)
 
     if per_unit_param:  # one plan per cell and unit: the params' differing values become per-unit leaves
         plan = stack_plans([plan_for(c, unit) for c in range(cells) for unit in units], 1)
@@ -452,7 +455,6 @@ def _check_layers(model: Model, objective: Objective, *signals: Objective | None
 
 def report_shape(model: Model, reports: Objective, param: Param, batch: int) -> tuple[int, ...]:
     """The shape of one unit's report, from the layers' shapes at the rendered size (no network traced)."""
-    from jaxvis.objectives import INPUT
 
     def shape(layer: str) -> tuple[int, ...]:
         if layer == model.arch.output and not model.arch.is_generator:

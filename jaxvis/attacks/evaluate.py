@@ -8,8 +8,9 @@ classifies correctly under attack -- optionally also on other models, to measure
 
 An image counts as robust at eps when the model gets it right clean and the attack at eps does not
 fool it (AutoAttack's definition: an image misclassified clean is never robust). A bounded attack
-that sweeps eps (fgsm, pgd, apgd: `eps_sweep`) runs every eps of a batch in one compiled program. A minimal-perturbation attack (cw, lbfgs: no eps) runs once, and
-an image is robust at eps where it found no adversarial image of norm ≤ eps (the L2 norm).
+that sweeps eps (fgsm, pgd, apgd: `eps_sweep`) runs every eps of a batch in one compiled program. A
+minimal-perturbation attack (cw, lbfgs: no eps) runs once, and an image is robust at eps where it found
+no adversarial image of norm ≤ eps (the L2 norm).
 
 `transfer_to`: the adversarial images are also classified by these models (Szegedy et al. 2013, Sec.
 4.2: adversarial examples made on one network fool others). Per model and eps: its accuracy on them,
