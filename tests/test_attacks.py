@@ -563,3 +563,26 @@ def test_pgd_takes_its_logits_from_one_more_pass_of_its_loop(mobilenet, batch, m
     np.testing.assert_array_equal(result.prediction, independent)
     np.testing.assert_array_equal(result.success, independent != labels)
     assert not np.array_equal(result.images, images)
+
+
+def test_apgd_reports_the_logits_it_kept_without_another_forward(mobilenet, batch, monkeypatch):
+    """APGD keeps the logits of the points it keeps (the last fooling one, else the best): its predictions are
+    those of an independent forward of the returned images, and the program holds the network's forward once.
+    Three photos at 80 px: a shape no other test compiles (the on-disk program store bypassed)."""
+    import jaxvis.models.model as model_module
+    import jaxvis.programs as programs
+    from jaxvis.io import resize
+    from jaxvis.run_config import RunConfig
+
+    images = np.stack([resize(image, 80, 80) for image in batch[0][:3]]).astype(np.float32)
+    labels = np.asarray(forward(mobilenet, images)).argmax(-1)
+    mobilenet.layers  # the layer-name table (one abstract trace per process) is not part of any program
+    monkeypatch.setattr(programs, "_stored_path", lambda *args: None)
+    network, traced = model_module.forward, []
+    monkeypatch.setattr(model_module, "forward", lambda *a: traced.append(a) or network(*a))
+    result = apgd(mobilenet, images, labels, eps=1 / 255, steps=4, config=RunConfig(progress=False))
+    assert len(traced) == 1
+    monkeypatch.setattr(model_module, "forward", network)
+    independent = np.asarray(forward(mobilenet, result.images)).argmax(-1)
+    np.testing.assert_array_equal(result.prediction, independent)
+    np.testing.assert_array_equal(result.success, independent != labels)

@@ -124,7 +124,8 @@ class Model:
         images = check_inputs(images, self.arch)
         names = [capture] if isinstance(capture, str) else list(capture or [])
         edit = dict(edit or {})
-        unknown = (set(names) | set(edit)) - set(self.layers) if names or edit else set()
+        named = (set(names) | set(edit)) - {self.arch.output}  # the output needs no layer table (an abstract trace)
+        unknown = named - set(self.layers) if named else set()
         if unknown:
             raise UnknownLayerError(sorted(unknown), self.name, self.layers)
         probe = Probe(
