@@ -180,13 +180,18 @@ def step(plan: Plan, model: Model, inputs: Inputs, state: State, t: Array) -> tu
             return new_theta, new_opt_state, moved + 1, loss, report_value
         moving = jnp.bool_(True) if stop is None else stop_value <= 0  # a finished unit keeps its state
         moving = moving if evaluate_only is None else moving & ~evaluate_only
-        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(moving, n, o), new, old)  # noqa: E731
-        return keep(new_theta, theta), keep(new_opt_state, opt_state), moved + moving, loss, report_value
+        return (kept(moving, new_theta, theta), kept(moving, new_opt_state, opt_state), moved + moving, loss,
+                report_value)
 
     theta, opt_state, moved, losses, reports = per_unit(unit_step, plan)(
         state.theta, state.opt_state, state.moved, inputs.objectives, inputs.stops, inputs.watches, inputs.reports,
         keys)
     return State(theta, opt_state, moved), -losses, reports
+
+
+def kept(moving: Array, new: Any, old: Any) -> Any:
+    """`new` where a unit moves, else `old`, leaf by leaf: how a finished unit's parameters and state stay put."""
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(moving, n, o), new, old)
 
 
 def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Array,

@@ -47,6 +47,7 @@ from jaxvis.objectives import INPUT, Objective, term
 from jaxvis.optimize import Result
 from jaxvis.optimizers import Optimizer
 from jaxvis.param import TanhBox, tanh_box, to_tanh_space
+from jaxvis.plan import kept
 from jaxvis.run_config import RunConfig, run_config
 from jaxvis.stages import Stage, run_stages
 from jaxvis.structure import piece
@@ -151,9 +152,8 @@ class CwAdam(Optimizer):
             stalled = self.abort_early & checkpoint & (value > ABORT_TOLERANCE * s.previous)
             steps, adam_state = adam.update(updates, s.adam, w)
             moving = s.active & ~stalled
-            keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(moving, n, o), new, old)  # noqa: E731
             return jnp.where(moving, steps, 0.0), CwState(
-                keep(adam_state, s.adam), s.step + 1, jnp.where(checkpoint, value, s.previous), moving,
+                kept(moving, adam_state, s.adam), s.step + 1, jnp.where(checkpoint, value, s.previous), moving,
                 s.success | found, jnp.where(improved, distance, s.best_distance), jnp.where(improved, w, s.best),
                 kept_logits(s.best_logits, logits, improved, s.step, s.best_distance), s.used + moving, s.search)
 

@@ -45,6 +45,7 @@ from jaxvis.objectives import INPUT, Objective, term
 from jaxvis.optimize import Result
 from jaxvis.optimizers import Optimizer
 from jaxvis.param import clamped
+from jaxvis.plan import kept
 from jaxvis.run_config import RunConfig, run_config
 from jaxvis.stages import Stage, run_stages
 from jaxvis.structure import piece
@@ -135,9 +136,8 @@ class LbfgsSolve(Optimizer):
             stepped = jnp.clip(x + steps, 0.0, 1.0)
             moved = jnp.abs(stepped - x).max() > TOLERANCE
             moving = s.active & moved & (s.step < self.steps)
-            keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(moving, n, o), new, old)  # noqa: E731
             return jnp.where(moving, stepped - x, 0.0), LbfgsState(
-                keep(solver_state, s.lbfgs), s.step + 1, moving, s.success | found,
+                kept(moving, solver_state, s.lbfgs), s.step + 1, moving, s.success | found,
                 jnp.where(improved, distance, s.best_distance), jnp.where(improved, x, s.best),
                 kept_logits(s.best_logits, logits, improved, s.step, s.best_distance), s.used + moving, s.search)
 
