@@ -125,28 +125,33 @@ def roll(distance: int) -> Transform:
     return Roll(distance)
 
 
-@piece
+@piece(data=("scales",))
 class RandomScaleRotate:
     """Zoom and rotate about the center by a scale and an angle drawn from the tables, bilinear, zeros outside
-    (kornia's rotate); both about the center, so they commute, and done as one resampling."""
+    (kornia's rotate); both about the center, so they commute, and done as one resampling.  The scales are
+    runtime values (a sweep over Lucid's scale range is one program); the angles and the table sizes are
+    structure, and so is `gather_adjoint` (whether every draw stays within the reach of the gather adjoint)."""
 
     scales: tuple[float, ...] = (1.0,)
     degrees: tuple[float, ...] = (0.0,)
+    gather_adjoint: bool = True
 
     def __call__(self, key: Array, images: Array) -> Array:
         k_scale, k_angle = jax.random.split(key)
         scale = jnp.asarray(self.scales, jnp.float32)[jax.random.randint(k_scale, (), 0, len(self.scales))]
         angle = jnp.deg2rad(jnp.asarray(self.degrees, jnp.float32))[jax.random.randint(k_angle, (), 0, len(self.degrees))]
-        return _affine(images, scale, angle, self.reach)
+        return _affine(images, scale, angle, self.gather_adjoint)
 
-    @property
-    def reach(self) -> float:
-        radians = np.deg2rad(np.asarray(self.degrees, np.float64))
-        return float(max(self.scales) * np.max(np.abs(np.cos(radians)) + np.abs(np.sin(radians))))
+
+def reach(scales: Sequence[float], degrees: Sequence[float]) -> float:
+    """The largest scale * (|cos| + |sin|) over the draws: how far a sampled pixel can stray."""
+    radians = np.deg2rad(np.asarray(degrees, np.float64))
+    return float(max(scales) * np.max(np.abs(np.cos(radians)) + np.abs(np.sin(radians))))
 
 
 def random_scale_rotate(scales: Sequence[float], degrees: Sequence[float]) -> Transform:
-    return RandomScaleRotate(tuple(float(s) for s in scales), tuple(float(d) for d in degrees))
+    return RandomScaleRotate(tuple(float(s) for s in scales), tuple(float(d) for d in degrees),
+                             reach(scales, degrees) < 2.0)
 
 
 def random_scale(scales: Sequence[float]) -> Transform:
@@ -281,13 +286,16 @@ def _resize_matrix(source: int, target: int) -> np.ndarray:
     return np.where(inside[:, None], weights, 0.0).astype(np.float32)
 
 
-def lucid_standard(model_size: int | None = 224) -> Transform:
+def lucid_standard(model_size: int | None = 224, jitter_distance: int = 8, scale_spread: float = 0.1) -> Transform:
     """Lucid/Lucent's `standard_transforms` (pad 12 with 0.5, jitter 8, scale 0.9-1.1 in 11 steps,
-    rotate -10..10 degrees plus five extra 0s, jitter 4), then Lucent's resize to the model size."""
+    rotate -10..10 degrees plus five extra 0s, jitter 4), then Lucent's resize to the model size.
+
+    jitter_distance: the first jitter's (Lucid's 8); scale_spread: the scales run 1 ± spread in 11 steps
+    (Lucid's 0.1).  Both are runtime values: runs that differ only in them share one program."""
     steps = [
         pad(12),
-        jitter(8),
-        random_scale_rotate([1 + (i - 5) / 50.0 for i in range(11)], list(range(-10, 11)) + 5 * [0]),
+        jitter(jitter_distance),
+        random_scale_rotate([1 + scale_spread * (i - 5) / 5 for i in range(11)], list(range(-10, 11)) + 5 * [0]),
         jitter(4),
     ]
     return compose(*steps, *([resize(model_size)] if model_size else []))
@@ -347,13 +355,13 @@ _roll.defvjp(_roll_fwd, _roll_bwd)
 # --- bilinear zoom and rotation ----------------------------------------------------------------------
 
 
-def _affine(images: Array, scale: Array | float, angle: Array | float, reach: float | None = None) -> Array:
+def _affine(images: Array, scale: Array | float, angle: Array | float, gather_adjoint: bool = False) -> Array:
     """Zoom by `scale` and rotate by `angle` about the center; bilinear, zeros outside, same size.
 
-    `reach` bounds scale * (|cos| + |sin|) over the draws; below 2 the backward pass is
-    `_affine_adjoint` (a gather; autodiff would make a slower scatter-add).
+    gather_adjoint: every draw's `reach` is below 2, so the backward pass can be `_affine_adjoint` (a gather;
+    autodiff would make a slower scatter-add).
     """
-    if reach is not None and reach < 2.0:
+    if gather_adjoint:
         return _affine_with_adjoint(images, jnp.asarray(scale, jnp.float32), jnp.asarray(angle, jnp.float32))
     return _affine_sample(images, scale, angle)
 

@@ -151,6 +151,25 @@ def test_a_sweep_writes_each_cell_as_its_own_run_would_and_a_grid_page(capsys, t
     assert code == 2 and "comma list of numbers" in err
 
 
+def test_lucids_penalties_and_transform_strengths_are_sweep_flags(capsys, tmp_path, tiny_cnn_by_name):
+    """--tv/--l2/--jitter/--scale take comma lists like --lr; a cell's PNG is the run with its values alone.
+    Mutation that fails it: the CLI not passing a flag on (the cell would equal the default run's)."""
+    base = ("visualize", tiny_cnn_by_name, "features.8", "--channels", "5", "--size", "32", "--steps", "3")
+    code, _, err = run(capsys, *base, "--tv", "0,0.2", "--jitter", "2,9", "--scale", "0.3", "--out",
+                       str(tmp_path / "grid"))
+    assert code == 0, err
+    cells = [f"-tv{tv}-jitter{j}" for tv in ("0", "0.2") for j in ("2", "9")]
+    assert {p.name for p in (tmp_path / "grid").glob("unit_*.png")} == {f"unit_0005{cell}.png" for cell in cells}
+    code, _, err = run(capsys, *base, "--tv", "0.2", "--jitter", "9", "--scale", "0.3", "--out", str(tmp_path / "one"))
+    assert code == 0, err
+    assert (tmp_path / "grid" / "unit_0005-tv0.2-jitter9.png").read_bytes() == \
+        (tmp_path / "one" / "unit_0005.png").read_bytes()
+    assert (tmp_path / "grid" / "unit_0005-tv0-jitter9.png").read_bytes() != \
+        (tmp_path / "one" / "unit_0005.png").read_bytes()
+    code, _, err = run(capsys, *base, "--jitter", "2.5", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "whole number" in err
+
+
 def test_visualize_refuses_an_unwritable_output_directory(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

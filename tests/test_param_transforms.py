@@ -110,7 +110,7 @@ def test_affine_gather_adjoint_equals_autodiff(scale, degrees):
     angle = np.deg2rad(degrees)
     # Compiled whole (op by op, the first case compiled every primitive on its own: 14 s).
     sample = jax.jit(lambda x: jax.vjp(lambda x: T._affine_sample(x, scale, angle), x))
-    gather = jax.jit(lambda x: jax.vjp(lambda x: T._affine(x, scale, angle, reach=1.9), x))
+    gather = jax.jit(lambda x: jax.vjp(lambda x: T._affine(x, scale, angle, gather_adjoint=True), x))
     (sampled, autodiff), (gathered, adjoint) = sample(images), gather(images)
     np.testing.assert_allclose(adjoint(cotangent)[0], autodiff(cotangent)[0], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(gathered, sampled)

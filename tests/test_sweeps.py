@@ -70,6 +70,27 @@ def test_visualize_takes_lists_and_puts_the_grid_axes_first(tiny_cnn):
         jaxvis.visualize(tiny_cnn, "features.8:2", steps=[4, 8], size=32)
 
 
+def test_lucid_penalties_jitter_and_scale_range_sweep_in_one_program(tiny_cnn):
+    """tv x l2 x jitter x scale as lists: one compilation, each cell its own run.  Mutations that fail it:
+    dropping a penalty from the objective (cells of other weights would equal the first), building the
+    standard transforms with Lucid's fixed 8 / 0.1 instead of the cell's (likewise), scales kept static
+    (a compilation per scale spread)."""
+    options = dict(size=32, steps=3, progress=False, relu_override_steps=0, seed=2)
+    grid = dict(tv=[0.0, 0.05], l2=[0.0, 2.0], jitter=[2, 10], scale=[0.1, 0.4])
+    before = RUN_CHUNK.compilations
+    swept = jaxvis.visualize(tiny_cnn, "features.8:2,5", **grid, **options)
+    assert RUN_CHUNK.compilations == before + 1
+    assert swept.shape == (2, 2, 2, 2, 2, 32, 32, 3)
+    for index in [(0, 0, 0, 0), (1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1), (1, 1, 1, 1)]:
+        cell = {name: values[i] for (name, values), i in zip(grid.items(), index)}
+        alone = jaxvis.visualize(tiny_cnn, "features.8:2,5", **cell, **options)
+        np.testing.assert_allclose(swept[index], alone, rtol=0, atol=1e-6)
+        if any(index):
+            assert not np.allclose(swept[index], swept[0, 0, 0, 0], atol=1e-4), index
+    with pytest.raises(MethodOptionError, match="transform of your own"):
+        jaxvis.visualize(tiny_cnn, "features.8:2", transform=T.identity(), jitter=4, size=32)
+
+
 def test_a_pii_recipe_with_lists_is_a_sweep_each_cell_its_own_run(tiny_cnn):
     """Plug-In Inversion's first two zoom stages with lr x jitter given as lists: every stage runs the grid in
     one program, the second starting from the first's images cell by cell; each cell equals its own run."""

@@ -30,6 +30,9 @@ changed, unless --fresh starts it over. The state is removed once the run is com
 COMMANDS = ("visualize",)
 
 
+SWEEPABLE = ("lr", "diversity", "tv", "l1", "l2", "jitter", "scale")  # flags that take a comma list
+
+
 def add_commands(commands: Any) -> None:
     from jaxvis.request import OBJECTIVE_NAMES, PARAM_NAMES
 
@@ -58,6 +61,17 @@ def add_commands(commands: Any) -> None:
     vis.add_argument("--images", type=int, default=1, help="images per unit")
     vis.add_argument("--diversity", type=number_list, default=0.0,
                      help="weight of the diversity term (with --images > 1); a comma list sweeps it")
+    vis.add_argument("--tv", type=number_list, default=0.0,
+                     help="weight of the total-variation penalty on the image (Lucid's); a comma list sweeps it")
+    vis.add_argument("--l1", type=number_list, default=0.0,
+                     help="weight of the L1 penalty |image - 0.5| (Lucid's L1); a comma list sweeps it")
+    vis.add_argument("--l2", type=number_list, default=0.0,
+                     help="weight of the L2 penalty ||image - 0.5|| (Lucid's L2); a comma list sweeps it")
+    vis.add_argument("--jitter", type=integer_list, default=8,
+                     help="pixels of the first random shift of Lucid's standard transforms; a comma list sweeps it")
+    vis.add_argument("--scale", type=number_list, default=0.1,
+                     help="the random zoom's spread: scales 1 ± SCALE in 11 steps (Lucid's 0.1); a comma list "
+                          "sweeps it")
     vis.add_argument("--ensemble", type=int, default=1, help="transformed views per image and step (averaged)")
     vis.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same images")
     vis.add_argument("--weights", help="a .pth or .safetensors state_dict (default: the pretrained weights)")
@@ -90,8 +104,8 @@ def run_visualize(args: argparse.Namespace) -> None:
         user_weight_file(args.weights)
 
     options = dict(objective=args.objective, size=args.size, steps=args.steps, seed=args.seed, param=args.param,
-                   lr=args.lr, batch=args.images, ensemble=args.ensemble, diversity=args.diversity,
-                   relu_override_steps=args.relu_override_steps)
+                   batch=args.images, ensemble=args.ensemble, relu_override_steps=args.relu_override_steps,
+                   **{name: getattr(args, name) for name in SWEEPABLE})
     groups = [units[i : i + args.group_size] for i in range(0, len(units), args.group_size)]
     state_dir = run_directory(out)
     request = {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
@@ -112,13 +126,19 @@ def run_visualize(args: argparse.Namespace) -> None:
         _visualize(args, arch, layer, token, model, groups, options, prepare_output(out), state_dir)
 
 
-def number_list(text: str) -> float | list[float]:
+def number_list(text: str, kind: type = float) -> Any:
     """A number, or a comma list of numbers (a swept value)."""
     try:
-        values = [float(part) for part in text.split(",")]
+        values = [kind(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or a comma list of numbers, got {text!r}") from None
+        what = "a whole number or a comma list of whole numbers" if kind is int else "a number or a comma list of numbers"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     return values[0] if len(values) == 1 else values
+
+
+def integer_list(text: str) -> int | list[int]:
+    """A whole number, or a comma list of them (a swept value)."""
+    return number_list(text, int)
 
 
 def cell_suffix(cell: dict[str, Any], axes: tuple[str, ...]) -> str:
@@ -159,7 +179,7 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
     from jaxvis.sweeps import Grid
 
     units = np.concatenate(groups)
-    grid = Grid.of(lr=options["lr"], diversity=options["diversity"])
+    grid = Grid.of(**{name: options[name] for name in SWEEPABLE})
     suffixes = [cell_suffix(cell, grid.axes) for cell in grid.cells]
     record = {"config": {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
                          **options},
