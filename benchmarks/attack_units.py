@@ -6,7 +6,7 @@ layer to their clean maps in the adversarial image and see how much of the attac
 
 MobileNetV2 (real ImageNet weights), foolbox's 20 ImageNet photos at 224 px, PGD-10 L-infinity (step eps/4,
 no random start), untargeted; only the images it fooled count. For each layer and k, the k units of each
-image ranked four ways by `jaxvis.attacks.explain.unit_changes` -- carried (each unit's own restoration
+image ranked four ways by `jaxvis.analysis.attribution.unit_changes` -- carried (each unit's own restoration
 effect), rose (mean activation rose most), pushed (gradient x activation toward the adversarial class rose
 most), and k random units (3 draws) -- are put back together (`restored_margin`). Reported: the share of
 fooled images whose true class wins again, and the median of the margin left (logit of the adversarial
@@ -41,10 +41,10 @@ def main() -> None:
     eps = float(Fraction(args.eps))
 
     import jaxvis
-    from jaxvis.attacks import pgd
-    from jaxvis.attacks.explain import restored_margin, unit_changes
-    from jaxvis.datasets import labelled_images
-    from jaxvis.io import read_photo
+    from jaxvis.methods.attacks import pgd
+    from jaxvis.analysis.attribution import restored_margin, unit_changes
+    from jaxvis.data.datasets import labelled_images
+    from jaxvis.data.io import read_photo
     from jaxvis.models.model import logits
 
     model = jaxvis.load("mobilenet_v2")

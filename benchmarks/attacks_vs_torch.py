@@ -44,7 +44,7 @@ def photos(batch: int):
 
     import numpy as np
 
-    from jaxvis.io import center_crop_resize, read_image
+    from jaxvis.data.io import center_crop_resize, read_image
 
     spec = importlib.util.find_spec("foolbox")
     if spec is None:
@@ -76,13 +76,13 @@ def jaxvis_worker(attack: str, batch: int) -> dict:
     import inspect
 
     import jaxvis
-    from jaxvis.attacks import apgd, cw, pgd
+    from jaxvis.methods.attacks import apgd, cw, pgd
 
     model = jaxvis.load("mobilenet_v2")
     images, labels = photos(batch)
     quiet = {}
     if "config" in inspect.signature(pgd).parameters:  # on the engine (#32): no progress bar
-        from jaxvis.run_config import RunConfig
+        from jaxvis.engine.run_config import RunConfig
 
         quiet = {"config": RunConfig(progress=False)}
     if attack == "pgd10":

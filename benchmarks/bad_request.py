@@ -4,7 +4,7 @@
 
 The requests a new user gets wrong first (`jaxvis visualize` with units the
 layer does not have, a layer that does not exist, an unknown model). Each is
-checked from the catalog before jax is imported (`jaxvis.request`), so the
+checked from the catalog before jax is imported (`jaxvis.models.request`), so the
 time is Python's start, numpy and the check.
 """
 

@@ -13,6 +13,15 @@ from pathlib import Path
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
+def sample_photos(names: tuple[str, ...] | list[str], size: int):
+    """scikit-image's photos shipped with jaxvis (`sample:NAME`), center-cropped to size x size: (N, S, S, 3)."""
+    import numpy as np
+
+    from jaxvis.data.io import center_crop_resize, read_image
+
+    return np.stack([center_crop_resize(read_image(f"sample:{name}"), size) for name in names])
+
+
 def seconds(fn: Callable[[], object], runs: int) -> list[float]:
     """Wall-clock seconds of `runs` calls of `fn` (which must block until its result is ready)."""
     times = []

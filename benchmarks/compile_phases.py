@@ -48,8 +48,8 @@ def worker(job: str) -> dict:
     import numpy as np
 
     import jaxvis
-    from jaxvis import programs
-    from jaxvis.plan import INIT_STATE, RUN_CHUNK
+    from jaxvis.core import programs
+    from jaxvis.engine.plan import INIT_STATE, RUN_CHUNK
 
     model = jaxvis.load("mobilenet_v2")
     model.layers  # the layer-name table, traced once per process, is not part of any program
@@ -59,9 +59,9 @@ def worker(job: str) -> dict:
         run_visualization(model, "features.14:0-15", steps=1, progress=False,
                           relu_override_steps=0 if job.endswith("plain") else 16)
     elif job.startswith("init"):
-        from jaxvis import param, transforms
-        from jaxvis.optimizers import adam
-        from jaxvis.plan import Plan
+        from jaxvis.pieces import param, transforms
+        from jaxvis.pieces.optimizers import adam
+        from jaxvis.engine.plan import Plan
 
         plan = Plan(param.fourier(128), adam(0.05), transforms.lucid_standard(224), transforms.identity(),
                     ("features.14",))
@@ -77,7 +77,7 @@ def worker(job: str) -> dict:
         plug_in_inversion(model, [1, 130, 207, 309], size=128, ensemble=8, steps=1, progress=False,
                           recipe=replace(DEFAULTS, chunk=1))
     elif job == "dream":
-        from jaxvis.io import read_image, resize
+        from jaxvis.data.io import read_image, resize
         from jaxvis.methods import dream
 
         photo = read_image("sample:astronaut")
@@ -85,12 +85,12 @@ def worker(job: str) -> dict:
     elif job == "pgd":
         from attacks_vs_torch import EPS, STEP, STEPS, photos
 
-        from jaxvis.attacks import pgd
+        from jaxvis.methods.attacks import pgd
 
         images, labels = photos(16)
         pgd(model, images, labels, eps=EPS, step_size=STEP, steps=STEPS, random_start=False, early_stop=False)
         # before #32: PGD's own loop program; since, the engine's chunk program and its initialization
-        program = getattr(sys.modules["jaxvis.attacks.pgd"], "RUN", None)
+        program = getattr(sys.modules["jaxvis.methods.attacks.pgd"], "RUN", None)
         if program is None:
             return _summed(RUN_CHUNK.last_compile[1].as_dict(), INIT_STATE.last_compile[1].as_dict())
         return program.last_compile[1].as_dict()

@@ -32,7 +32,7 @@ import jaxvis  # noqa: E402
 from common import (END_TO_END, MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, SPEEDUP_HEADER,  # noqa: E402
                     compare_in_fresh_processes, keep_row, machine, processor,
                     markdown_table, speedup_cells, torch_mobilenet_v2, write_section)
-from jaxvis.io import read_image, resize  # noqa: E402
+from jaxvis.data.io import read_image, resize  # noqa: E402
 from jaxvis.methods.deepdream import DEFAULTS, octave_sizes  # noqa: E402
 
 JITTER, OCTAVE_SCALE, STEP_SIZE = DEFAULTS.jitter, DEFAULTS.octave_scale, DEFAULTS.step_size

@@ -4,16 +4,16 @@
     python benchmarks/dissect_vs_torch.py --model dcgan_faces --layer main.8 --batch 64   # GAN dissection
 
 Same network (MobileNetV2, the real ImageNet weights, torchvision's module in torch), same data
-(the offline concept set, `jaxvis.units.concept_set`, decoded once and held in memory so both
+(the offline concept set, `jaxvis.analysis.units.concept_set`, decoded once and held in memory so both
 sides time compute, not JPEG decoding), same batch, 224 px images, 112 px label maps.
 
 - pass 1 (survey): forward to the layer; per unit the running top-k images by peak activation
   and a quantile sketch of every activation (the log-bucketed histogram of
-  `jaxvis.units.quantiles`, in torch: bucket index + `scatter_add_`);
+  `jaxvis.analysis.units.quantiles`, in torch: bucket index + `scatter_add_`);
 - pass 2 (tally): forward to the layer; upsample each unit's map bilinearly to 112 px
   (align_corners=False, NetDissect's geometry); threshold at the unit's top-0.5% level; count
   intersections with every concept present in the batch, activated pixels per category, and
-  labelled pixels (`jaxvis.units.iou`; torch: the same counts with `einsum`).
+  labelled pixels (`jaxvis.analysis.units.iou`; torch: the same counts with `einsum`).
 
 The torch side follows NetDissect-Lite's `FeatureOperator.tally` (written from its algorithm,
 not copied), vectorized over units and concepts as the jaxvis side is; it upsamples the whole
@@ -25,7 +25,7 @@ GFLOP/s (XLA's cost analysis) against this machine's matmul peak.
 With `--model dcgan_faces` it is GAN dissection's pass (Bau et al. 2019): the inputs are latent
 vectors, the generator draws each batch (torch: the PyTorch DCGAN tutorial's generator holding the
 same weights) up to the layer, the maps are upsampled to the 64 px images' size and thresholded at
-the top 1%, and the masks are those of `jaxvis.gan.samples` (sampled and segmented once, cached,
+the top 1%, and the masks are those of `jaxvis.analysis.gan.samples` (sampled and segmented once, cached,
 held in memory).
 """
 
@@ -49,12 +49,12 @@ from common import (keep_row, machine, markdown_table, matmul_gflops, median, pr
 def load_batches(model, batch: int, samples: int):
     """The data set and its batches (inputs, indices, compact labels, concept ids), decoded once: the offline
     concept set at 224 px with 112 px labels, or a generator's sampled faces (latents, 64 px labels)."""
-    from jaxvis.segmentation import read_concepts
-    from jaxvis.units import iou
-    from jaxvis.units.concept_set import build_concept_set
+    from jaxvis.data.segmentation import read_concepts
+    from jaxvis.analysis.units import iou
+    from jaxvis.analysis.units.concept_set import build_concept_set
 
     if model.arch.is_generator:
-        from jaxvis.gan.samples import sample_concepts
+        from jaxvis.analysis.gan.samples import sample_concepts
 
         data, size, seg_size = sample_concepts(model, samples, progress=False), model.input_size, model.input_size
     else:
@@ -161,9 +161,9 @@ def jaxvis_passes(model, layer: str, data, batches, batch: int, k: int, quantile
     import jax
     import jax.numpy as jnp
 
-    from jaxvis.units import iou, quantiles, stream, topk
-    from jaxvis.units.dissect import TallySpec, tally_step
-    from jaxvis.units.survey import Spec, State, layer_map_shape, survey_step
+    from jaxvis.analysis.units import iou, quantiles, stream, topk
+    from jaxvis.analysis.units.dissect import TallySpec, tally_step
+    from jaxvis.analysis.units.survey import Spec, State, layer_map_shape, survey_step
 
     height, width, units = layer_map_shape(model, layer, 224)
     spec = Spec(jnp.zeros((0, units)), layer, k)
@@ -190,8 +190,8 @@ def tally_flops(model, layer: str, data, batches, batch: int, thresholds: np.nda
     import jax
     import jax.numpy as jnp
 
-    from jaxvis.units import iou
-    from jaxvis.units.dissect import TallySpec, tally_step
+    from jaxvis.analysis.units import iou
+    from jaxvis.analysis.units.dissect import TallySpec, tally_step
 
     images, _, labels, ids = batches[0]
     concepts = data.concepts
@@ -213,8 +213,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=16)
     args = parser.parse_args()
     import jaxvis
-    from jaxvis.units import quantiles
-    from jaxvis.units.survey import layer_map_shape
+    from jaxvis.analysis.units import quantiles
+    from jaxvis.analysis.units.survey import layer_map_shape
 
     model = jaxvis.load(args.model)
     data, batches = load_batches(model, args.batch, args.samples)

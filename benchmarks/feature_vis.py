@@ -51,7 +51,7 @@ LAYER, SIZE, LR = "features.14", 128, 0.05
 
 def jaxvis_worker(neurons: int, steps: int) -> dict:
     import jaxvis
-    from jaxvis.plan import RUN_CHUNK
+    from jaxvis.engine.plan import RUN_CHUNK
     from jaxvis.methods.feature_visualization import run_visualization
 
     model = jaxvis.load("mobilenet_v2")

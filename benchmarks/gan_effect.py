@@ -1,8 +1,8 @@
 """The causal effect of the DCGAN faces generator's units on face parts: named units against random ones.
 
-For each sample seed: sample N faces (`jaxvis.gan.samples`), dissect `--layer` (GAN Dissection,
+For each sample seed: sample N faces (`jaxvis.analysis.gan.samples`), dissect `--layer` (GAN Dissection,
 quantile 0.01), and for each concept measure, for the top-k units by IoU and for k random units of
-the same layer (`--draws` random sets), the effects of `jaxvis.gan.effect`:
+the same layer (`--draws` random sets), the effects of `jaxvis.analysis.gan.effect`:
 
 - removal *locality*: share of the pixel change inside the part over the part's share of the image;
 - removal *presence*: relative change of the part's colour distance from the skin around it
@@ -37,10 +37,10 @@ from common import machine, markdown_table, write_section
 from PIL import Image
 
 import jaxvis
-from jaxvis.edits import UnitEdit
-from jaxvis.gan.dissect import concept_units, dissect
-from jaxvis.gan.effect import causal_effects, drawn, rank_by_effect
-from jaxvis.gan.samples import latents, sample_concepts
+from jaxvis.pieces.edits import UnitEdit
+from jaxvis.analysis.gan.dissect import concept_units, dissect
+from jaxvis.analysis.gan.effect import causal_effects, drawn, rank_by_effect
+from jaxvis.analysis.gan.samples import latents, sample_concepts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(HERE, "..", "docs")
@@ -172,7 +172,7 @@ faces per seed (seeds {', '.join(map(str, args.seeds))}; quantile 0.01). Per con
 (*iou*) or by optimized ablation coefficients fitted on 64 faces of seed {RANKING_SEED} (*optimized*), against
 {args.draws} sets of k random units of the layer, over the faces that show the part (mean count per seed:
 {samples}). Cells: mean over seeds ± standard deviation of the seeds' means; the last column is the mean
-spread (standard deviation) between random draws within a seed. Measures (`jaxvis/gan/effect.py`):
+spread (standard deviation) between random draws within a seed. Measures (`jaxvis/analysis/gan/effect.py`):
 *locality* = share of the pixel change inside the part's region over the region's share of the image (1 = spread
 evenly); removal *presence* = relative change of the distance between the part's mean colour and the skin
 around it (< 0: the part fades); insertion *presence* = relative decrease of the distance between the target

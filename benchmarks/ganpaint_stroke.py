@@ -29,7 +29,7 @@ import numpy as np
 from common import machine, markdown_table, median, write_section
 
 import jaxvis
-from jaxvis.gan.paint import Painter, serve
+from jaxvis.app.ganpaint import Painter, serve
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -38,10 +38,10 @@ from PIL import Image  # noqa: E402
 
 import jaxvis  # noqa: E402
 from common import machine, markdown_table, write_section  # noqa: E402
-from jaxvis.gallery import contact_sheet  # noqa: E402
-from jaxvis.imagenet import class_names  # noqa: E402
+from jaxvis.app.gallery import contact_sheet  # noqa: E402
+from jaxvis.data.imagenet import class_names  # noqa: E402
 from jaxvis.methods import invert  # noqa: E402
-from jaxvis.transforms import resize_images  # noqa: E402
+from jaxvis.pieces.transforms import resize_images  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 OUT = Path(__file__).resolve().parent / "out"  # the raw images (gitignored), for re-judging

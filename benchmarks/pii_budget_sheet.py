@@ -20,9 +20,9 @@ from PIL import Image  # noqa: E402
 
 import jaxvis  # noqa: E402
 from inversion_quality import DOCS, saved_images  # noqa: E402
-from jaxvis.gallery import contact_sheet  # noqa: E402
-from jaxvis.imagenet import class_names  # noqa: E402
-from jaxvis.transforms import resize_images  # noqa: E402
+from jaxvis.app.gallery import contact_sheet  # noqa: E402
+from jaxvis.data.imagenet import class_names  # noqa: E402
+from jaxvis.pieces.transforms import resize_images  # noqa: E402
 
 CLASSES = [145, 292, 309]  # the three PII missed worst at 128 px, ensemble 4 (king penguin, tiger, bee)
 ROWS = [("PII 128/e4", "pii", "128 px, 401 steps/stage, ensemble 4"),

@@ -2,7 +2,7 @@
 
 Ghiasi et al. (2022) say PII's recipe serves CNNs, ViTs and MLPs unchanged, while regularized class inversion
 "is highly sensitive to regularization weights and must be tuned per model".  Here each recipe's
-hyperparameters span a grid, every grid runs as one sweep (`jaxvis.sweeps`: one compiled program per stage),
+hyperparameters span a grid, every grid runs as one sweep (`jaxvis.engine.sweeps`: one compiled program per stage),
 and we count the share of the grid that works:
 
 - PII (`jaxvis.methods.pii`): learning rate x ColorShift spread x jitter.
@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np
-from common import machine, markdown_table, write_section
+from common import machine, markdown_table, sample_photos, write_section
 from PIL import Image, ImageDraw
 
 HERE = Path(__file__).resolve().parent
@@ -71,7 +71,7 @@ VIT_GRIDS = {  # the ViT costs ~10x a classifier's step: two values an axis, the
 
 
 def cells(grid: dict[str, list]) -> list[dict]:
-    """The grid's cells, row-major (the last axis fastest), as `jaxvis.sweeps.Grid` orders them."""
+    """The grid's cells, row-major (the last axis fastest), as `jaxvis.engine.sweeps.Grid` orders them."""
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
@@ -114,7 +114,7 @@ def part_seconds(name: str) -> float:
 
 def judged(judge, images: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
     """Per image: is `target` the judge's top-1, and among its top 5 (images resized to its 224 px)."""
-    from jaxvis.transforms import resize_images
+    from jaxvis.pieces.transforms import resize_images
 
     logits = np.concatenate([np.asarray(judge(np.asarray(resize_images(images[i : i + 16], 224))))
                              for i in range(0, len(images), 16)])
@@ -145,14 +145,11 @@ def classifier_study(parts: list[str]) -> list[dict]:
 
 def vit_study(parts: list[str]) -> list[dict]:
     import jaxvis
-    from jaxvis.io import center_crop_resize, read_image
-
-    sys.path.insert(0, str(HERE))
     from vit_recipes import unit_scores
 
     vit = jaxvis.load(VIT)
     size = BUDGET["vit"]["size"]
-    photos = np.stack([center_crop_resize(read_image(f"sample:{name}"), size) for name in PHOTOS])
+    photos = sample_photos(PHOTOS, size)
     typical = np.median(unit_scores(vit, VIT_SPEC, photos), axis=1)  # (units,)
     values, seconds = {}, {}
     for recipe, grid in VIT_GRIDS.items():

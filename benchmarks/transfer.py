@@ -1,5 +1,5 @@
 """Transfer of adversarial examples between networks (Szegedy et al. 2013, Sec. 4.2), both ways between
-MobileNetV2 and EfficientNet-Lite0 (real ImageNet weights), with `jaxvis.attacks.evaluate`.
+MobileNetV2 and EfficientNet-Lite0 (real ImageNet weights), with `jaxvis.methods.attacks.evaluate`.
 
     pip install --no-deps foolbox==3.3.4 eagerpy==0.30.0      # its 20 labelled ImageNet photos
     python benchmarks/transfer.py
@@ -43,7 +43,7 @@ def photo_folder() -> Path:
 
 def main() -> None:
     import jaxvis
-    from jaxvis.attacks import apgd, cw, evaluate, fgsm, pgd
+    from jaxvis.methods.attacks import apgd, cw, evaluate, fgsm, pgd
 
     def pgd10(model, images, labels, *, eps):
         return pgd(model, images, labels, eps=eps, step_size=eps / 4, steps=10, random_start=False)

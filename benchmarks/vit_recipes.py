@@ -34,22 +34,21 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import jax.numpy as jnp
 import numpy as np
-from common import machine, markdown_table, write_section
+from common import machine, markdown_table, sample_photos, write_section
 from PIL import Image
 
 import jaxvis
-from jaxvis.catalog import card_of
-from jaxvis.gallery import contact_sheet
-from jaxvis.io import center_crop_resize, read_image
+from jaxvis.models.catalog import card_of
+from jaxvis.app.gallery import contact_sheet
 from jaxvis.methods import pii
 from jaxvis.methods.feature_inversion import reconstruct
 from jaxvis.methods.feature_visualization import objective_maker
-from jaxvis.objectives import feature_match
-from jaxvis.optimize import optimize
-from jaxvis.optimizers import adam
-from jaxvis.param import fourier
-from jaxvis.request import parse_spec
-from jaxvis.transforms import lucid_standard, resize_images
+from jaxvis.pieces.objectives import feature_match
+from jaxvis.engine.optimize import optimize
+from jaxvis.pieces.optimizers import adam
+from jaxvis.pieces.param import fourier
+from jaxvis.models.request import parse_spec
+from jaxvis.pieces.transforms import lucid_standard, resize_images
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(HERE, "..", "docs")
@@ -68,7 +67,7 @@ PII_RECIPES = {"PII": pii.DEFAULTS, "PII-aligned": pii.Recipe(jitter=0, color_sh
 
 
 def photos(names) -> np.ndarray:
-    return np.stack([center_crop_resize(read_image(f"sample:{name}"), SIZE) for name in names])
+    return sample_photos(names, SIZE)
 
 
 def unit_scores(vit, spec: str, images: np.ndarray) -> np.ndarray:

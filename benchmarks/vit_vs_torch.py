@@ -49,7 +49,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 
 from common import (END_TO_END, SPEEDUP_HEADER, alternating, compare_in_fresh_processes, interleaved,  # noqa: E402
-                    keep_row, machine, markdown_table, matmul_gflops, speedup_cells, write_section)
+                    keep_row, machine, markdown_table, matmul_gflops, sample_photos, speedup_cells, write_section)
 
 LAYER = "backbone.encoder.layer.6.mlp.activation"
 TIMM_LAYER = 6  # blocks.6.mlp.act
@@ -107,10 +107,8 @@ def torch_input(images: np.ndarray):
 
 
 def photos(batch: int) -> np.ndarray:
-    from jaxvis.io import center_crop_resize, read_image
-
     names = ("chelsea", "coffee", "astronaut", "rocket")
-    return np.stack([center_crop_resize(read_image(f"sample:{names[i % 4]}"), 224) for i in range(batch)])
+    return sample_photos([names[i % 4] for i in range(batch)], 224)
 
 
 def dense_products(batch: int):

@@ -13,8 +13,11 @@ request check) does not import jax until something needs it.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 import types
+import warnings
 from typing import Any
 
 __version__ = "0.1.0"
@@ -23,23 +26,68 @@ _WHERE = {  # public name -> the module that defines it
     "ARCHITECTURES": "jaxvis.models",
     "Architecture": "jaxvis.models",
     "FastPaths": "jaxvis.models.ops",
-    "InvalidImageError": "jaxvis.errors",
-    "JaxvisError": "jaxvis.errors",
+    "InvalidImageError": "jaxvis.core.errors",
+    "JaxvisError": "jaxvis.core.errors",
     "Model": "jaxvis.models",
-    "UnknownArchitectureError": "jaxvis.errors",
-    "UnknownLayerError": "jaxvis.errors",
-    "architecture": "jaxvis.load",
-    "enable_compilation_cache": "jaxvis.compilation_cache",
-    "load": "jaxvis.load",
-    "OptimizationDiverged": "jaxvis.optimize",
-    "Result": "jaxvis.optimize",
-    "optimize": "jaxvis.optimize",
+    "UnknownArchitectureError": "jaxvis.core.errors",
+    "UnknownLayerError": "jaxvis.core.errors",
+    "architecture": "jaxvis.models.load",
+    "enable_compilation_cache": "jaxvis.core.compilation_cache",
+    "load": "jaxvis.models.load",
+    "OptimizationDiverged": "jaxvis.engine.optimize",
+    "Result": "jaxvis.engine.optimize",
+    "optimize": "jaxvis.engine.optimize",
     "visualize": "jaxvis.methods.feature_visualization",
-    "dissect": "jaxvis.units.dissect",
-    "survey": "jaxvis.units.survey",
+    "dissect": "jaxvis.analysis.units.dissect",
+    "survey": "jaxvis.analysis.units.survey",
 }
 
 __all__ = sorted(_WHERE)
+
+MOVED = {  # module paths of the flat layout (until 0.1) -> where they live now; kept for one release
+    **{f"jaxvis.{name}": f"jaxvis.core.{name}" for name in
+       ("errors", "structure", "cache_dirs", "compilation_cache", "programs", "run_state", "checkpoints", "progress")},
+    **{f"jaxvis.{name}": f"jaxvis.data.{name}" for name in ("io", "imagenet", "datasets", "segmentation")},
+    **{f"jaxvis.{name}": f"jaxvis.models.{name}" for name in ("catalog", "load", "request")},
+    **{f"jaxvis.{name}": f"jaxvis.pieces.{name}" for name in
+       ("objectives", "param", "transforms", "optimizers", "tokens", "eps_ball", "edits")},
+    **{f"jaxvis.{name}": f"jaxvis.engine.{name}" for name in ("plan", "optimize", "run_config", "stages", "sweeps")},
+    "jaxvis.gallery": "jaxvis.app.gallery",
+    "jaxvis.units.atlas": "jaxvis.app.atlas",
+    "jaxvis.gan.paint": "jaxvis.app.ganpaint",
+    "jaxvis.attacks.explain": "jaxvis.analysis.attribution",
+    "jaxvis.units": "jaxvis.analysis.units",
+    "jaxvis.gan": "jaxvis.analysis.gan",
+    "jaxvis.attacks": "jaxvis.methods.attacks",
+}
+
+
+def moved_to(name: str) -> str | None:
+    """Where an old module path lives now (`jaxvis.attacks.pgd` -> `jaxvis.methods.attacks.pgd`), else None."""
+    if name in MOVED:
+        return MOVED[name]
+    parent, _, child = name.rpartition(".")
+    return f"{MOVED[parent]}.{child}" if parent in MOVED else None
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports of an old path give the module at its new path (the same object, so state and patches are
+    shared) with a DeprecationWarning naming the new path."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        return importlib.util.spec_from_loader(name, self) if moved_to(name) else None
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        new = moved_to(spec.name)
+        warnings.warn(f"{spec.name} moved to {new}; the old path goes in the next release", DeprecationWarning,
+                      stacklevel=3)
+        return importlib.import_module(new)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass  # imported already, at its new path
+
+
+sys.meta_path.insert(0, _MovedModules())
 
 
 def __getattr__(name: str) -> Any:

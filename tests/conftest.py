@@ -59,7 +59,7 @@ def tiny_cnn_by_name(monkeypatch, tiny_cnn):
     `load_model` gives it)."""
     import importlib
 
-    from jaxvis import catalog
+    from jaxvis.models import catalog
     from jaxvis.models import ARCHITECTURES
 
     monkeypatch.setitem(ARCHITECTURES, "tiny_cnn", tiny_cnn.arch)
@@ -76,6 +76,6 @@ def tiny_cnn_by_name(monkeypatch, tiny_cnn):
 @pytest.fixture(scope="session")
 def photos():
     """scikit-image's chelsea (a cat) and coffee (an espresso), preprocessed to 224x224."""
-    from jaxvis.io import center_crop_resize, read_image
+    from jaxvis.data.io import center_crop_resize, read_image
 
     return np.stack([center_crop_resize(read_image(f"sample:{n}"), 224) for n in ("chelsea", "coffee")])

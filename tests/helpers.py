@@ -212,7 +212,7 @@ def dinov2_onnxruntime(images: np.ndarray, inner: dict[str, str] | None = None,
 
 def sample_photos(size: int, names=("chelsea", "coffee", "astronaut")) -> np.ndarray:
     """scikit-image's photos, centre-cropped and resized to size x size, NHWC float32 in [0, 1]."""
-    from jaxvis.io import center_crop_resize, read_image
+    from jaxvis.data.io import center_crop_resize, read_image
 
     return np.stack([center_crop_resize(read_image(f"sample:{n}"), size) for n in names])
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from helpers import planted_model
-from jaxvis.datasets import LabelledImage, Stream
-from jaxvis.errors import UnitRangeError
-from jaxvis.imagenet import UnknownClassError
-from jaxvis.units import ablate
-from jaxvis.units.concept_set import build_concept_set
+from jaxvis.data.datasets import LabelledImage, Stream
+from jaxvis.core.errors import UnitRangeError
+from jaxvis.data.imagenet import UnknownClassError
+from jaxvis.analysis.units import ablate
+from jaxvis.analysis.units.concept_set import build_concept_set
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_single_unit_sweep_matches_separate_forward_passes(tiny_cnn, photos):
 
 
 def test_labelled_folder_gives_accuracy_and_the_curve_has_its_points(mobilenet, tmp_path):
-    from jaxvis.io import center_crop_resize, read_image, save_image
+    from jaxvis.data.io import center_crop_resize, read_image, save_image
 
     save_image(center_crop_resize(read_image("sample:coffee"), 96), tmp_path / "coffee_967.png")
     save_image(center_crop_resize(read_image("sample:chelsea"), 96), tmp_path / "chelsea_285.png")

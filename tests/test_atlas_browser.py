@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from jaxvis.units.atlas import build_atlas
-from jaxvis.units.concept_set import build_concept_set
+from jaxvis.app.atlas import build_atlas
+from jaxvis.analysis.units.concept_set import build_concept_set
 from test_gallery_browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -82,7 +82,7 @@ def generator_atlas(tmp_path_factory):
     if importlib.util.find_spec("dlib") is None or \
             converters.find_local(jaxvis.architecture("dcgan_faces").pretrained) is None:
         pytest.skip("the DCGAN weights and dlib are installed by the README's set-up")
-    from jaxvis.gan.samples import sample_concepts
+    from jaxvis.analysis.gan.samples import sample_concepts
 
     generator = jaxvis.load("dcgan_faces")
     data = sample_concepts(generator, 24, root=tmp_path_factory.mktemp("faces"), progress=False)

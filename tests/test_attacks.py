@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from helpers import forward, torch_pretrained_mobilenet_v2
-from jaxvis.attacks import apgd, cw, fgsm, lbfgs, pgd
-from jaxvis.plan import RUN_CHUNK as ENGINE_PROGRAM
-from jaxvis.attacks.common import cross_entropy
-from jaxvis.errors import InvalidImageError, MethodOptionError
+from jaxvis.methods.attacks import apgd, cw, fgsm, lbfgs, pgd
+from jaxvis.engine.plan import RUN_CHUNK as ENGINE_PROGRAM
+from jaxvis.methods.attacks.common import cross_entropy
+from jaxvis.core.errors import InvalidImageError, MethodOptionError
 
 SAMPLES = ("chelsea", "coffee", "astronaut", "rocket")
 SIZE = 112  # the attacks and their torch references do the same work at any size; this one is 4x cheaper than 224
@@ -21,7 +21,7 @@ SIZE = 112  # the attacks and their torch references do the same work at any siz
 
 def photo_batch(model, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Four of scikit-image's photos at `size` px, labelled with the model's own clean predictions."""
-    from jaxvis.io import center_crop_resize, read_image
+    from jaxvis.data.io import center_crop_resize, read_image
 
     images = np.stack([center_crop_resize(read_image(f"sample:{n}"), size) for n in SAMPLES]).astype(np.float32)
     return images, np.asarray(forward(model, images)).argmax(-1)
@@ -99,7 +99,7 @@ def test_every_pgd_step_matches_torchattacks(mobilenet, reference, batch, norm):
     confident images float32 noise is ~1% of the gradient, enough to flip many small components.)"""
     import torchattacks
 
-    from jaxvis.attacks.pgd import gradient_step, project
+    from jaxvis.methods.attacks.pgd import gradient_step, project
 
     images, labels = batch
     eps, step_size = (2 / 255, 0.5 / 255) if norm == "linf" else (0.5, 0.1)
@@ -306,8 +306,8 @@ def torchattacks_apgd_start(x: torch.Tensor, eps: float, norm: str) -> torch.Ten
 
 def apgd_from(model, images, labels, eps, norm, steps, start):
     """APGD without early stopping (the reference's) from the given start: images, steps moved, logits."""
-    from jaxvis.attacks.apgd import run
-    from jaxvis.run_config import RunConfig
+    from jaxvis.methods.attacks.apgd import run
+    from jaxvis.engine.run_config import RunConfig
 
     adversarial, used, logits = run(model, images, labels, None, [eps], norm, steps, 1, False,
                                     RunConfig(progress=False), starts=np.asarray(start)[None])
@@ -375,7 +375,7 @@ def test_apgd_checkpoint_halves_where_either_condition_of_algorithm_1_holds():
     """Four images at a checkpoint of an 8-step window (ρ·8 = 6 rises): (a) 6 rises, oscillating;
     (b) 7 rises, not halved last time, best loss not risen since: stuck; (c) as (b) but the best loss rose;
     (d) as (b) but halved last time. (a) and (b) halve and return to their best point; (c), (d) go on."""
-    from jaxvis.attacks.apgd import ApgdState, checkpoint
+    from jaxvis.methods.attacks.apgd import ApgdState, checkpoint
 
     x, best = jnp.zeros((4, 2, 2, 3)), jnp.ones((4, 2, 2, 3))
     four = jnp.zeros(4)
@@ -464,7 +464,7 @@ def test_an_eps_sweep_is_one_program_whose_every_point_is_its_own_run(mobilenet,
 
 def interrupted_at_the_first_save(monkeypatch, run) -> None:
     """`run()` stopped (KeyboardInterrupt) right after it saves its first checkpoint."""
-    from jaxvis.checkpoints import Checkpoints
+    from jaxvis.core.checkpoints import Checkpoints
 
     save = Checkpoints.save
 
@@ -482,8 +482,8 @@ def test_pgd_with_restarts_continues_after_an_interruption_and_refuses_a_changed
                                                                                      monkeypatch, capsys):
     """PGD through the engine checkpoints: a run with restarts interrupted after step 2 continues from that step
     to the images of an uninterrupted run; another eps or restart count is refused, naming it."""
-    from jaxvis.checkpoints import ResumeMismatchError
-    from jaxvis.run_config import RunConfig
+    from jaxvis.core.checkpoints import ResumeMismatchError
+    from jaxvis.engine.run_config import RunConfig
 
     images, labels = batch
     budget = dict(eps=1 / 255, step_size=0.25 / 255, steps=4, restarts=2)
@@ -521,8 +521,8 @@ def test_cw_continues_its_search_after_an_interruption_and_refuses_a_changed_one
     """C&W's rounds are stages: a search stopped after its first round continues from it (restored, not rerun)
     to the result of an uninterrupted search; another learning rate is refused, naming it. Mutation that
     fails it: the next round's c taken from a fresh search instead of the restored round's state."""
-    from jaxvis.checkpoints import ResumeMismatchError
-    from jaxvis.run_config import RunConfig
+    from jaxvis.core.checkpoints import ResumeMismatchError
+    from jaxvis.engine.run_config import RunConfig
 
     images, labels = batch
     options = dict(binary_search_steps=3, steps=8, initial_const=0.1, abort_early=False)
@@ -545,9 +545,9 @@ def test_pgd_takes_its_logits_from_one_more_pass_of_its_loop(mobilenet, batch, m
     forward once -- a forward after the loop, or a program of its own, would be one more copy to trace and compile.
     Three photos at 96 px: a shape no other test compiles, traced here (the on-disk program store is bypassed)."""
     import jaxvis.models.model as model_module
-    import jaxvis.programs as programs
-    from jaxvis.io import resize
-    from jaxvis.run_config import RunConfig
+    import jaxvis.core.programs as programs
+    from jaxvis.data.io import resize
+    from jaxvis.engine.run_config import RunConfig
 
     images = np.stack([resize(image, 96, 96) for image in batch[0][:3]]).astype(np.float32)
     labels = np.asarray(forward(mobilenet, images)).argmax(-1)
@@ -570,9 +570,9 @@ def test_apgd_reports_the_logits_it_kept_without_another_forward(mobilenet, batc
     those of an independent forward of the returned images, and the program holds the network's forward once.
     Three photos at 80 px: a shape no other test compiles (the on-disk program store bypassed)."""
     import jaxvis.models.model as model_module
-    import jaxvis.programs as programs
-    from jaxvis.io import resize
-    from jaxvis.run_config import RunConfig
+    import jaxvis.core.programs as programs
+    from jaxvis.data.io import resize
+    from jaxvis.engine.run_config import RunConfig
 
     images = np.stack([resize(image, 80, 80) for image in batch[0][:3]]).astype(np.float32)
     labels = np.asarray(forward(mobilenet, images)).argmax(-1)

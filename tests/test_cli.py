@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jaxvis.cli import main
-from jaxvis.io import read_image, save_image
+from jaxvis.data.io import read_image, save_image
 
 from helpers import forward
 
@@ -317,8 +317,8 @@ def test_attack_writes_adversarial_images_maps_sheet_gallery_and_record(capsys, 
 
     import numpy as np
 
-    from jaxvis.attacks import fgsm
-    from jaxvis.io import read_photo
+    from jaxvis.methods.attacks import fgsm
+    from jaxvis.data.io import read_photo
     from jaxvis.models.model import logits
 
     photos = np.stack([read_photo(f"sample:{name}", 224, 32) for name in ("chelsea", "coffee")])
@@ -353,7 +353,7 @@ def test_attack_explain_shows_the_units_the_attack_raised_most(capsys, tmp_path,
 
     import numpy as np
 
-    from jaxvis.io import read_photo
+    from jaxvis.data.io import read_photo
 
     out = tmp_path / "explained"
     code, _, err = run(capsys, "attack", tiny_cnn_by_name, "sample:chelsea", "--method", "fgsm", "--eps", "8/255",
@@ -411,8 +411,8 @@ def test_an_eps_list_is_a_robustness_curve_with_each_eps_in_its_folder(capsys, t
 
     import numpy as np
 
-    from jaxvis.attacks import fgsm
-    from jaxvis.io import read_photo
+    from jaxvis.methods.attacks import fgsm
+    from jaxvis.data.io import read_photo
     from jaxvis.models.model import logits
 
     photos = np.stack([read_photo(f"sample:{name}", 224, 32) for name in ("chelsea", "coffee")])

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from jaxvis.cli import main
-from jaxvis.units.concept_set import build_concept_set
+from jaxvis.analysis.units.concept_set import build_concept_set
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def test_the_attacks_class_for_a_saved_png_is_what_classify_says_of_it(capsys, t
 def test_a_saved_png_that_no_longer_fools_is_judged_so_and_said_plainly(mobilenet, tmp_path):
     """The PNG judged is the file on disk: an 'adversarial' image that is the clean photo itself fools nothing."""
     from jaxvis.cli.attack import judge_saved_pngs, summary_line
-    from jaxvis.io import read_photo
+    from jaxvis.data.io import read_photo
 
     photo = read_photo("sample:chelsea", 224, 32)
     item = {"image": "sample:chelsea", "clean": "Egyptian cat", "clean_p": 0.79, "png": "image_00.png",
@@ -81,7 +81,7 @@ def test_a_saved_png_that_no_longer_fools_is_judged_so_and_said_plainly(mobilene
 def test_classify_and_attack_show_an_image_the_same_way():
     """Both use the whole central square: an image already at the input size is shown exactly as it is."""
     from jaxvis.cli.common import classify_view
-    from jaxvis.io import read_photo
+    from jaxvis.data.io import read_photo
 
     image = np.random.default_rng(0).random((224, 224, 3), dtype=np.float32)
     np.testing.assert_array_equal(classify_view(image, 224), image)
@@ -97,7 +97,7 @@ VISUALIZE = ("visualize", "mobilenet_v2", "features.10", "--channels", "2", "--s
 
 
 def interrupt_after_first_checkpoint(monkeypatch):
-    from jaxvis.checkpoints import Checkpoints
+    from jaxvis.core.checkpoints import Checkpoints
 
     real = Checkpoints.save
 
@@ -122,7 +122,7 @@ def test_the_same_command_continues_an_interrupted_run_where_it_stopped(capsys, 
     assert not run_directory(out).exists()  # complete: nothing left to resume
     code, _, err = run(capsys, *VISUALIZE, "--out", str(whole))
     assert code == 0 and "resuming" not in err
-    from jaxvis.io import read_image
+    from jaxvis.data.io import read_image
 
     np.testing.assert_allclose(read_image(out / "unit_0002.png"), read_image(whole / "unit_0002.png"), atol=2 / 255)
 
@@ -164,7 +164,7 @@ def dead_pid() -> int:
 def test_the_lock_excludes_a_second_holder_and_a_dead_holders_lock_is_taken_over(tmp_path, capsys):
     import socket
 
-    from jaxvis.run_state import RunLockedError, lock_holder, locked
+    from jaxvis.core.run_state import RunLockedError, lock_holder, locked
 
     folder = tmp_path / "state"
     with locked(folder):
@@ -216,7 +216,7 @@ def test_a_wait_for_the_device_answers_ctrl_c_at_once(tmp_path):
         import signal, sys, time
         signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the test runner's SIGINT is ignored
         import jax, jax.numpy as jnp
-        from jaxvis.optimize import computed
+        from jaxvis.engine.optimize import computed
 
         @jax.jit
         def slow(x, count):
@@ -262,7 +262,7 @@ def test_an_interrupted_inversion_continues_with_the_same_command(capsys, tmp_pa
     (not rerun) and ends with the images of an uninterrupted run; a changed command is refused before loading."""
     import jaxvis.cli.methods as command
     from jaxvis.cli.common import run_directory
-    from jaxvis.io import read_image
+    from jaxvis.data.io import read_image
 
     args = ("invert", tiny_cnn_by_name, "--classes", "1,3", "--method", "deepinversion", "--size", "32", "--steps", "6")
     whole = tmp_path / "whole"
@@ -311,7 +311,7 @@ def test_classes_that_missed_their_target_are_named():
 
 
 def test_each_stage_bar_is_labelled_with_its_stage(monkeypatch):
-    import jaxvis.stages as stages
+    import jaxvis.engine.stages as stages
 
     seen = []
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxvis.compilation_cache import ENV, enable_compilation_cache, host_processor
+from jaxvis.core.compilation_cache import ENV, enable_compilation_cache, host_processor
 
 
 @pytest.fixture

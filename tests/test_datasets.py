@@ -1,4 +1,4 @@
-"""jaxvis.datasets: labelled image folders (both layouts), batches read by a background thread."""
+"""jaxvis.data.datasets: labelled image folders (both layouts), batches read by a background thread."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import jaxvis.datasets as datasets
-from jaxvis.datasets import DatasetError, LabelledImage, labelled_images, stream
-from jaxvis.errors import JaxvisError
-from jaxvis.imagenet import UnknownClassError, class_index, class_names, synsets
-from jaxvis.io import center_crop_resize, read_image
+import jaxvis.data.datasets as datasets
+from jaxvis.data.datasets import DatasetError, LabelledImage, labelled_images, stream
+from jaxvis.core.errors import JaxvisError
+from jaxvis.data.imagenet import UnknownClassError, class_index, class_names, synsets
+from jaxvis.data.io import center_crop_resize, read_image
 
 SIZE = 16
 

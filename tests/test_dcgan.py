@@ -9,7 +9,7 @@ import torch
 import converters
 import jaxvis
 from helpers import relative_error, torch_generator
-from jaxvis.errors import InvalidLatentError, UnknownLayerError
+from jaxvis.core.errors import InvalidLatentError, UnknownLayerError
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_random_generator_with_batchnorm_statistics_matches_torch():
     net.eval()
     import dataclasses
 
-    from jaxvis.load import convert
+    from jaxvis.models.load import convert
     from jaxvis.models.dcgan import DCGAN_FACES, Generator
     from jaxvis.models.model import Model
     arch = dataclasses.replace(DCGAN_FACES, name="dcgan_small", latent_size=16,

@@ -15,10 +15,10 @@ import pytest
 from helpers import planted_model
 
 import jaxvis
-from jaxvis.datasets import DatasetError
-from jaxvis.errors import UnknownLayerError
-from jaxvis.units.concept_set import build_concept_set, colour_names, concept_rows
-from jaxvis.units.survey import LayerShapeError
+from jaxvis.data.datasets import DatasetError
+from jaxvis.core.errors import UnknownLayerError
+from jaxvis.analysis.units.concept_set import build_concept_set, colour_names, concept_rows
+from jaxvis.analysis.units.survey import LayerShapeError
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_dissection_names_the_planted_colour_detectors(planted, concepts):
 def test_dissection_thresholds_are_the_top_quantile_of_the_data(planted, concepts):
     """T_u is the 99.5th percentile of the unit's activations (NumPy on the same images)."""
     result = jaxvis.dissect(planted, "pool", concepts, size=64, seg_size=32, batch_size=8, progress=False)
-    from jaxvis.segmentation import read_concepts
+    from jaxvis.data.segmentation import read_concepts
 
     data = read_concepts(concepts)
     acts = np.concatenate([np.asarray(planted(b.images, capture="pool")["pool"])
@@ -59,7 +59,7 @@ def test_colour_names_of_the_prototypes_and_of_a_real_photo():
     rows = {name: concept for concept, name, category in concept_rows() if category == "color"}
     swatches = np.array([[[0.82, 0.15, 0.15], [0.25, 0.6, 0.25], [1.0, 1.0, 1.0], [0.02, 0.02, 0.02]]])
     assert colour_names(swatches).tolist() == [[rows["red"], rows["green"], rows["white"], rows["black"]]]
-    from jaxvis.io import read_image
+    from jaxvis.data.io import read_image
 
     names = colour_names(read_image("sample:coffee"))  # a dark espresso on a white saucer, a brown-red table
     counts = np.bincount(names.ravel(), minlength=12)

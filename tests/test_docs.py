@@ -38,11 +38,11 @@ from test_gallery_browser import CHROMIUM, FLAGS
 ROOT = Path(__file__).resolve().parent.parent
 SHOWN_IN = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 QUICK = "<!-- quick -->"
-SHIPPED_SAMPLES = {"chelsea", "coffee", "brick"}  # the photos the light install ships (jaxvis/io.py)
+SHIPPED_SAMPLES = {"chelsea", "coffee", "brick"}  # the photos the light install ships (jaxvis/data/io.py)
 # Tiny sizes for the quick commands, each used only where the command has the option.
 TINY = {"--steps": "2", "--size": "64", "--channels": "0-1", "--octaves": "1", "--samples": "16", "--count": "1"}
 # The work of the commands that load no model: stopped there in a request check.
-WORK = {"concepts": ("jaxvis.units.concept_set", "build_concept_set"), "convert": ("jaxvis.load", "load_file")}
+WORK = {"concepts": ("jaxvis.analysis.units.concept_set", "build_concept_set"), "convert": ("jaxvis.models.load", "load_file")}
 MODEL_FIRST = ("dream", "style", "reconstruct")  # took the image first until the CLI's one-convention change
 
 
@@ -216,7 +216,7 @@ def named_files(tmp_path_factory) -> Path:
     """The files the docs' commands name: photo.jpg, mask.png, photos/ and a tiny concept set concepts/."""
     from PIL import Image
 
-    from jaxvis.units.concept_set import build_concept_set
+    from jaxvis.analysis.units.concept_set import build_concept_set
 
     root = tmp_path_factory.mktemp("named")
     rng = np.random.default_rng(0)
@@ -267,7 +267,7 @@ def test_quick_commands_run_to_completion(shown, workdir):
 def test_a_command_that_needs_a_download_says_so(shown):
     import converters
     from jaxvis.cli import build_parser
-    from jaxvis.load import architecture
+    from jaxvis.models.load import architecture
 
     args, _ = build_parser(shown.argv[0]).parse_known_args(list(shown.argv))
     name = getattr(args, "model", None) or getattr(args, "name", None)

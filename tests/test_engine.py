@@ -19,12 +19,12 @@ import optax
 import pytest
 
 import jaxvis
-from jaxvis import objectives as O
-from jaxvis import optimizers
-from jaxvis import param as P
-from jaxvis import transforms as T
-from jaxvis.checkpoints import ResumeMismatchError
-from jaxvis.optimize import OptimizationDiverged, optimize
+from jaxvis.pieces import objectives as O
+from jaxvis.pieces import optimizers
+from jaxvis.pieces import param as P
+from jaxvis.pieces import transforms as T
+from jaxvis.core.checkpoints import ResumeMismatchError
+from jaxvis.engine.optimize import OptimizationDiverged, optimize
 from helpers import TINY_DEAD
 
 LAYER = "features.8"  # (1, 16, 16, 32) for the 32 px images of small_run
@@ -99,8 +99,8 @@ def test_a_new_process_loads_the_compiled_program_instead_of_compiling(tmp_path)
     pieces: not stored (its code is not in the key), XLA's persistent cache still applies."""
     code = f"""
         import json, sys, jax.numpy as jnp, jaxvis
-        from jaxvis import objectives as O, param as P, transforms as T
-        from jaxvis.optimize import optimize
+        from jaxvis.pieces import objectives as O, param as P, transforms as T
+        from jaxvis.engine.optimize import optimize
         model = jaxvis.load("mobilenet_v2")
         own = T.jitter(4)
         result = optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(2), param=P.fourier(32),
@@ -151,8 +151,8 @@ def test_resume_after_a_kill_ends_with_the_same_images(tiny_cnn, tmp_path):
     uninterrupted = small_run(tiny_cnn, steps=12)
     code = f"""
         import os, signal, jax.numpy as jnp, jaxvis
-        from jaxvis import objectives as O, param as P, transforms as T
-        from jaxvis.optimize import optimize
+        from jaxvis.pieces import objectives as O, param as P, transforms as T
+        from jaxvis.engine.optimize import optimize
         {TINY_IN_SUBPROCESS}
         optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(3), param=P.fourier(32),
                  transform=T.compose(T.jitter(4), T.flip()), steps=12, chunk=4, progress=False, seed=0,
@@ -200,14 +200,14 @@ def test_sharded_over_eight_devices_gives_the_same_images(tiny_cnn, tmp_path):
     np.save(tmp_path / "swept.npy", swept.images)
     code = f"""
         import jax, numpy as np, jax.numpy as jnp, jaxvis
-        from jaxvis import objectives as O, param as P, transforms as T
-        from jaxvis.optimize import optimize
+        from jaxvis.pieces import objectives as O, param as P, transforms as T
+        from jaxvis.engine.optimize import optimize
         assert jax.local_device_count() == 8
         {TINY_IN_SUBPROCESS}
         result = optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(5), param=P.fourier(32),
                           transform=T.compose(T.jitter(4), T.flip()), steps=4, chunk=4, progress=False, seed=0)
         np.testing.assert_allclose(result.images, np.load({str(tmp_path / 'single.npy')!r}), rtol=1e-4, atol=1e-5)
-        from jaxvis.optimizers import adam
+        from jaxvis.pieces.optimizers import adam
         swept = optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(5), param=P.fourier(32),
                          transform=T.compose(T.jitter(4), T.flip()), steps=4, chunk=4, progress=False, seed=0,
                          optimizer=[adam(0.05), adam(0.3)])
@@ -239,8 +239,8 @@ def test_relu_redirection_moves_a_dead_unit_during_the_first_steps_only(tiny_cnn
     """TINY_DEAD (a ReLU output) is off everywhere on the starting image, so its true gradient is zero: only
     Lucid's redirected gradient moves the image, and only while t < relu_steps."""
 
-    from jaxvis.optimize import stack_objectives
-    from jaxvis.plan import RUN_CHUNK, INIT_STATE, Inputs, Plan
+    from jaxvis.engine.optimize import stack_objectives
+    from jaxvis.engine.plan import RUN_CHUNK, INIT_STATE, Inputs, Plan
 
     layer, unit = TINY_DEAD
     plan = Plan(P.fourier(32), optimizers.adam(0.05), T.identity(), T.identity(), (layer,), redirect_relu=True)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxvis.attacks import pgd
-from jaxvis.attacks.explain import restored_margin, unit_changes
-from jaxvis.errors import UnknownLayerError
-from jaxvis.io import read_photo
+from jaxvis.methods.attacks import pgd
+from jaxvis.analysis.attribution import restored_margin, unit_changes
+from jaxvis.core.errors import UnknownLayerError
+from jaxvis.data.io import read_photo
 from jaxvis.models.model import logits
 
 from helpers import forward, torch_input, torch_pretrained_mobilenet_v2
@@ -116,7 +116,7 @@ def test_units_ranked_by_how_the_attack_moved_them(changes_14):
         assert gain[changes.pushed[k, 0]] == gain.max()
         assert changes.restored[k, changes.carried[k, 0]] == changes.restored[k].max()
     assert (changes.ranked("carried") == changes.carried).all()
-    from jaxvis.attacks.explain import RANKINGS
+    from jaxvis.analysis.attribution import RANKINGS
     from jaxvis.cli.attack import RANKINGS as OFFERED_BY_THE_CLI
 
     assert OFFERED_BY_THE_CLI == RANKINGS

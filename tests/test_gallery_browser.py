@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxvis.gallery import write_gallery
+from jaxvis.app.gallery import write_gallery
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -92,7 +92,7 @@ def test_clicking_an_image_shows_it_full_size_and_escape_closes_it(browser_page)
 def test_a_sweeps_grid_page_shows_each_unit_over_the_grid_with_its_objectives(tmp_path):
     """Two units over lr (2 values, the rows) x diversity (3 values, the columns): each table cell the image of
     its own grid cell, and the objective under it; the gallery links to the grid."""
-    from jaxvis.gallery import grid_page
+    from jaxvis.app.gallery import grid_page
 
     playwright = pytest.importorskip("playwright.sync_api")
     axes, values = ("lr", "diversity"), [[0.02, 0.2], [0, 1, 3]]
@@ -140,7 +140,7 @@ def test_a_sweeps_grid_page_shows_each_unit_over_the_grid_with_its_objectives(tm
 def test_a_robustness_curve_page_draws_each_eps_and_links_to_its_gallery(tmp_path):
     """Three eps: a point per eps at the height of the share that resisted, a table row each, and clicking a
     row's link opens that eps's own gallery."""
-    from jaxvis.gallery import robustness_page
+    from jaxvis.app.gallery import robustness_page
 
     playwright = pytest.importorskip("playwright.sync_api")
     rows = [{"eps": e / 255, "folder": f"eps-{e}_255", "held": held, "images": 4, "fooled": 4 - held,

@@ -15,7 +15,7 @@ from PIL import Image
 import converters
 import jaxvis
 from helpers import brute_force_tally, torch_generator
-from jaxvis.edits import EditError, UnitEdit, checked_region
+from jaxvis.pieces.edits import EditError, UnitEdit, checked_region
 
 pytestmark = pytest.mark.skipif(
     converters.find_local(jaxvis.architecture("dcgan_faces").pretrained) is None
@@ -32,7 +32,7 @@ def generator():
 
 @pytest.fixture(scope="module")
 def data(generator, tmp_path_factory):
-    from jaxvis.gan.samples import sample_concepts
+    from jaxvis.analysis.gan.samples import sample_concepts
 
     return sample_concepts(generator, 32, seed=0, root=tmp_path_factory.mktemp("faces"), progress=False)
 
@@ -44,7 +44,7 @@ def polygon_area(points: np.ndarray) -> float:
 
 def test_samples_are_reproducible_cached_and_extendable(generator, data, tmp_path):
     """Sample i's latent depends on (seed, i) only; a cached set is not drawn again; a larger request extends it."""
-    from jaxvis.gan.samples import latents, sample_concepts
+    from jaxvis.analysis.gan.samples import latents, sample_concepts
 
     np.testing.assert_array_equal(data.latents[:8], latents(8, 100, seed=0))
     assert not np.allclose(latents(8, 100, seed=1), data.latents[:8])
@@ -60,7 +60,7 @@ def test_face_parts_follow_the_landmark_polygons(data):
     """Each eye's labelled pixels cover its landmark polygon's area (shoelace); mouth inside lips inside the
     face; no part labels where the detector found no face. Fails if parts are drawn at the upscaled size,
     if points are not scaled back, or if the priority order lets skin paint over the eyes."""
-    from jaxvis.gan import faces
+    from jaxvis.analysis.gan import faces
 
     parts = {name: index + 1 for index, name in enumerate(faces.PARTS)}
     checked = 0
@@ -86,7 +86,7 @@ def test_gan_dissection_is_the_iou_of_torchs_activations_on_the_drawn_masks(gene
     """The IoU of every unit of main.8 with every concept, recomputed from torch's generator (same weights),
     torch's bilinear upsampling and the mask PNGs. Fails if the inputs were images instead of z, the masks
     were those of another sample, or the generator's path thresholded the wrong layer."""
-    from jaxvis.gan.dissect import dissect
+    from jaxvis.analysis.gan.dissect import dissect
 
     found = dissect(generator, LAYER, data=data, progress=False)
     net = torch.nn.Module()
@@ -122,7 +122,7 @@ def test_an_edit_zeroes_its_units_in_its_region_only(generator):
 
 
 def test_one_compiled_program_serves_every_unit_set_and_region(generator):
-    from jaxvis.gan.effect import DRAW, drawn
+    from jaxvis.analysis.gan.effect import DRAW, drawn
 
     z = np.random.default_rng(1).standard_normal((4, 100)).astype(np.float32)
     drawn(generator, UnitEdit.removing(LAYER, [1], 128), z, batch_size=4)
@@ -139,9 +139,9 @@ def test_named_units_beat_random_units_at_removing_their_part(generator, seed, t
     """The 8 units of main.8 with the highest IoU for eyes (mouths) change pixels inside the eyes (mouth) at
     more than twice the rate of 8 random units, and only the mouth units make the mouth fade, on 48 samples
     of two seeds. Fails if the ranking is ignored (named = random), or the edit is not applied."""
-    from jaxvis.gan.dissect import dissect
-    from jaxvis.gan.effect import causal_effects
-    from jaxvis.gan.samples import sample_concepts
+    from jaxvis.analysis.gan.dissect import dissect
+    from jaxvis.analysis.gan.effect import causal_effects
+    from jaxvis.analysis.gan.samples import sample_concepts
 
     data = sample_concepts(generator, 48, seed=seed, root=tmp_path, progress=False)
     found = dissect(generator, LAYER, data=data, progress=False)
@@ -156,11 +156,11 @@ def test_named_units_beat_random_units_at_removing_their_part(generator, seed, t
 
 
 def test_bad_requests_are_clear_errors(generator, data, monkeypatch):
-    from jaxvis.errors import UnknownLayerError
-    from jaxvis.gan import faces
-    from jaxvis.gan.dissect import dissect
-    from jaxvis.gan.effect import concept_regions
-    from jaxvis.gan.samples import NotAGeneratorError, UnknownConceptError, sample_concepts
+    from jaxvis.core.errors import UnknownLayerError
+    from jaxvis.analysis.gan import faces
+    from jaxvis.analysis.gan.dissect import dissect
+    from jaxvis.analysis.gan.effect import concept_regions
+    from jaxvis.analysis.gan.samples import NotAGeneratorError, UnknownConceptError, sample_concepts
 
     with pytest.raises(UnknownConceptError, match="eye, eyebrow"):
         concept_regions(data, "eyes")
@@ -188,7 +188,7 @@ def test_gan_edit_command_writes_before_after_and_the_record(tmp_path, capsys, d
     import json
 
     from jaxvis.cli import main
-    from jaxvis.gan.samples import latents
+    from jaxvis.analysis.gan.samples import latents
 
     out = tmp_path / "edit"
     assert main(["gan", "edit", "dcgan-faces", "--remove", "eye", "--units", "108,20", "--count", "2", "--seed", "5",
@@ -222,7 +222,7 @@ def test_ranking_by_optimized_ablation_puts_the_units_that_fade_the_part_first(g
     """Units ranked by fitted ablation coefficients: removing the top 8 fades the eyes (their colour moves
     toward the skin) more than removing the bottom 8. Fails if the order is reversed or the coefficients
     are not fitted (all equal: a stable argsort gives units 0-7)."""
-    from jaxvis.gan.effect import concept_regions, drawn, presence_change, rank_by_effect
+    from jaxvis.analysis.gan.effect import concept_regions, drawn, presence_change, rank_by_effect
 
     order = rank_by_effect(generator, LAYER, data, "eye", samples=16, steps=30)
     assert sorted(order[:8]) != list(range(8))

@@ -29,14 +29,14 @@ VIEW = 384  # the page's canvas size in CSS pixels
 
 @pytest.fixture(scope="module")
 def painter():
-    from jaxvis.gan.paint import Painter
+    from jaxvis.app.ganpaint import Painter
 
     return Painter.for_generator(jaxvis.load("dcgan_faces"), samples=64, progress=False)
 
 
 @pytest.fixture(scope="module")
 def server(painter):
-    from jaxvis.gan.paint import serve
+    from jaxvis.app.ganpaint import serve
 
     running = serve(painter, port=0)
     yield running
@@ -57,7 +57,7 @@ def stroke_mask(start: np.ndarray, end: np.ndarray, radius: float, size: int) ->
 
 
 def test_a_remove_eye_stroke_changes_the_face_under_it(painter, server):
-    from jaxvis.gan.faces import segment
+    from jaxvis.analysis.gan.faces import segment
 
     playwright = pytest.importorskip("playwright.sync_api")
     eyes = segment(painter.face(0, [])).points  # the landmarks of face 0: where its eyes are
@@ -101,8 +101,8 @@ def test_a_remove_eye_stroke_changes_the_face_under_it(painter, server):
 
 
 def test_strokes_are_checked_and_a_taken_port_is_refused(painter, server):
-    from jaxvis.edits import EditError
-    from jaxvis.gan.paint import PortInUseError, check_port, serve
+    from jaxvis.pieces.edits import EditError
+    from jaxvis.app.ganpaint import PortInUseError, check_port, serve
 
     with pytest.raises(PortInUseError, match="choose another --port"):
         check_port(server.server_address[1])
@@ -118,7 +118,7 @@ def test_strokes_are_checked_and_a_taken_port_is_refused(painter, server):
 
 
 def test_many_strokes_run_the_one_compiled_program(painter):
-    from jaxvis.gan.paint import PAINT
+    from jaxvis.app.ganpaint import PAINT
 
     full = base64.b64encode(bytes([255]) * 64 * 64).decode()
     painter.face(1, [{"concept": "eye", "action": "remove", "mask": full}])

@@ -32,7 +32,7 @@ def test_shipped_samples_are_scikit_images_photos(tmp_path):
     run_hiding(
         f"""
         import numpy as np
-        from jaxvis.io import read_image, ImageReadError
+        from jaxvis.data.io import read_image, ImageReadError
         for name in ("chelsea", "coffee", "brick"):
             np.testing.assert_array_equal(read_image("sample:" + name), np.load({str(tmp_path)!r} + f"/{{name}}.npy"))
         try:
@@ -51,7 +51,7 @@ def test_real_weights_load_from_their_pth_without_the_references(tmp_path):
     run_hiding(
         """
         import numpy as np, jaxvis
-        from jaxvis.io import read_image, center_crop_resize
+        from jaxvis.data.io import read_image, center_crop_resize
         model = jaxvis.load("mobilenet_v2")
         logits = np.asarray(model(center_crop_resize(read_image("sample:chelsea"), 224)[None]))
         assert int(logits.argmax()) in (281, 282, 285), logits.argmax()  # a cat, as torchvision says (test_real_weights)

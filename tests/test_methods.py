@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis.errors import InvalidImageError
-from jaxvis.imagenet import UnknownClassError
-from jaxvis.io import ImageReadError, center_crop_resize, read_image, read_photo
+from jaxvis.core.errors import InvalidImageError
+from jaxvis.data.imagenet import UnknownClassError
+from jaxvis.data.io import ImageReadError, center_crop_resize, read_image, read_photo
 from jaxvis.methods import UnknownMethodError, dream, invert, reconstruct, style_losses, transfer_style
 from jaxvis.methods.pii import stage_sizes
 from jaxvis.models.statistics import NoBatchNormError, batchnorm_inputs
-from jaxvis.objectives import batchnorm_statistics
-from jaxvis.transforms import tiles
+from jaxvis.pieces.objectives import batchnorm_statistics
+from jaxvis.pieces.transforms import tiles
 from helpers import forward, planted_model
 
 
@@ -70,7 +70,7 @@ def test_deepinversion_objective_is_the_references_loss_computed_in_numpy(mobile
     NVlabs' `get_images` / `get_image_prior_losses` / `DeepInversionFeatureHook`."""
     from jaxvis.methods.deepinversion import DEFAULTS, deepinversion_objective
     from jaxvis.models.model import apply
-    from jaxvis.objectives import INPUT
+    from jaxvis.pieces.objectives import INPUT
 
     targets = np.asarray([1, 980, 309])
     objective = deepinversion_objective(mobilenet, targets)
@@ -228,7 +228,7 @@ def test_photos_must_be_readable_and_large_enough(tmp_path):
     text.write_text("not an image")
     with pytest.raises(ImageReadError, match="not an image file"):
         read_photo(text, 96, 32)
-    from jaxvis.io import save_image
+    from jaxvis.data.io import save_image
 
     tiny = save_image(np.zeros((20, 30, 3), np.float32), tmp_path / "tiny.png")
     with pytest.raises(ImageReadError, match="20x30, smaller than the 32 px that mobilenet_v2 accepts"):

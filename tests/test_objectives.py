@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvis import objectives as O
+from jaxvis.pieces import objectives as O
 
 
 @pytest.fixture()

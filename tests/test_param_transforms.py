@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvis import param as P
-from jaxvis import transforms as T
+from jaxvis.pieces import param as P
+from jaxvis.pieces import transforms as T
 
 KEY = jax.random.key(0)
 
@@ -50,7 +50,7 @@ def test_shipped_maco_spectrum_is_reproducible_from_the_scikit_image_photos():
 
     import skimage.data
 
-    from jaxvis.io import read_image
+    from jaxvis.data.io import read_image
 
     names = ["astronaut", "chelsea", "coffee", "rocket"]
     photos = [read_image(f"sample:{n}") for n in names]

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from jaxvis.methods import pii
-from jaxvis.optimize import Result
-from jaxvis.transforms import ColorShift
+from jaxvis.engine.optimize import Result
+from jaxvis.pieces.transforms import ColorShift
 
 KEY = jax.random.key(0)
 
@@ -132,7 +132,7 @@ def test_plug_in_runs_the_recipe_on_any_objective_and_on_a_fixed_size_mlp():
     reference, without compiling 12 full-width blocks once per stage."""
     import dataclasses
 
-    from jaxvis import objectives
+    from jaxvis.pieces import objectives
     from jaxvis.methods.pii import plug_in
     from jaxvis.models.mixer import RESMLP_12_224, MlpMixer, ResBlock
     from jaxvis.models.model import Model, apply, random_variables

@@ -14,10 +14,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-import jaxvis.stages
+import jaxvis.engine.stages
 from jaxvis.methods import deepdream, deepinversion, logit, pii
-from jaxvis.run_config import RunConfig
-from jaxvis.stages import run_stages
+from jaxvis.engine.run_config import RunConfig
+from jaxvis.engine.stages import run_stages
 
 PHOTO = np.random.default_rng(0).uniform(0.2, 0.8, (32, 32, 3)).astype(np.float32)
 
@@ -75,7 +75,7 @@ def first_engine_call(monkeypatch):
         given.update(options)
         raise Given
 
-    monkeypatch.setattr(jaxvis.stages, "optimize", record)
+    monkeypatch.setattr(jaxvis.engine.stages, "optimize", record)
     return given
 
 

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from jaxvis.catalog import card, card_of
-from jaxvis.errors import InvalidImageError, UnitRangeError, UnknownArchitectureError, UnknownLayerError
-from jaxvis.request import OBJECTIVE_NAMES, PARAM_NAMES, check_request
+from jaxvis.models.catalog import card, card_of
+from jaxvis.core.errors import InvalidImageError, UnitRangeError, UnknownArchitectureError, UnknownLayerError
+from jaxvis.models.request import OBJECTIVE_NAMES, PARAM_NAMES, check_request
 
 
 def test_the_catalog_matches_every_model():
@@ -19,12 +19,12 @@ def test_the_catalog_matches_every_model():
     from jaxvis.models import ARCHITECTURES
 
     for name, arch in ARCHITECTURES.items():
-        assert card(name) == card_of(arch), f"{name}: run `python -m jaxvis.catalog` to write the catalog again"
+        assert card(name) == card_of(arch), f"{name}: run `python -m jaxvis.models.catalog` to write the catalog again"
 
 
 def test_the_request_names_are_what_the_library_implements():
     from jaxvis.methods.feature_visualization import OBJECTIVES
-    from jaxvis.param import PARAMS
+    from jaxvis.pieces.param import PARAMS
 
     assert OBJECTIVE_NAMES == tuple(OBJECTIVES) and PARAM_NAMES == tuple(PARAMS)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxvis.datasets import DatasetError
-from jaxvis.segmentation import read_concepts
+from jaxvis.data.datasets import DatasetError
+from jaxvis.data.segmentation import read_concepts
 
 
 def write_csv(path, header, rows):

@@ -14,10 +14,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from jaxvis.checkpoints import ResumeMismatchError
+from jaxvis.core.checkpoints import ResumeMismatchError
 from jaxvis.methods import deepinversion, pii
-from jaxvis.run_config import RunConfig, run_config
-from jaxvis.stages import run_stages
+from jaxvis.engine.run_config import RunConfig, run_config
+from jaxvis.engine.stages import run_stages
 
 PII = replace(pii.DEFAULTS, steps=3, ensemble=2, chunk=3)
 DI = replace(deepinversion.DEFAULTS, resolutions=((2, 3), (1, 3)), warmup=1, chunk=3)

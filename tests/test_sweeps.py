@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis import objectives as O
-from jaxvis import optimizers
-from jaxvis import param as P
-from jaxvis import transforms as T
-from jaxvis.errors import MethodOptionError
-from jaxvis.optimize import optimize
-from jaxvis.plan import RUN_CHUNK
+from jaxvis.pieces import objectives as O
+from jaxvis.pieces import optimizers
+from jaxvis.pieces import param as P
+from jaxvis.pieces import transforms as T
+from jaxvis.core.errors import MethodOptionError
+from jaxvis.engine.optimize import optimize
+from jaxvis.engine.plan import RUN_CHUNK
 
 LAYER = "features.8"
 UNITS = np.asarray([3, 7])
@@ -98,8 +98,8 @@ def test_a_pii_recipe_with_lists_is_a_sweep_each_cell_its_own_run(tiny_cnn):
     from dataclasses import replace
 
     from jaxvis.methods import pii
-    from jaxvis.run_config import RunConfig
-    from jaxvis.stages import run_stages
+    from jaxvis.engine.run_config import RunConfig
+    from jaxvis.engine.stages import run_stages
 
     base = replace(pii.DEFAULTS, steps=3, ensemble=2, chunk=3)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis import tokens
+from jaxvis.pieces import tokens
 
 LAYER = "backbone.encoder.layer.6"
 PROBS = "backbone.encoder.layer.6.attention.attention.dropout"
@@ -22,7 +22,7 @@ CONTEXT = "backbone.encoder.layer.6.attention.attention"
 
 @pytest.fixture(scope="module")
 def captured():
-    from jaxvis.io import center_crop_resize, read_image
+    from jaxvis.data.io import center_crop_resize, read_image
 
     model = jaxvis.load("dinov2_vits14_focus")
     images = np.stack([center_crop_resize(read_image(f"sample:{n}"), 112) for n in ("coffee", "rocket")])
@@ -66,9 +66,9 @@ def test_out_of_range_tokens_and_heads_are_clear_errors(captured):
 
 
 def test_the_unit_spec_names_tokens():
-    from jaxvis.catalog import card
-    from jaxvis.errors import JaxvisError, UnitRangeError
-    from jaxvis.request import check_request, parse_spec
+    from jaxvis.models.catalog import card
+    from jaxvis.core.errors import JaxvisError, UnitRangeError
+    from jaxvis.models.request import check_request, parse_spec
 
     vit = card("dinov2_vits14_focus")
     assert parse_spec(vit, f"{LAYER}:0-3@cls").token == "cls"

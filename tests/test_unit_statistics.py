@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from helpers import brute_force_tally
-from jaxvis.units import iou, quantiles, topk
+from jaxvis.analysis.units import iou, quantiles, topk
 
 
 def batches_of(values: np.ndarray, batch: int):

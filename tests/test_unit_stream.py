@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from helpers import forward, planted_model
-from jaxvis.checkpoints import Checkpoints, ResumeMismatchError
-from jaxvis.units import quantiles, stream, topk
-from jaxvis.units.concept_set import build_concept_set
-from jaxvis.units.survey import State, Spec, survey, survey_step
+from jaxvis.core.checkpoints import Checkpoints, ResumeMismatchError
+from jaxvis.analysis.units import quantiles, stream, topk
+from jaxvis.analysis.units.concept_set import build_concept_set
+from jaxvis.analysis.units.survey import State, Spec, survey, survey_step
 
 HERE = Path(__file__).parent
 
@@ -36,7 +36,7 @@ def photos(tmp_path_factory):
 
 def test_survey_on_mobilenet_matches_brute_force(mobilenet, photos):
     found = survey(mobilenet, "features.4", photos, k=3, size=64, batch_size=4, progress=False)
-    from jaxvis.datasets import Stream, unlabelled_images
+    from jaxvis.data.datasets import Stream, unlabelled_images
 
     images = np.concatenate([b.images for b in Stream(unlabelled_images(photos), 64, 11)])
     acts = np.asarray(forward(mobilenet, images, capture="features.4")["features.4"])  # (11, 8, 8, 32)
@@ -78,7 +78,7 @@ def test_eight_devices_give_the_results_of_one(photos, tmp_path):
 
 
 def survey_inputs(model, photos, size=64, batch_size=4):
-    from jaxvis.units.survey import image_batches, image_source
+    from jaxvis.analysis.units.survey import image_batches, image_source
 
     batches, paths = image_batches(image_source(photos), size, batch_size)
     spec = Spec(topk.directions(jax.random.key(0), 3, 2), "pool", 3)
@@ -130,7 +130,7 @@ def test_resuming_a_changed_survey_is_refused(photos, tmp_path, monkeypatch):
 
 
 def test_empty_and_unreadable_folders_are_clear_errors(tmp_path):
-    from jaxvis.datasets import DatasetError
+    from jaxvis.data.datasets import DatasetError
 
     model = planted_model()
     (tmp_path / "empty").mkdir()

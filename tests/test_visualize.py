@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis.errors import UnitRangeError
+from jaxvis.core.errors import UnitRangeError
 from jaxvis.methods.feature_visualization import run_visualization
-from jaxvis.request import parse_units
+from jaxvis.models.request import parse_units
 
 LAYER = "features.10"
 
@@ -45,7 +45,7 @@ def test_diversity_makes_a_units_images_differ(tiny_cnn):
 
     def similarity(images):
         acts = jax.jit(lambda m, x: m(x, capture=[layer])[layer])(tiny_cnn, jnp.asarray(images))
-        return -float(jaxvis.objectives.diversity(layer)({layer: acts}))
+        return -float(jaxvis.pieces.objectives.diversity(layer)({layer: acts}))
 
     assert similarity(diverse.images[0]) < similarity(plain.images[0]) - 0.05
 

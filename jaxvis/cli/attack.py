@@ -25,9 +25,9 @@ import numpy as np
 
 from jaxvis.cli.common import (DEFAULT_OUT, VIEW, add_parser, check_counts, class_probabilities, classify_view,
                                load_model)
-from jaxvis.errors import JaxvisError
+from jaxvis.core.errors import JaxvisError
 
-RANKINGS = ("carried", "rose", "fell", "pushed")  # jaxvis.attacks.explain's, here so that --help needs no jax
+RANKINGS = ("carried", "rose", "fell", "pushed")  # jaxvis.analysis.attribution's, here so that --help needs no jax
 
 COMMANDS = ("attack",)
 METHODS = ("pgd", "fgsm", "apgd", "cw", "lbfgs")
@@ -118,12 +118,12 @@ def cell_options(options: dict[str, Any], cell: int) -> dict[str, Any]:
 
 
 def run_attack(args: argparse.Namespace) -> None:
-    from jaxvis.attacks.common import check_eps
-    from jaxvis.gallery import check_output, prepare_output
-    from jaxvis.imagenet import class_index, require_classifier
-    from jaxvis.io import read_photo
-    from jaxvis.load import architecture
-    from jaxvis.request import check_image_size
+    from jaxvis.methods.attacks.common import check_eps
+    from jaxvis.app.gallery import check_output, prepare_output
+    from jaxvis.data.imagenet import class_index, require_classifier
+    from jaxvis.data.io import read_photo
+    from jaxvis.models.load import architecture
+    from jaxvis.models.request import check_image_size
 
     arch = architecture(args.name)
     require_classifier(arch.name, arch.num_classes, "jaxvis attack (a class attack)")
@@ -143,7 +143,7 @@ def run_attack(args: argparse.Namespace) -> None:
     photos = np.stack([read_photo(source, size, arch.min_size, arch.name) for source in args.images])
     target = None if args.target is None else class_index(args.target, arch.num_classes)
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"attack-{args.method}-{arch.name}")
-    from jaxvis import attacks
+    from jaxvis.methods import attacks
 
     model = load_model(args.name, args.weights)
     clean = class_probabilities(model, photos)
@@ -167,7 +167,7 @@ def run_attack(args: argparse.Namespace) -> None:
 
 def eps_folder(eps: float) -> str:
     """`eps-2_255` for 2/255, else `eps-0.5`: the folder of one eps of a sweep."""
-    from jaxvis.attacks.common import eps_text
+    from jaxvis.methods.attacks.common import eps_text
 
     return "eps-" + eps_text(eps).replace("/", "_")
 
@@ -176,7 +176,7 @@ def write_robustness_curve(out: Path, model: Any, args: argparse.Namespace, phot
                            results: list, options: dict[str, Any], took: float) -> None:
     """Each eps's outputs in its folder, and on top the curve: per eps the share of images the attack did not
     move (judged on the saved 8-bit PNGs, as each folder's run.json says)."""
-    from jaxvis.gallery import environment, robustness_page
+    from jaxvis.app.gallery import environment, robustness_page
 
     rows = []
     for cell, result in enumerate(results):
@@ -205,8 +205,8 @@ def explain_units(model: Any, args: argparse.Namespace, photos: np.ndarray, labe
                   ) -> tuple[Any, dict[int, np.ndarray]]:
     """The unit changes of --explain's layer and a feature visualization of each unit shown (one vectorized run)."""
     import jaxvis
-    from jaxvis.attacks.explain import unit_changes
-    from jaxvis.io import resize
+    from jaxvis.analysis.attribution import unit_changes
+    from jaxvis.data.io import resize
 
     changes = unit_changes(model, photos, result.images, args.explain, labels, result.prediction,
                            top=args.explain_units)
@@ -221,9 +221,9 @@ def explain_units(model: Any, args: argparse.Namespace, photos: np.ndarray, labe
 def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, clean: np.ndarray, result: Any,
            options: dict[str, Any], took: float, explained: tuple[Any, dict[int, np.ndarray]] | None,
            links: list[tuple[str, str]] = ()) -> None:
-    from jaxvis.gallery import environment, write_gallery
-    from jaxvis.imagenet import class_names
-    from jaxvis.io import to_float, to_uint8
+    from jaxvis.app.gallery import environment, write_gallery
+    from jaxvis.data.imagenet import class_names
+    from jaxvis.data.io import to_float, to_uint8
 
     names = class_names()
     after = png_probabilities(model, [to_float(to_uint8(image)) for image in result.images])  # the PNGs to be saved
@@ -271,8 +271,8 @@ def judge_saved_pngs(model: Any, out: Path, per_image: list[dict[str, Any]], adv
                      targets: list[int] | None) -> None:
     """Save each adversarial PNG, read it back as `jaxvis classify` reads it, and record what the model says of
     it and whether it still fools it (off the clean class; onto the target, for a targeted attack)."""
-    from jaxvis.imagenet import class_names
-    from jaxvis.io import read_image, save_image
+    from jaxvis.data.imagenet import class_names
+    from jaxvis.data.io import read_image, save_image
 
     for item, image in zip(per_image, adversarial):
         save_image(image, out / item["png"])
@@ -306,7 +306,7 @@ def unit_tiles(changes: Any, k: int, unit: int, picture: np.ndarray, clean: np.n
                ) -> dict[str, np.ndarray]:
     """A unit's tiles for image k: its feature visualization and, for a layer with maps, its map over the clean
     and over the adversarial image on one brightness scale (the larger peak of the two)."""
-    from jaxvis.units.examples import overlay
+    from jaxvis.analysis.units.examples import overlay
 
     tiles = {"visualization": picture}
     if changes.clean_maps.ndim == 4:

@@ -1,4 +1,4 @@
-"""`jaxvis cache`: what jaxvis keeps between runs (see `jaxvis.cache_dirs`), with sizes, and clearing it."""
+"""`jaxvis cache`: what jaxvis keeps between runs (see `jaxvis.core.cache_dirs`), with sizes, and clearing it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jaxvis.cache_dirs import cache_dir, compilation_dir, gan_dir, runs_dir
+from jaxvis.core.cache_dirs import cache_dir, compilation_dir, gan_dir, runs_dir
 from jaxvis.cli.common import add_parser, print_table
 
 COMMANDS = ("cache",)
@@ -38,7 +38,7 @@ def kept(kind: str) -> list[Path]:
         location = compilation_dir()
         return [location] if location is not None and location.is_dir() else []
     if kind == "models":
-        from jaxvis.catalog import names
+        from jaxvis.models.catalog import names
 
         return [entry for name in names() for entry in children(cache_dir() / name)]
     return children(gan_dir())
@@ -77,15 +77,15 @@ def human(count: int) -> str:
 
 
 def in_use(path: Path) -> bool:
-    """A run state that a live jaxvis holds (see `jaxvis.run_state.locked`)."""
-    from jaxvis.run_state import is_alive, lock_holder
+    """A run state that a live jaxvis holds (see `jaxvis.core.run_state.locked`)."""
+    from jaxvis.core.run_state import is_alive, lock_holder
 
     holder = lock_holder(path)
     return holder is not None and is_alive(holder)
 
 
 def run_cache(args: argparse.Namespace) -> None:
-    from jaxvis.errors import JaxvisError
+    from jaxvis.core.errors import JaxvisError
 
     unknown = [kind for kind in args.kinds if kind not in KINDS]
     if unknown or (args.kinds and args.action == "list"):

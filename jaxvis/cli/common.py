@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.errors import JaxvisError
+from jaxvis.core.errors import JaxvisError
 
 DEFAULT_OUT = Path("jaxvis-out")
 
@@ -54,7 +54,7 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 
 def run_directory(out: Path) -> Path:
     """Where an interrupted run in `out` keeps its optimization state: under the cache, keyed on `out`."""
-    from jaxvis.cache_dirs import runs_dir
+    from jaxvis.core.cache_dirs import runs_dir
 
     key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
     return runs_dir() / key
@@ -62,14 +62,14 @@ def run_directory(out: Path) -> Path:
 
 def load_model(name: str, weights: str | None):
     import jaxvis
-    from jaxvis.load import PRETRAINED
+    from jaxvis.models.load import PRETRAINED
 
     return jaxvis.load(name, weights=weights or PRETRAINED)
 
 
 def stage_saver(out: Path, labels: Sequence[str]):
     """An `on_stage` callback writing each finished stage's images to out/stages/ (nothing finished is lost)."""
-    from jaxvis.io import save_image
+    from jaxvis.data.io import save_image
 
     def save(stage: str, images: np.ndarray) -> None:
         flat = np.asarray(images).reshape(-1, *np.shape(images)[-3:])
@@ -84,7 +84,7 @@ def plain(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def record(model: Any, command: str, config: dict[str, Any], result: Any, start: float) -> dict[str, Any]:
-    from jaxvis.gallery import environment
+    from jaxvis.app.gallery import environment
 
     return {"config": {"command": command, "model": model.name, **plain(config)}, "environment": environment(),
             "steps": result.steps, "timings": result.timings, "total_s": time.perf_counter() - start,
@@ -94,7 +94,7 @@ def record(model: Any, command: str, config: dict[str, Any], result: Any, start:
 def finish(out: Path, title: str, images: np.ndarray, labels: list[str], values: list[float],
            run_record: dict[str, Any], stem: str, value_name: str = "objective",
            curves: list[Any] | None = None) -> None:
-    from jaxvis.gallery import write_gallery
+    from jaxvis.app.gallery import write_gallery
 
     paths = write_gallery(out, title, images, labels, values, run_record, stem=stem, value_name=value_name,
                           curves=curves)
@@ -109,9 +109,9 @@ VIEW = "the central square, resized to the model's input size"  # classify's and
 
 
 def classify_view(image: np.ndarray, size: int) -> np.ndarray:
-    """An image as `jaxvis classify` and `jaxvis attack` show it to a model (`VIEW`; `jaxvis.io.read_photo`'s
+    """An image as `jaxvis classify` and `jaxvis attack` show it to a model (`VIEW`; `jaxvis.data.io.read_photo`'s
     crop): an image already size x size is shown exactly as it is."""
-    from jaxvis.io import center_crop_resize
+    from jaxvis.data.io import center_crop_resize
 
     return center_crop_resize(image, size, crop_fraction=1.0)
 
@@ -121,7 +121,7 @@ def class_probabilities(model: Any, images: np.ndarray, size: int | None = None)
     import jax
 
     from jaxvis.models.model import logits
-    from jaxvis.transforms import resize_images
+    from jaxvis.pieces.transforms import resize_images
 
     batch = images if size is None else resize_images(images, size)
     return np.asarray(jax.nn.softmax(logits(model, batch), axis=-1))

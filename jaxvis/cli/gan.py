@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from jaxvis.cli.common import DEFAULT_OUT, HelpFormatter, check_counts, load_model
-from jaxvis.errors import JaxvisError, UnknownLayerError
+from jaxvis.core.errors import JaxvisError, UnknownLayerError
 
 COMMANDS = ("gan", "ganpaint")
 DISSECT_EXAMPLES = """  jaxvis gan dissect dcgan_faces main.8                     512 sampled faces (segmented once, cached)
@@ -85,8 +85,8 @@ def add_commands(commands: Any) -> None:
 
 def generator_card(name: str, layer: str | None = None) -> Any:
     """The catalog's card of a generator (`dcgan-faces` accepted for `dcgan_faces`), its layer checked."""
-    from jaxvis.catalog import card
-    from jaxvis.gan.samples import NotAGeneratorError
+    from jaxvis.models.catalog import card
+    from jaxvis.analysis.gan.samples import NotAGeneratorError
 
     arch = card(name.replace("-", "_"))
     if not arch.latent_size:
@@ -97,10 +97,10 @@ def generator_card(name: str, layer: str | None = None) -> Any:
 
 
 def run_dissect(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import check_output, environment, prepare_output, write_gallery
-    from jaxvis.gan.dissect import dissect
-    from jaxvis.gan.faces import landmark_model
-    from jaxvis.units.examples import example_strip, needed_images
+    from jaxvis.app.gallery import check_output, environment, prepare_output, write_gallery
+    from jaxvis.analysis.gan.dissect import dissect
+    from jaxvis.analysis.gan.faces import landmark_model
+    from jaxvis.analysis.units.examples import example_strip, needed_images
 
     arch = generator_card(args.name, args.layer)
     check_counts(samples=args.samples, batch_size=args.batch_size)
@@ -129,14 +129,14 @@ def run_dissect(args: argparse.Namespace) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> None:
-    from jaxvis.edits import UnitEdit, checked_region
-    from jaxvis.gallery import check_output, environment, prepare_output, write_gallery
-    from jaxvis.gan.dissect import concept_units, dissect
-    from jaxvis.gan.effect import drawn
-    from jaxvis.gan.faces import landmark_model
-    from jaxvis.gan.samples import UnknownConceptError, concept_rows, latents
-    from jaxvis.io import read_image
-    from jaxvis.request import parse_units
+    from jaxvis.pieces.edits import UnitEdit, checked_region
+    from jaxvis.app.gallery import check_output, environment, prepare_output, write_gallery
+    from jaxvis.analysis.gan.dissect import concept_units, dissect
+    from jaxvis.analysis.gan.effect import drawn
+    from jaxvis.analysis.gan.faces import landmark_model
+    from jaxvis.analysis.gan.samples import UnknownConceptError, concept_rows, latents
+    from jaxvis.data.io import read_image
+    from jaxvis.models.request import parse_units
 
     arch = generator_card(args.name, args.layer)
     concept, adding = (args.add, True) if args.add else (args.remove, False)
@@ -196,7 +196,7 @@ def run_edit(args: argparse.Namespace) -> None:
 
 def _top_levels(generator: Any, layer: str, samples: int) -> np.ndarray:
     """Each unit's top-1% level over `samples` sampled latents (for insertion with units given by hand)."""
-    from jaxvis.gan.samples import latents
+    from jaxvis.analysis.gan.samples import latents
     from jaxvis.models.model import apply
 
     z = latents(min(samples, 256), generator.arch.latent_size, 0)
@@ -205,8 +205,8 @@ def _top_levels(generator: Any, layer: str, samples: int) -> np.ndarray:
 
 
 def run_paint(args: argparse.Namespace) -> None:
-    from jaxvis.gan.faces import landmark_model
-    from jaxvis.gan.paint import Painter, check_port, serve
+    from jaxvis.analysis.gan.faces import landmark_model
+    from jaxvis.app.ganpaint import Painter, check_port, serve
 
     arch = generator_card(args.name, args.layer)
     check_counts(k=args.k, samples=args.samples)

@@ -8,7 +8,7 @@ from typing import Any
 
 import converters
 from jaxvis.cli.common import VIEW, add_parser, check_counts, class_probabilities, load_model, print_table
-from jaxvis.errors import JaxvisError
+from jaxvis.core.errors import JaxvisError
 
 
 COMMANDS = ("models", "layers", "classify", "convert")
@@ -58,7 +58,7 @@ def run_models(args: argparse.Namespace) -> None:
 
 
 def run_layers(args: argparse.Namespace) -> None:
-    from jaxvis.load import architecture
+    from jaxvis.models.load import architecture
     from jaxvis.models.model import check_image_shape, layer_shapes
 
     arch = architecture(args.name)
@@ -74,9 +74,9 @@ def run_layers(args: argparse.Namespace) -> None:
 def run_classify(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from jaxvis.imagenet import class_names
-    from jaxvis.io import read_photo
-    from jaxvis.load import architecture
+    from jaxvis.data.imagenet import class_names
+    from jaxvis.data.io import read_photo
+    from jaxvis.models.load import architecture
 
     arch = architecture(args.name)
     check_counts(top=args.top)
@@ -93,7 +93,7 @@ def run_classify(args: argparse.Namespace) -> None:
 def run_convert(args: argparse.Namespace) -> None:
     import jax
 
-    from jaxvis.load import architecture, cache_location, load_file, save_checkpoint
+    from jaxvis.models.load import architecture, cache_location, load_file, save_checkpoint
 
     arch = architecture(args.name)
     resolved = converters.find_weights(arch.pretrained, args.weights)

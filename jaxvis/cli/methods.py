@@ -22,9 +22,9 @@ import numpy as np
 
 from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, check_counts, class_probabilities, finish,
                                load_model, plain, record, run_directory, stage_saver, weights_identity)
-from jaxvis.errors import JaxvisError, UnknownLayerError
-from jaxvis.run_config import RunConfig
-from jaxvis.run_state import check_same_request, discard_state, locked, save_request, saved_request
+from jaxvis.core.errors import JaxvisError, UnknownLayerError
+from jaxvis.engine.run_config import RunConfig
+from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_request
 
 
 COMMANDS = ("invert", "dream", "reconstruct", "style")
@@ -132,7 +132,7 @@ def model_first(args: argparse.Namespace, command: str, images: list[str | None]
     deprecated image-first form (`jaxvis dream IMAGE --model MODEL`), which prints a note on stderr.
 
     images: the positionals after the first; count: how many images the command takes (None: one or more)."""
-    from jaxvis.catalog import names
+    from jaxvis.models.catalog import names
 
     given = [word for word in images if word is not None]
     old = args.model is not None or (args.name not in names() and looks_like_image(args.name))
@@ -149,9 +149,9 @@ def model_first(args: argparse.Namespace, command: str, images: list[str | None]
 
 
 def run_invert(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import check_output, prepare_output
-    from jaxvis.imagenet import class_indices, class_names, require_classifier
-    from jaxvis.load import architecture
+    from jaxvis.app.gallery import check_output, prepare_output
+    from jaxvis.data.imagenet import class_indices, class_names, require_classifier
+    from jaxvis.models.load import architecture
     from jaxvis.methods import inversion_method, invert
 
     inversion_method(args.method)
@@ -208,7 +208,7 @@ def check_inversion_sizes(arch: Any, method: str, size: int) -> None:
     """The final size and the smallest one a method's stages use, checked against the architecture."""
     from jaxvis.methods.deepinversion import DEFAULTS as DI
     from jaxvis.methods.pii import check_stage_sizes
-    from jaxvis.request import check_image_size
+    from jaxvis.models.request import check_image_size
 
     check_image_size(arch, size, size)
     if method == "pii":
@@ -242,9 +242,9 @@ def stages_said(out: Path, continues: bool = False) -> Iterator[None]:
 
 
 def run_dream(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import check_output, prepare_output
-    from jaxvis.io import read_image, resize
-    from jaxvis.load import architecture
+    from jaxvis.app.gallery import check_output, prepare_output
+    from jaxvis.data.io import read_image, resize
+    from jaxvis.models.load import architecture
     from jaxvis.methods import dream
     from jaxvis.methods.deepdream import check_octaves
 
@@ -274,11 +274,11 @@ def run_dream(args: argparse.Namespace) -> None:
 
 
 def run_reconstruct(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import check_output, prepare_output
-    from jaxvis.io import read_photo
-    from jaxvis.load import architecture
+    from jaxvis.app.gallery import check_output, prepare_output
+    from jaxvis.data.io import read_photo
+    from jaxvis.models.load import architecture
     from jaxvis.methods import reconstruct
-    from jaxvis.request import check_image_size
+    from jaxvis.models.request import check_image_size
 
     sources = model_first(args, "reconstruct", args.images, None)
     arch = architecture(args.name)
@@ -305,12 +305,12 @@ def run_reconstruct(args: argparse.Namespace) -> None:
 
 
 def run_style(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import check_output, prepare_output
-    from jaxvis.io import read_photo
-    from jaxvis.load import architecture
+    from jaxvis.app.gallery import check_output, prepare_output
+    from jaxvis.data.io import read_photo
+    from jaxvis.models.load import architecture
     from jaxvis.methods import style_losses, transfer_style
     from jaxvis.methods.style import resolved_param
-    from jaxvis.request import check_image_size
+    from jaxvis.models.request import check_image_size
 
     content_source, style_source = model_first(args, "style", [args.content, args.style], 2)
     arch = architecture(args.name)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from jaxvis.cli.common import DEFAULT_OUT, add_parser, check_counts, load_model
-from jaxvis.errors import JaxvisError
+from jaxvis.core.errors import JaxvisError
 
 COMMANDS = ("concepts", "dissect", "ablate", "examples", "atlas")
 CONCEPTS_EXAMPLES = """  jaxvis concepts concepts/                     about 130 images: 28 photos x 3 crops, 48 collages
@@ -98,10 +98,10 @@ def _model_layer_data(parser: argparse.ArgumentParser, data_help: str) -> None:
 
 def _checked(args: argparse.Namespace, command: str) -> tuple[Any, Path]:
     """The model's card with the layer checked, and the output folder -- before anything loads."""
-    from jaxvis.catalog import card
-    from jaxvis.errors import UnknownLayerError
-    from jaxvis.gallery import check_output
-    from jaxvis.request import check_image_size
+    from jaxvis.models.catalog import card
+    from jaxvis.core.errors import UnknownLayerError
+    from jaxvis.app.gallery import check_output
+    from jaxvis.models.request import check_image_size
 
     arch = card(args.name)
     if args.layer not in arch.layers:
@@ -115,7 +115,7 @@ def _checked(args: argparse.Namespace, command: str) -> tuple[Any, Path]:
 
 
 def run_concepts(args: argparse.Namespace) -> None:
-    from jaxvis.units.concept_set import build_concept_set
+    from jaxvis.analysis.units.concept_set import build_concept_set
 
     if args.crops < 1 or args.collages < 0:
         raise JaxvisError("--crops must be at least 1 and --collages at least 0")
@@ -126,9 +126,9 @@ def run_concepts(args: argparse.Namespace) -> None:
 
 
 def run_dissect(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import environment, prepare_output
-    from jaxvis.segmentation import read_concepts
-    from jaxvis.units.dissect import dissect
+    from jaxvis.app.gallery import environment, prepare_output
+    from jaxvis.data.segmentation import read_concepts
+    from jaxvis.analysis.units.dissect import dissect
 
     _, out = _checked(args, "dissect")
     check_counts(seg_size=args.seg_size)
@@ -148,9 +148,9 @@ def run_dissect(args: argparse.Namespace) -> None:
 
 
 def run_ablate(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import environment, prepare_output
-    from jaxvis.imagenet import class_index, class_names, require_classifier
-    from jaxvis.units import ablate
+    from jaxvis.app.gallery import environment, prepare_output
+    from jaxvis.data.imagenet import class_index, class_names, require_classifier
+    from jaxvis.analysis.units import ablate
 
     arch, out = _checked(args, "ablate")
     require_classifier(arch.name, arch.num_classes, "jaxvis ablate (a class's accuracy)")
@@ -221,7 +221,7 @@ def curve_svg(curve: Any, name: str, width: int = 460, height: int = 270) -> str
 
 
 def _units(args: argparse.Namespace, arch: Any) -> list[int]:
-    from jaxvis.request import parse_units
+    from jaxvis.models.request import parse_units
 
     units = parse_units(args.units).tolist()
     width = arch.layers[args.layer]
@@ -235,10 +235,10 @@ def _units(args: argparse.Namespace, arch: Any) -> list[int]:
 
 
 def run_atlas(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import prepare_output
-    from jaxvis.request import check_request
-    from jaxvis.segmentation import read_concepts
-    from jaxvis.units.atlas import build_atlas
+    from jaxvis.app.gallery import prepare_output
+    from jaxvis.models.request import check_request
+    from jaxvis.data.segmentation import read_concepts
+    from jaxvis.app.atlas import build_atlas
 
     arch, out = _checked(args, "atlas")
     units = _units(args, arch)
@@ -258,9 +258,9 @@ def run_atlas(args: argparse.Namespace) -> None:
 
 
 def run_examples(args: argparse.Namespace) -> None:
-    from jaxvis.gallery import prepare_output, write_gallery
-    from jaxvis.units.examples import example_strip, needed_images
-    from jaxvis.units.survey import survey
+    from jaxvis.app.gallery import prepare_output, write_gallery
+    from jaxvis.analysis.units.examples import example_strip, needed_images
+    from jaxvis.analysis.units.survey import survey
 
     arch, out = _checked(args, "examples")
     units = _units(args, arch)

@@ -12,8 +12,8 @@ from typing import Any
 from converters.resolve import user_weight_file
 from jaxvis.cli.common import (DEFAULT_OUT, add_parser, check_counts, load_model, minutes, run_directory,
                                weights_identity)
-from jaxvis.errors import JaxvisError
-from jaxvis.run_state import check_same_request, discard_state, locked, save_request, saved_steps
+from jaxvis.core.errors import JaxvisError
+from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_steps
 
 EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps (~4 min, 2 CPU cores)
   jaxvis visualize mobilenet_v2 features.10 --channels 0-63 --steps 256 --out runs/f10
@@ -34,7 +34,7 @@ SWEEPABLE = ("lr", "diversity", "tv", "l1", "l2", "jitter", "scale")  # flags th
 
 
 def add_commands(commands: Any) -> None:
-    from jaxvis.request import OBJECTIVE_NAMES, PARAM_NAMES
+    from jaxvis.models.request import OBJECTIVE_NAMES, PARAM_NAMES
 
     vis = add_parser(commands, "visualize", "feature visualization of a layer's units (Lucid's defaults)", EXAMPLES)
     vis.add_argument("name", help="architecture, e.g. mobilenet_v2 (`jaxvis models` lists them)")
@@ -84,9 +84,9 @@ def add_commands(commands: Any) -> None:
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    from jaxvis.catalog import card
-    from jaxvis.gallery import check_output, prepare_output
-    from jaxvis.request import check_request
+    from jaxvis.models.catalog import card
+    from jaxvis.app.gallery import check_output, prepare_output
+    from jaxvis.models.request import check_request
 
     # The whole request is checked from the catalog, before jax, the weights or a compile.
     arch = card(args.name)
@@ -158,7 +158,7 @@ def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
 
 def write_grid(out: Path, title: str, grid: Any, finished: dict[str, Any], units: list[int], images: int) -> None:
     """grid.html: each finished unit's images over the sweep's grid (its first image when there are several)."""
-    from jaxvis.gallery import grid_page
+    from jaxvis.app.gallery import grid_page
 
     suffixes = [cell_suffix(cell, grid.axes) for cell in grid.cells]
     files = [[f"unit_{unit:04d}{suffix}{'-0' if images > 1 else ''}.png" for suffix in suffixes] for unit in units]
@@ -173,10 +173,10 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
     """Run the groups in order, writing the gallery after each, and remove the state once all are done."""
     import numpy as np
 
-    from jaxvis.gallery import environment, write_gallery
+    from jaxvis.app.gallery import environment, write_gallery
     from jaxvis.methods.feature_visualization import run_visualization
-    from jaxvis.optimize import OptimizationDiverged
-    from jaxvis.sweeps import Grid
+    from jaxvis.engine.optimize import OptimizationDiverged
+    from jaxvis.engine.sweeps import Grid
 
     units = np.concatenate(groups)
     grid = Grid.of(**{name: options[name] for name in SWEEPABLE})

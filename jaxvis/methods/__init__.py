@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from jaxvis.errors import JaxvisError, MethodOptionError, nearest
+from jaxvis.core.errors import JaxvisError, MethodOptionError, nearest
 from jaxvis.methods.deepdream import dream
 from jaxvis.methods.deepinversion import deep_inversion
 from jaxvis.methods.feature_inversion import reconstruct
@@ -17,7 +17,7 @@ from jaxvis.methods.logit import logit_inversion
 from jaxvis.methods.pii import plug_in_inversion
 from jaxvis.methods.style import style_losses, transfer_style
 from jaxvis.models.model import Model
-from jaxvis.optimize import Result
+from jaxvis.engine.optimize import Result
 
 INVERSIONS: dict[str, Callable[..., Result]] = {
     "pii": plug_in_inversion,
@@ -44,7 +44,7 @@ def inversion_method(method: str) -> Callable[..., Result]:
 def invert(model: Model, classes: Sequence[int | str], method: str = "pii", **options) -> Result:
     """Class images of `model` by `method` (pii, deepinversion, logit); options go to that method.
 
-    Every method takes size, steps, seed, progress, config (`jaxvis.run_config.RunConfig`: checkpoints, so
+    Every method takes size, steps, seed, progress, config (`jaxvis.engine.run_config.RunConfig`: checkpoints, so
     that an interrupted call continues) and on_stage; steps means per stage for pii, the total (split 2:1
     over its two resolutions) for deepinversion, and the total for logit.
     """

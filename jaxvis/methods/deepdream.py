@@ -25,16 +25,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.errors import InvalidImageError, MethodOptionError
+from jaxvis.core.errors import InvalidImageError, MethodOptionError
 from jaxvis.models.model import Model, check_image_shape
-from jaxvis.objectives import Objective
-from jaxvis.objectives import deepdream as deepdream_objective
-from jaxvis.optimize import Result
-from jaxvis.optimizers import normalized_ascent
-from jaxvis.param import clamped
-from jaxvis.run_config import RunConfig, run_config
-from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
-from jaxvis.transforms import compose, roll, tiles
+from jaxvis.pieces.objectives import Objective
+from jaxvis.pieces.objectives import deepdream as deepdream_objective
+from jaxvis.engine.optimize import Result
+from jaxvis.pieces.optimizers import normalized_ascent
+from jaxvis.pieces.param import clamped
+from jaxvis.engine.run_config import RunConfig, run_config
+from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
+from jaxvis.pieces.transforms import compose, roll, tiles
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def dream(
     """DeepDream `image` (H, W, 3) in [0, 1] on one or several layers; `result.images` is (1, 1, H, W, 3).
 
     recipe: every field is used (`Recipe`); the keywords, when given, replace its fields.
-    config: the seed, progress bars and checkpoints (`jaxvis.run_config.RunConfig`: with a checkpoint_dir an
+    config: the seed, progress bars and checkpoints (`jaxvis.engine.run_config.RunConfig`: with a checkpoint_dir an
     interrupted call continues); seed and progress, when given, replace its.
     """
     recipe = with_options(recipe, octaves=octaves, octave_scale=octave_scale, steps=steps, step_size=step_size,

@@ -28,16 +28,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.imagenet import class_indices, require_classifier
+from jaxvis.data.imagenet import class_indices, require_classifier
 from jaxvis.models.model import Model, check_image_shape
 from jaxvis.models.statistics import batchnorm_inputs
-from jaxvis.objectives import INPUT, Acts, Objective, batchnorm_statistics, class_log_probabilities, term
-from jaxvis.optimize import Result
-from jaxvis.optimizers import adam, warmup_cosine
-from jaxvis.param import clamped
-from jaxvis.run_config import RunConfig, run_config
-from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
-from jaxvis.transforms import avg_pool, compose, flip, identity, roll
+from jaxvis.pieces.objectives import INPUT, Acts, Objective, batchnorm_statistics, class_log_probabilities, term
+from jaxvis.engine.optimize import Result
+from jaxvis.pieces.optimizers import adam, warmup_cosine
+from jaxvis.pieces.param import clamped
+from jaxvis.engine.run_config import RunConfig, run_config
+from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages
+from jaxvis.pieces.transforms import avg_pool, compose, flip, identity, roll
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def deep_inversion(
     2000 at half resolution, 1000 at full); or `resolutions`, (downsampling factor,
     iterations) per phase -- `((1, 2000),)` is the reference's setting 1.
     overrides: any `Recipe` field (r_feature=0.01, tv_l2=..., learning_rate=...).
-    config: the seed, progress bars and checkpoints (`jaxvis.run_config.RunConfig`: with a checkpoint_dir an
+    config: the seed, progress bars and checkpoints (`jaxvis.engine.run_config.RunConfig`: with a checkpoint_dir an
     interrupted call continues); seed and progress, when given, replace its.
     """
     recipe = replace(recipe, **overrides)

@@ -21,13 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.errors import MethodOptionError
+from jaxvis.core.errors import MethodOptionError
 from jaxvis.models.model import Model, apply, check_images
-from jaxvis.objectives import INPUT, Acts, Objective, feature_match, term
-from jaxvis.optimize import Result, optimize
-from jaxvis.optimizers import adam
-from jaxvis.param import clamped
-from jaxvis.run_config import RunConfig, run_config
+from jaxvis.pieces.objectives import INPUT, Acts, Objective, feature_match, term
+from jaxvis.engine.optimize import Result, optimize
+from jaxvis.pieces.optimizers import adam
+from jaxvis.pieces.param import clamped
+from jaxvis.engine.run_config import RunConfig, run_config
 
 ALPHA = 6.0  # §3.1, "α = 6 in the experiments"
 BETA = 2.0  # §3.2, β = 2 for networks with max pooling
@@ -77,7 +77,7 @@ def reconstruct(
 ) -> Result:
     """Reconstruct each of `images` (N, H, W, 3) in [0, 1] from its `layer` activation; images (N, 1, H, W, 3).
 
-    config: the seed, progress bar and checkpoints (`jaxvis.run_config.RunConfig`); seed and progress, when
+    config: the seed, progress bar and checkpoints (`jaxvis.engine.run_config.RunConfig`); seed and progress, when
     given, replace its."""
     images = check_images(np.asarray(images, np.float32), model.arch)
     if images.shape[1] != images.shape[2]:

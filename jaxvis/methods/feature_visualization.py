@@ -18,17 +18,17 @@ from dataclasses import replace
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import objectives
-from jaxvis.catalog import card_of
-from jaxvis.errors import MethodOptionError
+from jaxvis.pieces import objectives
+from jaxvis.models.catalog import card_of
+from jaxvis.core.errors import MethodOptionError
 from jaxvis.models.model import Model
-from jaxvis.optimize import Result, optimize
-from jaxvis.optimizers import adam
-from jaxvis.param import PARAMS
-from jaxvis.request import UnitSpec, check_request
-from jaxvis.run_config import RunConfig, run_config
-from jaxvis.sweeps import Grid, refuse_lists
-from jaxvis.transforms import Transform, lucid_standard
+from jaxvis.engine.optimize import Result, optimize
+from jaxvis.pieces.optimizers import adam
+from jaxvis.pieces.param import PARAMS
+from jaxvis.models.request import UnitSpec, check_request
+from jaxvis.engine.run_config import RunConfig, run_config
+from jaxvis.engine.sweeps import Grid, refuse_lists
+from jaxvis.pieces.transforms import Transform, lucid_standard
 
 IMAGE_PENALTIES: dict[str, Callable] = {"tv": objectives.total_variation, "l1": objectives.l1, "l2": objectives.l2}
 
@@ -42,8 +42,8 @@ OBJECTIVES: dict[str, Callable] = {
 
 
 def token_objective(token: str | tuple[int, int]) -> Callable:
-    """The objective maker of a unit spec's `@token` (`jaxvis.request.parse_spec`)."""
-    from jaxvis import tokens
+    """The objective maker of a unit spec's `@token` (`jaxvis.models.request.parse_spec`)."""
+    from jaxvis.pieces import tokens
 
     if token == "cls":
         return tokens.cls_channel
@@ -87,8 +87,8 @@ def run_visualization(
     `objectives.l1` and `objectives.l2` about 0.5); jitter and scale: the first jitter's distance and the
     scale spread of Lucid's standard transforms (`transforms.lucid_standard`: 8 and 0.1; only without a
     `transform` of your own).  lr, diversity, tv, l1, l2, jitter and scale may be lists: every combination
-    runs in one compiled program (`jaxvis.sweeps`); the result's entries are then grid cell × unit,
-    cell-major.  config: the seed, progress bar and checkpoints (`jaxvis.run_config.RunConfig`); seed and
+    runs in one compiled program (`jaxvis.engine.sweeps`); the result's entries are then grid cell × unit,
+    cell-major.  config: the seed, progress bar and checkpoints (`jaxvis.engine.run_config.RunConfig`); seed and
     the engine's keywords, when given, replace its."""
     refuse_lists(objective=objective, size=size, steps=steps, seed=seed, param=param, batch=batch, ensemble=ensemble,
                  relu_override_steps=relu_override_steps, model_size=model_size)
@@ -139,7 +139,7 @@ def visualize(model: Model, spec: str, **options) -> np.ndarray:
 
     Options are those of `run_visualization` (objective, size, steps, seed, param, lr,
     transform, batch, ensemble, diversity, tv, l1, l2, jitter, scale, relu_override_steps, model_size) and of
-    `jaxvis.optimize.optimize` (checkpoint_dir, checkpoint_every, resume, progress ...).
+    `jaxvis.engine.optimize.optimize` (checkpoint_dir, checkpoint_every, resume, progress ...).
     A sweep: lr, diversity, tv, l1, l2, jitter and scale may be lists; every combination runs in one
     compiled program and the grid's axes come first, `lr=[0.02, 0.05, 0.1]` giving (3, units, size, size, 3).
     """

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 
 import jax
 
-from jaxvis.imagenet import class_indices, require_classifier
+from jaxvis.data.imagenet import class_indices, require_classifier
 from jaxvis.models.model import Model, check_image_shape
-from jaxvis.objectives import class_logit
-from jaxvis.optimize import Result
-from jaxvis.optimizers import adam
-from jaxvis.param import fourier
-from jaxvis.run_config import RunConfig, run_config
-from jaxvis.stages import Stage, StageCallback, run_stages, with_options
-from jaxvis.transforms import lucid_standard
+from jaxvis.pieces.objectives import class_logit
+from jaxvis.engine.optimize import Result
+from jaxvis.pieces.optimizers import adam
+from jaxvis.pieces.param import fourier
+from jaxvis.engine.run_config import RunConfig, run_config
+from jaxvis.engine.stages import Stage, StageCallback, run_stages, with_options
+from jaxvis.pieces.transforms import lucid_standard
 
 
 @dataclass(frozen=True)

@@ -31,19 +31,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.errors import InvalidImageError, MethodOptionError
-from jaxvis.imagenet import class_indices, require_classifier
+from jaxvis.core.errors import InvalidImageError, MethodOptionError
+from jaxvis.data.imagenet import class_indices, require_classifier
 from jaxvis.models.model import Model, check_image_shape
-from jaxvis.objectives import Objective, class_log_probability
-from jaxvis.optimize import Result
-from jaxvis.optimizers import Adam, adam, cosine
-from jaxvis.param import clamped
-from jaxvis.programs import Program
-from jaxvis.run_config import RunConfig, run_config
-from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
-from jaxvis.structure import piece
-from jaxvis.sweeps import Grid, refuse_lists
-from jaxvis.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
+from jaxvis.pieces.objectives import Objective, class_log_probability
+from jaxvis.engine.optimize import Result
+from jaxvis.pieces.optimizers import Adam, adam, cosine
+from jaxvis.pieces.param import clamped
+from jaxvis.core.programs import Program
+from jaxvis.engine.run_config import RunConfig, run_config
+from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
+from jaxvis.core.structure import piece
+from jaxvis.engine.sweeps import Grid, refuse_lists
+from jaxvis.pieces.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
 
 
 ObjectiveFor = Callable[[jax.Array], Objective]
@@ -199,7 +199,7 @@ def plug_in_inversion(
     zoom only (pad 0: the previous stage fills the new canvas), or center only
     (the canvas stays S × S; stage i optimizes its central i × i crop, so the
     optimized region grows outward).  `on_stage(label, images)` sees each finished stage.
-    config: the seed, progress bars and checkpoints (`jaxvis.run_config.RunConfig`: with a checkpoint_dir an
+    config: the seed, progress bars and checkpoints (`jaxvis.engine.run_config.RunConfig`: with a checkpoint_dir an
     interrupted call continues); seed and progress, when given, replace its.
     """
     require_classifier(model.name, model.arch.num_classes, "Plug-In Inversion of classes")
@@ -250,9 +250,9 @@ def visualize_units(model: Model, spec: str, *, objective: str = "channel", size
                     config: RunConfig | None = None) -> np.ndarray:
     """Feature visualization with Plug-In Inversion's recipe instead of Lucid's: the units of `spec` (the
     `jaxvis.visualize` shorthand, `@token`s included) as PII's targets. float32 (units, S, S, 3) in [0, 1]."""
-    from jaxvis.catalog import card_of
+    from jaxvis.models.catalog import card_of
     from jaxvis.methods.feature_visualization import objective_maker
-    from jaxvis.request import check_request
+    from jaxvis.models.request import check_request
 
     final = size or model.input_size
     unit_spec, _ = check_request(card_of(model.arch), spec, objective=objective, size=final, model_size=final)

@@ -25,17 +25,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis import objectives
-from jaxvis.errors import JaxvisError, MethodOptionError, UnknownLayerError
+from jaxvis.pieces import objectives
+from jaxvis.core.errors import JaxvisError, MethodOptionError, UnknownLayerError
 from jaxvis.models.model import Model, apply, check_images
-from jaxvis.objectives import Acts, Objective, term
-from jaxvis.optimize import Result
-from jaxvis.optimizers import adam, lbfgs
-from jaxvis.param import Param, clamped, fourier
-from jaxvis.run_config import RunConfig, run_config
-from jaxvis.stages import Stage, StageBuilder, StageCallback, run_stages
-from jaxvis.structure import piece
-from jaxvis.transforms import Transform, identity, lucid_standard, resize_images
+from jaxvis.pieces.objectives import Acts, Objective, term
+from jaxvis.engine.optimize import Result
+from jaxvis.pieces.optimizers import adam, lbfgs
+from jaxvis.pieces.param import Param, clamped, fourier
+from jaxvis.engine.run_config import RunConfig, run_config
+from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages
+from jaxvis.core.structure import piece
+from jaxvis.pieces.transforms import Transform, identity, lucid_standard, resize_images
 
 CONTENT_WEIGHT = 1.0  # tutorial: content_weight=1
 STYLE_WEIGHT = {"pixel": 1e6, "fourier": 1e3}  # pixel: the tutorial's 1000000; fourier: chosen here (see below)

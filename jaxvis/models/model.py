@@ -34,12 +34,12 @@ import numpy as np
 
 from converters.namings import Naming
 from converters.resolve import WeightSource
-from jaxvis.errors import InvalidImageError, InvalidLatentError, UnknownLayerError
+from jaxvis.core.errors import InvalidImageError, InvalidLatentError, UnknownLayerError
 from jaxvis.models.ops import FastPaths
 from jaxvis.models.probe import Edit, Probe, StopForward
-from jaxvis.programs import Program
-from jaxvis.request import check_image_size
-from jaxvis.structure import piece
+from jaxvis.core.programs import Program
+from jaxvis.models.request import check_image_size
+from jaxvis.core.structure import piece
 
 Array = jax.Array
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -156,7 +156,7 @@ FORWARD = Program(_forward_pass, "forward pass")
 
 
 def apply(model: Model, images: Array, capture: tuple[str, ...] | None = None) -> Array | dict[str, Array]:
-    """`model(images, capture=...)` compiled, once per model structure, capture and shape (`jaxvis.programs`:
+    """`model(images, capture=...)` compiled, once per model structure, capture and shape (`jaxvis.core.programs`:
     kept on disk too, so a new process loads it)."""
     return FORWARD(model, jnp.asarray(images), Capture(None if capture is None else tuple(capture)))
 

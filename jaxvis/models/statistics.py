@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import jax
 from flax.traverse_util import flatten_dict
 
-from jaxvis.errors import JaxvisError
+from jaxvis.core.errors import JaxvisError
 from jaxvis.models.model import Model
 
 

@@ -1,0 +1,74 @@
+"""XLA's persistent compilation cache, on by default: a new process with the same shapes skips compiling.
+
+Compiling one optimization program takes seconds on a CPU (see `jaxvis.core.programs`,
+which times every compilation by phase).  jaxvis turns jax's persistent
+compilation cache on before its first compilation, in the library as in the
+command line, so a second process with the same shapes loads the program from
+disk.  Where, or whether:
+
+    JAXVIS_COMPILATION_CACHE=DIR   # where (default: $JAXVIS_CACHE/xla, i.e. ~/.cache/jaxvis/xla)
+    JAXVIS_COMPILATION_CACHE=off   # never (also: 0, false, no, none)
+
+Programs are kept in a subfolder per host processor (`cpu-<digest of its model and
+feature flags>`): XLA compiles host code for the processor it runs on, and neither
+jax's cache key nor the executable store's names the processor otherwise, so machines
+with different processors that share a home directory (a cluster, a CI runner) keep
+separate entries instead of loading or overwriting each other's code.
+A cache directory configured in jax itself (`jax_compilation_cache_dir`) is kept as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+from pathlib import Path
+
+import jax
+from jax.experimental.compilation_cache import compilation_cache
+
+from jaxvis.core.cache_dirs import COMPILATION_ENV as ENV, compilation_dir
+_decided: list[Path | None] = []  # ensure_compilation_cache's answer, once per process
+
+
+def enable_compilation_cache(directory: str | Path | None = None) -> Path | None:
+    """Turn on jax's persistent compilation cache; returns its directory, or None when switched off.
+
+    directory: overrides $JAXVIS_COMPILATION_CACHE.  A cache directory the user already
+    configured in jax is kept as it is.
+    """
+    configured = jax.config.jax_compilation_cache_dir
+    if configured:
+        return Path(configured)
+    base = compilation_dir(directory)
+    if base is None:
+        return None
+    location = base / host_processor()
+    jax.config.update("jax_compilation_cache_dir", str(location))
+    compilation_cache.reset_cache()  # jax decides once per process; let the next compilation decide again
+    return location
+
+
+def ensure_compilation_cache() -> Path | None:
+    """`enable_compilation_cache()` the first time it is called in a process; its answer after that."""
+    if not _decided:
+        _decided.append(enable_compilation_cache())
+    configured = jax.config.jax_compilation_cache_dir
+    return Path(configured) if configured else None
+
+
+@functools.lru_cache(maxsize=1)
+def host_processor() -> str:
+    """`cpu-<digest>` naming this machine's processor: its architecture, vendor, model and feature flags."""
+    described = [platform.machine(), platform.processor()]
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            first = info.read().split("\n\n")[0]  # the first processor; all cores of a host are alike
+    except OSError:  # not Linux: the architecture and processor name are what there is
+        first = ""
+    for line in first.splitlines():
+        field, _, value = line.partition(":")
+        if field.strip() in ("vendor_id", "model name", "flags", "Features", "CPU implementer", "CPU part"):
+            described.append(f"{field.strip()}={' '.join(sorted(value.split()))}")
+    return "cpu-" + hashlib.sha256("\n".join(described).encode()).hexdigest()[:16]

@@ -1,0 +1,133 @@
+"""An interrupted run's state folder, without importing jax: what it was asked to do, and who holds it.
+
+The command line saves the request of a resumable run (`request.json`) next to its
+checkpoints, so that the same command continues it and a changed one is refused,
+naming the changed fields, before any weights load.  A lock file (created with
+O_EXCL, holding pid and host) keeps two identical commands from continuing one run
+at once; the lock of a process that is gone from this host is taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from jaxvis.core.errors import JaxvisError
+
+REQUEST = "request.json"
+LOCK = "lock"
+
+
+class RunLockedError(JaxvisError):
+    """Another live process holds the run's state folder."""
+
+
+def differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """`key: saved -> wanted` for every key that differs (missing on one side: `(none)`)."""
+    keys = sorted(set(saved) | set(wanted))
+    return [f"{key}: {_short(saved.get(key, '(none)'))} -> {_short(wanted.get(key, '(none)'))}"
+            for key in keys if saved.get(key, "(none)") != wanted.get(key, "(none)")]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def saved_steps(directory: Path) -> list[int]:
+    """The steps of the checkpoints (`step_N` folders) in `directory`, oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name[5:]) for p in directory.glob("step_*") if p.name[5:].isdigit())
+
+
+def saved_request(directory: Path) -> dict[str, Any] | None:
+    """The request saved in a run's state folder, or None (no state, or an unreadable one)."""
+    try:
+        return json.loads((directory / REQUEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def save_request(directory: Path, request: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / REQUEST).write_text(json.dumps(request, indent=1, sort_keys=True))
+
+
+def lock_holder(directory: Path) -> dict[str, Any] | None:
+    """{"pid", "host"} of the process holding the folder's lock, or None if unlocked (or unreadable)."""
+    try:
+        return json.loads((directory / LOCK).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_alive(holder: dict[str, Any]) -> bool:
+    """Whether the holder may still run: a live pid on this host, or any process on another host."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
+
+
+@contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold `directory`'s lock while the block runs; `RunLockedError` if a live process holds it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _attempt in range(2):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_holder(directory) or {}
+            if is_alive(holder):
+                raise RunLockedError(
+                    f"another jaxvis (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) is running this "
+                    f"command with this --out (its state: {directory}); wait for it to finish, or use another --out"
+                ) from None
+            print(f"jaxvis: taking over the lock of process {holder.get('pid', '?')}, which is no longer running",
+                  file=sys.stderr)
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(me, file)
+        break
+    else:
+        raise RunLockedError(f"could not lock {directory}: another process took it meanwhile")
+    try:
+        yield
+    finally:
+        if lock_holder(directory) == me:
+            path.unlink(missing_ok=True)
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()  # only the lock was there: leave nothing behind
+
+
+def check_same_request(state_dir: Path, request: dict[str, Any]) -> None:
+    """Refuse to continue an interrupted run that was asked for differently, naming what changed."""
+    saved = saved_request(state_dir)
+    changed = differences(saved, request) if saved is not None else []
+    if changed:
+        raise JaxvisError("an interrupted run with this --out was started with other settings; what changed:\n  "
+                          + "\n  ".join(changed) + f"\nrun it as it was to continue it, add --fresh to start over "
+                          f"(its state in {state_dir} is discarded), or use another --out")
+
+
+def discard_state(state_dir: Path) -> None:
+    """Remove an interrupted run's state (keeping the lock this process holds)."""
+    for entry in state_dir.iterdir():
+        if entry.name != LOCK:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
