@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(__file__))
 
 from common import (END_TO_END, MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, SPEEDUP_HEADER,  # noqa: E402
-                    against_revision, compare_in_fresh_processes, keep_row, machine, markdown_table, median,
-                    processor, speedup_cells, torch_mobilenet_v2, write_section)
+                    compare_in_fresh_processes, jaxvis_module, keep_row, machine, markdown_table,
+                    median, processor, revisions_table, speedup_cells, torch_mobilenet_v2, write_section)
 
 EPS, STEP, STEPS = 2 / 255, 0.5 / 255, 10
 
@@ -44,7 +44,8 @@ def photos(batch: int):
 
     import numpy as np
 
-    from jaxvis.data.io import center_crop_resize, read_image
+    io = jaxvis_module("jaxvis.data.io")
+    center_crop_resize, read_image = io.center_crop_resize, io.read_image
 
     spec = importlib.util.find_spec("foolbox")
     if spec is None:
@@ -76,13 +77,15 @@ def jaxvis_worker(attack: str, batch: int) -> dict:
     import inspect
 
     import jaxvis
-    from jaxvis.methods.attacks import apgd, cw, pgd
+
+    attacks = jaxvis_module("jaxvis.methods.attacks")
+    apgd, cw, pgd = attacks.apgd, attacks.cw, attacks.pgd
 
     model = jaxvis.load("mobilenet_v2")
     images, labels = photos(batch)
     quiet = {}
     if "config" in inspect.signature(pgd).parameters:  # on the engine (#32): no progress bar
-        from jaxvis.engine.run_config import RunConfig
+        RunConfig = jaxvis_module("jaxvis.engine.run_config").RunConfig
 
         quiet = {"config": RunConfig(progress=False)}
     if attack == "pgd10":
@@ -212,24 +215,9 @@ def main() -> None:
 
 def compare_revisions(revision: str, repeats: int, write: bool) -> None:
     """jaxvis's attacks at batch 16 in this tree and in `revision`: first and second call, medians, ratios."""
-    jobs = [("jaxvis", attack, 16) for attack in ATTACKS]
-    runs = against_revision(__file__, revision, jobs, repeats, {**os.environ, "JAXVIS_COMPILATION_CACHE": "off"})
-    here, other = list(runs)
-    rows = []
-    for job in jobs:
-        cells = {name: {k: median([r[k] for r in runs[name][job]]) for k in ("first", "second")} for name in runs}
-        rows.append([f"{ATTACKS[job[1]]}, batch 16", *(f"{cells[n][k]:.2f}" for k in ("first", "second") for n in runs),
-                     *(f"**{cells[other][k] / cells[here][k]:.2f}x**" for k in ("first", "second"))])
-    table = markdown_table(["job", f"first s ({here})", f"first s ({other})", f"second s ({here})",
-                            f"second s ({other})", "first: speed", "second: speed"], rows)
-    text = (f"Against another revision (`--against {revision}`), on {machine()}: seconds of the first call (compiling "
-            "included, compilation caches off) and of the second, each in a fresh process, the revisions alternating; "
-            f"medians of {repeats}. Speed = {other}'s seconds over {here}'s (above 1: this tree is faster).\n\n{table}")
-    print(text)
-    if write:
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "attacks_revisions.md"), "w",
-                  encoding="utf-8") as out:
-            out.write(text + "\n")
+    jobs = {("jaxvis", attack, 16): f"{ATTACKS[attack]}, batch 16" for attack in ATTACKS}
+    revisions_table(__file__, revision, jobs, repeats, {"first": "first s (compiles)", "second": "second s"},
+                    "attacks_revisions.md" if write else None)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,19 @@ from pathlib import Path
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
+def jaxvis_module(path: str):
+    """A jaxvis module by its path in the layered package, or by its flat-layout path in an older revision
+    (`against_revision` runs a worker of this tree on the other tree's jaxvis): `jaxvis.engine.plan`, else
+    `jaxvis.plan`."""
+    import importlib
+
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError:
+        parts = path.split(".")
+        return importlib.import_module(".".join(parts[:1] + parts[2:]))
+
+
 def sample_photos(names: tuple[str, ...] | list[str], size: int):
     """scikit-image's photos shipped with jaxvis (`sample:NAME`), center-cropped to size x size: (N, S, S, 3)."""
     import numpy as np
@@ -247,3 +260,28 @@ def against_revision(script: str, revision: str, jobs: list[tuple], repeats: int
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", other], cwd=root, capture_output=True)
     return results
+
+
+def revisions_table(script: str, revision: str, jobs: dict[tuple, str], repeats: int, fields: dict[str, str],
+                    out: str | None) -> str:
+    """Each job (`script --worker *job`, labelled by `jobs`) in this tree and in `revision`, fresh processes
+    alternating, compilation caches off; per field (a worker's key -> its column name) the medians and the
+    ratio (the other revision's seconds over this tree's).  Written to `out` (a file beside the script)."""
+    import os
+
+    runs = against_revision(script, revision, list(jobs), repeats, {**os.environ, "JAXVIS_COMPILATION_CACHE": "off"})
+    here, other = list(runs)
+    rows = []
+    for job, label in jobs.items():
+        cells = {name: {k: median([r[k] for r in runs[name][job]]) for k in fields} for name in runs}
+        rows.append([label, *(f"{cells[n][k]:.3g}" for k in fields for n in runs),
+                     *(f"**{cells[other][k] / cells[here][k]:.2f}x**" for k in fields)])
+    header = ["job", *(f"{column} ({name})" for column in fields.values() for name in runs),
+              *(f"{column}: speed" for column in fields.values())]
+    text = (f"Against another revision (`--against {revision}`), on {machine()}: seconds, each in a fresh process "
+            f"with compilation caches off, the revisions alternating; medians of {repeats}. Speed = {other}'s "
+            f"seconds over {here}'s (above 1: this tree is faster).\n\n{markdown_table(header, rows)}")
+    print(text)
+    if out:
+        Path(script).resolve().with_name(out).write_text(text + "\n", encoding="utf-8")
+    return text

@@ -31,7 +31,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(__file__))
 
 from common import (MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, against_revision, in_fresh_process,  # noqa: E402
-                    keep_row, machine, markdown_table, median, processor, write_section)
+                    jaxvis_module, keep_row, machine, markdown_table, median, processor, write_section)
 
 JOBS = {
     "visualize step (default)": "visualize",
@@ -48,8 +48,10 @@ def worker(job: str) -> dict:
     import numpy as np
 
     import jaxvis
-    from jaxvis.core import programs
-    from jaxvis.engine.plan import INIT_STATE, RUN_CHUNK
+
+    programs = jaxvis_module("jaxvis.core.programs")
+    plan_module = jaxvis_module("jaxvis.engine.plan")
+    INIT_STATE, RUN_CHUNK = plan_module.INIT_STATE, plan_module.RUN_CHUNK
 
     model = jaxvis.load("mobilenet_v2")
     model.layers  # the layer-name table, traced once per process, is not part of any program
@@ -59,9 +61,8 @@ def worker(job: str) -> dict:
         run_visualization(model, "features.14:0-15", steps=1, progress=False,
                           relu_override_steps=0 if job.endswith("plain") else 16)
     elif job.startswith("init"):
-        from jaxvis.pieces import param, transforms
-        from jaxvis.pieces.optimizers import adam
-        from jaxvis.engine.plan import Plan
+        param, transforms = jaxvis_module("jaxvis.pieces.param"), jaxvis_module("jaxvis.pieces.transforms")
+        adam, Plan = jaxvis_module("jaxvis.pieces.optimizers").adam, jaxvis_module("jaxvis.engine.plan").Plan
 
         plan = Plan(param.fourier(128), adam(0.05), transforms.lucid_standard(224), transforms.identity(),
                     ("features.14",))
@@ -77,20 +78,21 @@ def worker(job: str) -> dict:
         plug_in_inversion(model, [1, 130, 207, 309], size=128, ensemble=8, steps=1, progress=False,
                           recipe=replace(DEFAULTS, chunk=1))
     elif job == "dream":
-        from jaxvis.data.io import read_image, resize
         from jaxvis.methods import dream
 
+        read_image, resize = jaxvis_module("jaxvis.data.io").read_image, jaxvis_module("jaxvis.data.io").resize
         photo = read_image("sample:astronaut")
         dream(model, resize(photo, 384, 384), "features.10", octaves=2, steps=1, progress=False)
     elif job == "pgd":
         from attacks_vs_torch import EPS, STEP, STEPS, photos
 
-        from jaxvis.methods.attacks import pgd
+        attacks = jaxvis_module("jaxvis.methods.attacks")
+        pgd = attacks.pgd
 
         images, labels = photos(16)
         pgd(model, images, labels, eps=EPS, step_size=STEP, steps=STEPS, random_start=False, early_stop=False)
         # before #32: PGD's own loop program; since, the engine's chunk program and its initialization
-        program = getattr(sys.modules["jaxvis.methods.attacks.pgd"], "RUN", None)
+        program = getattr(sys.modules[f"{attacks.__name__}.pgd"], "RUN", None)
         if program is None:
             return _summed(RUN_CHUNK.last_compile[1].as_dict(), INIT_STATE.last_compile[1].as_dict())
         return program.last_compile[1].as_dict()

@@ -23,6 +23,7 @@ random resizing, so its network sees the same 224 px input.
 
     pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 torch-dreams==4.0.0 && pip install decorator ipython opencv-python-headless
     python benchmarks/feature_vis.py [--neurons 1 8 32] [--steps 64 512] [--repeats 3] [--once 32]
+    python benchmarks/feature_vis.py --against REV --steps 64 [--repeats 3]   # jaxvis against another revision
 
 For the hot step: achieved GFLOP/s (XLA's cost analysis of the step, over its
 measured time) against this machine's 2048^3 float32 matmul rate.
@@ -40,7 +41,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(__file__))
 
 from common import (END_TO_END, MACHINE_HEADER, ROWS_NAME_THEIR_MACHINE, SPEEDUP_HEADER,  # noqa: E402
-                    compare_in_fresh_processes, keep_row, machine, processor,
+                    compare_in_fresh_processes, jaxvis_module, keep_row, machine, processor, revisions_table,
                     markdown_table, matmul_gflops, speedup_cells, torch_mobilenet_v2, write_section)
 
 LAYER, SIZE, LR = "features.14", 128, 0.05
@@ -51,8 +52,9 @@ LAYER, SIZE, LR = "features.14", 128, 0.05
 
 def jaxvis_worker(neurons: int, steps: int) -> dict:
     import jaxvis
-    from jaxvis.engine.plan import RUN_CHUNK
     from jaxvis.methods.feature_visualization import run_visualization
+
+    RUN_CHUNK = jaxvis_module("jaxvis.engine.plan").RUN_CHUNK
 
     model = jaxvis.load("mobilenet_v2")
     spec = f"{LAYER}:0-{neurons - 1}"
@@ -122,11 +124,19 @@ def main() -> None:
                         help="torch-dreams renders one image at a time: compared at these neuron counts")
     parser.add_argument("--worker", nargs=3, metavar=("WHO", "NEURONS", "STEPS"), help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--against", help="a git revision: jaxvis's visualization at --neurons x --steps against "
+                        "it, the revisions' fresh processes alternating (writes feature_vis_revisions.md)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.worker:
         who, neurons, steps = args.worker
         print(json.dumps(WORKERS[who](int(neurons), int(steps))))
+        return
+    if args.against:
+        jobs = {("jaxvis", n, s): f"{n} units x {s} steps" for n in args.neurons for s in args.steps}
+        revisions_table(__file__, args.against, jobs, args.repeats, {"first": "first s (compiles)",
+                        "second": "second s", "step_s": "hot step s"}, None if args.no_write else
+                        "feature_vis_revisions.md")
         return
 
     peak = matmul_gflops()
