@@ -117,3 +117,56 @@ def test_a_pii_recipe_with_lists_is_a_sweep_each_cell_its_own_run(tiny_cnn):
         np.testing.assert_allclose(by_cell[cell], alone.images, rtol=0, atol=1e-6)
     with pytest.raises(MethodOptionError, match="ensemble cannot be swept"):
         pii.stages(tiny_cnn, np.asarray([1]), 32, zoom=True, center=True, recipe=replace(base, ensemble=[2, 4]))
+
+
+def test_a_deepdream_sweep_dreams_every_cell_in_each_octaves_one_program(tiny_cnn):
+    """step_size x jitter as lists over two octaves: each octave one compilation for the grid, the second octave
+    going on from each cell's own first; each cell equals its own run.  Mutation that fails it: every cell
+    starting the second octave from cell 0's dream (or sharing cell 0's step size)."""
+    from jaxvis.methods import dream
+
+    image = np.random.default_rng(0).uniform(0.2, 0.8, (48, 48, 3)).astype(np.float32)
+    options = dict(octaves=2, octave_scale=1.5, steps=3, progress=False, seed=3)
+    steps, jitters = [0.5 / 255, 4 / 255], [2, 9]
+    before = RUN_CHUNK.compilations
+    swept = dream(tiny_cnn, image, LAYER, step_size=steps, jitter=jitters, **options)
+    assert RUN_CHUNK.compilations - before <= 2  # one program per octave size, whatever the grid
+    assert swept.grid == (2, 2) and swept.images.shape == (4, 1, 48, 48, 3)
+    by_cell = swept.with_grid_axes(swept.images)
+    for i, step in enumerate(steps):
+        for j, jitter in enumerate(jitters):
+            alone = dream(tiny_cnn, image, LAYER, step_size=step, jitter=jitter, **options)
+            np.testing.assert_allclose(by_cell[i, j], alone.images, rtol=0, atol=1e-6)
+    assert not np.allclose(by_cell[0, 0], by_cell[1, 0], atol=1e-3)
+    assert not np.allclose(by_cell[1, 0], by_cell[1, 1], atol=1e-3)
+    with pytest.raises(MethodOptionError, match="octaves cannot be swept"):
+        dream(tiny_cnn, image, LAYER, octaves=[1, 2], progress=False)
+
+
+def test_a_deepinversion_sweep_runs_a_batch_per_cell_each_its_own_run(tiny_cnn):
+    """r_feature x jitter as lists over both phases: a batch of 2 classes per cell, each phase one compilation,
+    each cell equal to its own run.  Mutation that fails it: building every cell's objective from the recipe
+    given (the r_feature cells would equal each other)."""
+    from dataclasses import replace
+
+    from jaxvis.methods import deepinversion
+
+    recipe = replace(deepinversion.DEFAULTS, resolutions=((2, 3), (1, 2)), warmup=1, chunk=3)
+    options = dict(size=32, progress=False, seed=4)
+    weights, jitters = [0.0, 5.0], [2, 8]
+    before = RUN_CHUNK.compilations
+    swept = deepinversion.deep_inversion(tiny_cnn, [1, 3], recipe=replace(recipe, r_feature=weights, jitter=jitters),
+                                         **options)
+    assert RUN_CHUNK.compilations - before <= 2  # one program per phase, whatever the grid
+    assert swept.grid == (2, 2) and swept.images.shape == (8, 1, 32, 32, 3)
+    assert swept.units.tolist() == [1, 3] * 4
+    by_cell = swept.with_grid_axes(swept.images)
+    for i, weight in enumerate(weights):
+        for j, jitter in enumerate(jitters):
+            alone = deepinversion.deep_inversion(tiny_cnn, [1, 3], recipe=replace(recipe, r_feature=weight,
+                                                                                  jitter=jitter), **options)
+            # within float32 rounding carried through Adam at lr 0.2 (XLA sums 4 cells' batch differently from 1)
+            np.testing.assert_allclose(by_cell[i, j], alone.images, rtol=0, atol=1e-4)
+    assert not np.allclose(by_cell[0, 0], by_cell[1, 0], atol=1e-3)
+    with pytest.raises(MethodOptionError, match="do_flip cannot be swept"):
+        deepinversion.deep_inversion(tiny_cnn, [1], recipe=replace(recipe, do_flip=[True, False]), **options)

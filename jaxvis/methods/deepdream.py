@@ -12,11 +12,13 @@ Reference: the original `deepdream.ipynb` (google/deepdream), `make_step` / `dee
     return x
 
 Images larger than `tile_size` are processed in tiles (one batch through the
-network), as TensorFlow's DeepDream tutorial does for large images.
+network), as TensorFlow's DeepDream tutorial does for large images.  step_size and jitter may be lists:
+every combination dreams in each octave's one program (`jaxvis.engine.sweeps`), a cell per image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,7 @@ from jaxvis.pieces.optimizers import normalized_ascent
 from jaxvis.pieces.param import clamped
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
+from jaxvis.engine.sweeps import Grid, refuse_lists
 from jaxvis.pieces.transforms import compose, roll, tiles
 
 
@@ -93,12 +96,17 @@ def dream(
 ) -> Result:
     """DeepDream `image` (H, W, 3) in [0, 1] on one or several layers; `result.images` is (1, 1, H, W, 3).
 
-    recipe: every field is used (`Recipe`); the keywords, when given, replace its fields.
+    recipe: every field is used (`Recipe`); the keywords, when given, replace its fields.  A sweep: step_size
+    and jitter given as lists run every combination in each octave's one program, one image per cell
+    (`result.images` (cells, 1, H, W, 3); `result.with_grid_axes(result.images)` puts the grid's axes first).
     config: the seed, progress bars and checkpoints (`jaxvis.engine.run_config.RunConfig`: with a checkpoint_dir an
     interrupted call continues); seed and progress, when given, replace its.
     """
     recipe = with_options(recipe, octaves=octaves, octave_scale=octave_scale, steps=steps, step_size=step_size,
                           jitter=jitter, tile_size=tile_size)
+    refuse_lists(octaves=recipe.octaves, octave_scale=recipe.octave_scale, steps=recipe.steps,
+                 tile_size=recipe.tile_size, chunk=recipe.chunk)
+    grid = Grid.of(step_size=recipe.step_size, jitter=recipe.jitter)
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise MethodOptionError("name at least one layer to dream on, e.g. features.10 (`jaxvis layers NAME` lists them)")
@@ -111,18 +119,25 @@ def dream(
     def octave(index: int, h: int, w: int) -> StageBuilder:
         def build(key: jax.Array, previous: Result | None) -> Stage:
             base = octave_base(image, h, w)
-            detail = 0.0 if previous is None else jax.image.resize(
-                jnp.asarray(previous.images[0, 0]) - octave_base(image, *previous.images.shape[2:4]), (h, w, 3), "linear")
+            if previous is None:
+                start = jnp.broadcast_to(base, (int(np.prod(grid.shape)), h, w, 3))
+            else:  # each cell goes on from its own dream
+                before = jnp.asarray(previous.images[:, 0])
+                detail = before - octave_base(image, *before.shape[1:3])
+                start = base + jax.image.resize(detail, (len(detail), h, w, 3), "linear")
             return Stage(
                 f"octave_{index}", objective, param=clamped(max(h, w)),  # the start `init` sets the true h × w
-                init=(base + detail)[None, None], step_transform=compose(roll(recipe.jitter), tiles(recipe.tile_size)),
-                optimizer=normalized_ascent(recipe.step_size), steps=recipe.steps, chunk=recipe.chunk,
+                init=start[:, None],
+                step_transform=grid.per_cell(lambda jitter, **_: compose(roll(jitter), tiles(recipe.tile_size))),
+                optimizer=grid.per_cell(lambda step_size, **_: normalized_ascent(step_size)), steps=recipe.steps,
+                chunk=recipe.chunk,
             )
 
         return build
 
     builders = [octave(index, h, w) for index, (h, w) in enumerate(sizes)]
-    return run_stages(model, builders, config=run_config(config, seed, progress), on_stage=on_stage)
+    result = run_stages(model, builders, config=run_config(config, seed, progress), on_stage=on_stage)
+    return dataclasses.replace(result, grid=grid.shape)  # () without a sweep
 
 
 def octave_base(image: np.ndarray, height: int, width: int) -> jax.Array:

@@ -22,7 +22,7 @@ whole batch is one unit of the engine, because the BatchNorm prior couples its i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +37,7 @@ from jaxvis.pieces.optimizers import adam, warmup_cosine
 from jaxvis.pieces.param import clamped
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages
+from jaxvis.engine.sweeps import Grid, refuse_lists
 from jaxvis.pieces.transforms import avg_pool, compose, flip, identity, roll
 
 
@@ -64,6 +65,13 @@ class Recipe:
 
 
 DEFAULTS = Recipe()
+STRUCTURE = ("do_flip", "warmup", "resolutions", "chunk")  # fields that shape the program: never swept
+
+
+def sweep_grid(recipe: Recipe) -> Grid:
+    """The grid of a recipe whose runtime fields (rate, betas, weights, jitter) may be lists."""
+    refuse_lists(**{name: getattr(recipe, name) for name in STRUCTURE})
+    return Grid.of(**{f.name: getattr(recipe, f.name) for f in fields(recipe) if f.name not in STRUCTURE})
 
 
 def split_steps(total: int, resolutions: Sequence[tuple[int, int]] = DEFAULTS.resolutions) -> tuple[tuple[int, int], ...]:
@@ -119,7 +127,10 @@ def deep_inversion(
     steps: the total, split over the phases in the reference's proportions (default 3000:
     2000 at half resolution, 1000 at full); or `resolutions`, (downsampling factor,
     iterations) per phase -- `((1, 2000),)` is the reference's setting 1.
-    overrides: any `Recipe` field (r_feature=0.01, tv_l2=..., learning_rate=...).
+    overrides: any `Recipe` field (r_feature=0.01, tv_l2=..., learning_rate=...).  A sweep: the runtime
+    fields (learning_rate, betas, r_feature, first_bn_multiplier, tv_l1, tv_l2, l2, main_loss_multiplier,
+    jitter) given as lists run every combination in each phase's one program, a whole batch per cell;
+    `result.with_grid_axes(result.images)` puts the grid's axes first.
     config: the seed, progress bars and checkpoints (`jaxvis.engine.run_config.RunConfig`: with a checkpoint_dir an
     interrupted call continues); seed and progress, when given, replace its.
     """
@@ -130,7 +141,9 @@ def deep_inversion(
     check_image_shape((1, final, final, 3), "float32", model.arch)
     if resolutions is None:
         resolutions = split_steps(steps, recipe.resolutions) if steps else recipe.resolutions
-    objective = deepinversion_objective(model, targets, recipe)
+    grid = sweep_grid(recipe)
+    per_cell = lambda build: grid.per_cell(lambda **cell: build(replace(recipe, **cell)))  # noqa: E731
+    objective = per_cell(lambda cell: deepinversion_objective(model, targets, cell))
     param = clamped(final, model.arch.mean, model.arch.std, init="normal")
 
     def phase(index: int, factor: int, count: int) -> StageBuilder:
@@ -139,10 +152,11 @@ def deep_inversion(
                 (jnp.asarray(previous.images) - jnp.asarray(model.arch.mean)) / jnp.asarray(model.arch.std))
             return Stage(
                 f"phase_{index}_{factor}x", objective, param=param, init=theta, batch=len(targets),
-                step_transform=compose(avg_pool(factor) if factor != 1 else identity(), roll(recipe.jitter // factor),
-                                       flip() if recipe.do_flip else identity()),
-                optimizer=adam(recipe.learning_rate, b1=recipe.betas[0], b2=recipe.betas[1], eps=1e-8,
-                               schedule=warmup_cosine(recipe.warmup, count)),
+                step_transform=per_cell(lambda cell: compose(avg_pool(factor) if factor != 1 else identity(),
+                                                             roll(cell.jitter // factor),
+                                                             flip() if recipe.do_flip else identity())),
+                optimizer=per_cell(lambda cell: adam(cell.learning_rate, b1=cell.betas[0], b2=cell.betas[1],
+                                                     eps=1e-8, schedule=warmup_cosine(recipe.warmup, count))),
                 steps=count, chunk=recipe.chunk,
             )
 
@@ -150,4 +164,6 @@ def deep_inversion(
 
     result = run_stages(model, [phase(i, f, n) for i, (f, n) in enumerate(resolutions)],
                         config=run_config(config, seed, progress), on_stage=on_stage)
-    return replace(result, images=result.images[0][:, None], units=targets)  # the batch's images, one per class
+    cells = int(np.prod(grid.shape))  # each cell's batch: its images, one per class
+    return replace(result, images=result.images.reshape(cells * len(targets), 1, *result.images.shape[2:]),
+                   units=np.tile(targets, cells), grid=grid.shape)
