@@ -170,3 +170,29 @@ def test_a_deepinversion_sweep_runs_a_batch_per_cell_each_its_own_run(tiny_cnn):
     assert not np.allclose(by_cell[0, 0], by_cell[1, 0], atol=1e-3)
     with pytest.raises(MethodOptionError, match="do_flip cannot be swept"):
         deepinversion.deep_inversion(tiny_cnn, [1], recipe=replace(recipe, do_flip=[True, False]), **options)
+
+
+@pytest.mark.parametrize("param,optimizer", [("pixel", "adam"), ("fourier", "adam"), ("pixel", "lbfgs")])
+def test_a_style_transfer_sweep_paints_a_cell_per_weight_each_its_own_run(tiny_cnn, param, optimizer):
+    """style_weight (and, with Adam, learning_rate) as lists, two pyramid levels for pixels: each cell equals its
+    own run.  Mutation that fails it: the objective built with the first cell's weights for every cell."""
+    from jaxvis.methods import transfer_style
+
+    rng = np.random.default_rng(1)
+    content, style = (rng.uniform(0, 1, (32, 32, 3)).astype(np.float32) for _ in range(2))
+    options = dict(style_layers=["features.2", "features.5"], content_layer="features.8", param=param,
+                   optimizer=optimizer, steps=3, pyramid=2 if param == "pixel" else 1, progress=False, seed=5)
+    weights = [1e2, 1e5]
+    rates = {"learning_rate": [0.01, 0.1]} if optimizer == "adam" else {}
+    swept = transfer_style(tiny_cnn, content, style, style_weight=weights, **rates, **options)
+    assert swept.grid == ((2, 2) if rates else (2,)) and swept.images.shape[1:] == (1, 32, 32, 3)
+    by_cell = swept.with_grid_axes(swept.images)
+    for i, weight in enumerate(weights):
+        for j, rate in enumerate(rates.get("learning_rate", [None])):
+            alone = transfer_style(tiny_cnn, content, style, style_weight=weight, learning_rate=rate, **options)
+            cell = by_cell[i, j] if rates else by_cell[i]
+            np.testing.assert_allclose(cell, alone.images, rtol=0, atol=1e-5)
+    assert not np.allclose(by_cell[0], by_cell[1], atol=1e-4)
+    if optimizer == "lbfgs":
+        with pytest.raises(MethodOptionError, match="learning_rate is Adam's"):
+            transfer_style(tiny_cnn, content, style, learning_rate=[0.1, 0.2], **options)

@@ -34,6 +34,7 @@ from jaxvis.pieces.optimizers import adam, lbfgs
 from jaxvis.pieces.param import Param, clamped, fourier
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages
+from jaxvis.engine.sweeps import Grid, refuse_lists
 from jaxvis.core.structure import piece
 from jaxvis.pieces.transforms import Transform, identity, lucid_standard, resize_images
 
@@ -151,12 +152,12 @@ def transfer_style(
     *,
     style_layers: Sequence[str] | None = None,
     content_layer: str | None = None,
-    content_weight: float = CONTENT_WEIGHT,
-    style_weight: float | None = None,
+    content_weight: float | list[float] = CONTENT_WEIGHT,
+    style_weight: float | list[float] | None = None,
     param: str = "auto",
     optimizer: str = "auto",
     steps: int | None = None,
-    learning_rate: float | None = None,
+    learning_rate: float | list[float] | None = None,
     pyramid: int = 1,
     average_pool: bool = True,
     seed: int | None = None,
@@ -175,17 +176,24 @@ def transfer_style(
         256 Adam steps) 1e4 already washed the cat out to grey, 1e5 erased it.
     pyramid: levels of an image pyramid (pixel only): solve at 1/2^(levels-1) of the
         size first, each level starting from the previous result upsampled.
+    A sweep: content_weight, style_weight and (with Adam) learning_rate given as lists run every combination
+    in one program per level, an image per cell (`result.with_grid_axes(result.images)`: grid axes first).
     """
+    refuse_lists(param=param, optimizer=optimizer, steps=steps, pyramid=pyramid, average_pool=average_pool)
     param = resolved_param(model.name, param)
     defaults = default_layers(model) if style_layers is None or content_layer is None else None
-    spec = StyleTransfer(tuple(style_layers or defaults[0]), content_layer or defaults[1], content_weight,
-                         style_weight if style_weight is not None else STYLE_WEIGHT.get(param, 1e6))
+    grid = Grid.of(content_weight=content_weight,
+                   style_weight=style_weight if style_weight is not None else STYLE_WEIGHT.get(param, 1e6),
+                   learning_rate=learning_rate or ADAM_LEARNING_RATE.get(param, 0.0))
+    spec = StyleTransfer(tuple(style_layers or defaults[0]), content_layer or defaults[1])
     unknown = sorted(set(spec.layers) - set(model.layers))
     if unknown:
         raise UnknownLayerError(unknown, model.name, model.layers)
     optimizer = ("lbfgs" if param == "pixel" else "adam") if optimizer == "auto" else optimizer
     if param not in ("pixel", "fourier") or optimizer not in ("lbfgs", "adam"):
         raise MethodOptionError(f"param must be pixel|fourier|auto and optimizer lbfgs|adam|auto; got {param!r}, {optimizer!r}")
+    if optimizer == "lbfgs" and "learning_rate" in grid.axes:
+        raise MethodOptionError("learning_rate is Adam's (L-BFGS has a line search): sweep it with optimizer='adam'")
     if pyramid > 1 and param != "pixel":
         raise MethodOptionError("an image pyramid needs param='pixel' (a Fourier image has no coarse-to-fine start)")
     if average_pool:
@@ -196,7 +204,6 @@ def transfer_style(
         raise MethodOptionError(f"style transfer takes a square content image; got {height}x{width} (crop it first)")
     style = resize_images(jnp.asarray(np.asarray(style, np.float32)[None]), height)
     steps = steps or (LBFGS_STEPS if optimizer == "lbfgs" else ADAM_STEPS)
-    rate = learning_rate or ADAM_LEARNING_RATE[param]
     robust: Transform = lucid_standard(None) if param == "fourier" else identity()
 
     def level(index: int) -> StageBuilder:
@@ -206,18 +213,24 @@ def transfer_style(
             level_content, level_style = resize_images(jnp.asarray(content), size), resize_images(style, size)
             base = fourier(size) if param == "fourier" else clamped(size)
             init = None
-            if param == "pixel":
-                start = level_content if previous is None else resize_images(jnp.asarray(previous.images[0, :1]), size)
-                init = start[None]
+            if param == "pixel":  # from the content image, or each cell from its own previous level
+                start = level_content if previous is None else resize_images(jnp.asarray(previous.images[:, 0]), size)
+                init = start[:, None]
             return Stage(
-                f"level_{size}px", spec.objective(), param=stacked(base, level_content, level_style), init=init,
-                transform=robust, optimizer=lbfgs() if optimizer == "lbfgs" else adam(rate), steps=steps, chunk=50,
+                f"level_{size}px",
+                grid.per_cell(lambda content_weight, style_weight, **_: replace(
+                    spec, content_weight=content_weight, style_weight=style_weight).objective()),
+                param=stacked(base, level_content, level_style), init=init, transform=robust,
+                optimizer=grid.per_cell(lambda learning_rate, **_: lbfgs() if optimizer == "lbfgs" else
+                                        adam(learning_rate)),
+                steps=steps, chunk=50,
             )
 
         return build
 
-    result = run_stages(model, [level(i) for i in range(pyramid)], config=run_config(config, seed, progress), on_stage=on_stage)
-    return replace(result, images=result.images[:, :1])  # x, without the content and style images
+    result = run_stages(model, [level(i) for i in range(pyramid)], config=run_config(config, seed, progress),
+                        on_stage=on_stage)
+    return replace(result, images=result.images[:, :1], grid=grid.shape)  # x, without the content and style images
 
 
 def resolved_param(model_name: str, param: str) -> str:
