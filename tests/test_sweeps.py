@@ -196,3 +196,25 @@ def test_a_style_transfer_sweep_paints_a_cell_per_weight_each_its_own_run(tiny_c
     if optimizer == "lbfgs":
         with pytest.raises(MethodOptionError, match="learning_rate is Adam's"):
             transfer_style(tiny_cnn, content, style, learning_rate=[0.1, 0.2], **options)
+
+
+def test_feature_inversion_and_logit_inversion_sweep_their_weights_and_rates(tiny_cnn):
+    """reconstruct's lambda_tv x learning_rate and logit inversion's learning_rate as lists: each cell equals its
+    own run.  Mutation that fails it: the prior built with the given (first) weights for every cell."""
+    from jaxvis.methods import reconstruct
+    from jaxvis.methods.logit import logit_inversion
+
+    photos = np.random.default_rng(2).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    options = dict(steps=3, progress=False, seed=6)
+    swept = reconstruct(tiny_cnn, photos, LAYER, lambda_tv=[0.0, 50.0], learning_rate=[0.05, 0.2], **options)
+    assert swept.grid == (2, 2) and swept.images.shape == (8, 1, 32, 32, 3)
+    by_cell = swept.with_grid_axes(swept.images)
+    alone = reconstruct(tiny_cnn, photos, LAYER, lambda_tv=50.0, learning_rate=0.05, **options)
+    np.testing.assert_allclose(by_cell[1, 0], alone.images, rtol=0, atol=1e-6)
+    assert not np.allclose(by_cell[0, 0], by_cell[1, 0], atol=1e-4)
+    rates = logit_inversion(tiny_cnn, [1, 3], size=32, learning_rate=[0.01, 0.3], **options)
+    assert rates.grid == (2,) and rates.units.tolist() == [1, 3, 1, 3]
+    alone = logit_inversion(tiny_cnn, [1, 3], size=32, learning_rate=0.3, **options)
+    np.testing.assert_allclose(rates.with_grid_axes(rates.images)[1], alone.images, rtol=0, atol=1e-6)
+    with pytest.raises(MethodOptionError, match="alpha cannot be swept"):
+        reconstruct(tiny_cnn, photos, LAYER, alpha=[2.0, 6.0], **options)

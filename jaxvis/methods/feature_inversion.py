@@ -16,6 +16,7 @@ Several images are reconstructed in parallel, one per unit of the vmapped engine
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,7 @@ from jaxvis.engine.optimize import Result, optimize
 from jaxvis.pieces.optimizers import adam
 from jaxvis.pieces.param import clamped
 from jaxvis.engine.run_config import RunConfig, run_config
+from jaxvis.engine.sweeps import Grid, refuse_lists
 
 ALPHA = 6.0  # §3.1, "α = 6 in the experiments"
 BETA = 2.0  # §3.2, β = 2 for networks with max pooling
@@ -68,9 +70,9 @@ def reconstruct(
     steps: int = STEPS,
     alpha: float = ALPHA,
     beta: float = BETA,
-    lambda_alpha: float = LAMBDA_ALPHA,
-    lambda_tv: float = LAMBDA_TV,
-    learning_rate: float = LEARNING_RATE,
+    lambda_alpha: float | list[float] = LAMBDA_ALPHA,
+    lambda_tv: float | list[float] = LAMBDA_TV,
+    learning_rate: float | list[float] = LEARNING_RATE,
     seed: int | None = None,
     progress: bool | None = None,
     config: RunConfig | None = None,
@@ -78,18 +80,27 @@ def reconstruct(
     """Reconstruct each of `images` (N, H, W, 3) in [0, 1] from its `layer` activation; images (N, 1, H, W, 3).
 
     config: the seed, progress bar and checkpoints (`jaxvis.engine.run_config.RunConfig`); seed and progress, when
-    given, replace its."""
+    given, replace its.  A sweep: lambda_alpha, lambda_tv and learning_rate given as lists run every combination
+    in one program (`result.with_grid_axes(result.images)`: the grid's axes first); alpha and beta shape it."""
+    refuse_lists(steps=steps, alpha=alpha, beta=beta)
+    grid = Grid.of(lambda_alpha=lambda_alpha, lambda_tv=lambda_tv, learning_rate=learning_rate)
     images = check_images(np.asarray(images, np.float32), model.arch)
     if images.shape[1] != images.shape[2]:
         raise MethodOptionError(f"reconstruct takes square images; got {images.shape[1]}x{images.shape[2]} (crop them first)")
     targets = apply(model, images, capture=(layer,))[layer]
-    prior = natural_image_prior(model.arch.mean, model.arch.std, alpha, beta, lambda_alpha, lambda_tv)
-    return optimize(
+
+    def objective_with(lambda_alpha: float, lambda_tv: float, **_: float):
+        prior = natural_image_prior(model.arch.mean, model.arch.std, alpha, beta, lambda_alpha, lambda_tv)
+        return lambda index: (feature_match(layer, jnp.take(targets, index, axis=0)) - prior).named(
+            f"reconstruct {layer}")
+
+    result = optimize(
         model,
-        lambda index: (feature_match(layer, jnp.take(targets, index, axis=0)) - prior).named(f"reconstruct {layer}"),
+        grid.per_cell(objective_with),
         units=np.arange(len(images)),
         param=clamped(images.shape[1], model.arch.mean, model.arch.std),
-        optimizer=adam(learning_rate),
+        optimizer=grid.per_cell(lambda learning_rate, **_: adam(learning_rate)),
         steps=steps,
         **run_config(config, seed, progress).engine_options(),
     )
+    return replace(result, grid=grid.shape) if grid.swept else result

@@ -7,7 +7,7 @@ Fourier image (sd 0.01, sigmoid), its `standard_transforms`, Adam lr 0.05, 512 s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 
@@ -19,6 +19,7 @@ from jaxvis.pieces.optimizers import adam
 from jaxvis.pieces.param import fourier
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, StageCallback, run_stages, with_options
+from jaxvis.engine.sweeps import Grid, refuse_lists
 from jaxvis.pieces.transforms import lucid_standard
 
 
@@ -37,7 +38,7 @@ def logit_inversion(
     *,
     size: int | None = None,
     steps: int | None = None,
-    learning_rate: float | None = None,
+    learning_rate: float | list[float] | None = None,
     seed: int | None = None,
     progress: bool | None = None,
     config: RunConfig | None = None,
@@ -46,8 +47,11 @@ def logit_inversion(
 ) -> Result:
     """Maximize each class's logit; `result.images` is (K, 1, S, S, 3).
 
-    recipe: every field is used (`Recipe`); steps and learning_rate, when given, replace its fields."""
+    recipe: every field is used (`Recipe`); steps and learning_rate, when given, replace its fields.  A sweep:
+    learning_rate as a list runs every rate in one program (`result.with_grid_axes(result.images)`)."""
     recipe = with_options(recipe, steps=steps, learning_rate=learning_rate)
+    refuse_lists(steps=recipe.steps)
+    grid = Grid.of(learning_rate=recipe.learning_rate)
     require_classifier(model.name, model.arch.num_classes, "logit inversion")
     targets = class_indices(classes, model.arch.num_classes)
     final = size or model.input_size
@@ -56,6 +60,7 @@ def logit_inversion(
     def build(key: jax.Array, previous: Result | None) -> Stage:
         return Stage("logit", class_logit, param=fourier(final), units=targets,
                      transform=lucid_standard(model.input_size if model.arch.fixed_size else None),
-                     optimizer=adam(recipe.learning_rate), steps=recipe.steps)
+                     optimizer=grid.per_cell(lambda learning_rate: adam(learning_rate)), steps=recipe.steps)
 
-    return run_stages(model, [build], config=run_config(config, seed, progress), on_stage=on_stage, units=targets)
+    result = run_stages(model, [build], config=run_config(config, seed, progress), on_stage=on_stage, units=targets)
+    return replace(result, grid=grid.shape)  # () without a sweep
