@@ -289,6 +289,45 @@ def test_dream_reconstruct_and_style_write_their_galleries(capsys, tmp_path, tin
         assert (out / "index.html").exists() and (out / "run.json").exists()
 
 
+def test_dream_reconstruct_and_style_sweep_from_comma_lists_with_a_grid_page(capsys, tmp_path, tiny_cnn_by_name):
+    """--step-size/--jitter, --lambda-tv/--lr and --style-weight as comma lists: a PNG per cell named by its values,
+    grid.html linking them, and a cell's PNG the run with its values alone (within one 8-bit level).  Mutation
+    that fails it: a flag not passed on to the method (the cells would be equal, or equal the default run)."""
+    import numpy as np
+
+    from jaxvis.data.io import read_image
+
+    base = {
+        "dream": ("dream", tiny_cnn_by_name, "sample:chelsea", "--layer", "features.8", "--size", "64", "--octaves",
+                  "1", "--steps", "2"),
+        "rec": ("reconstruct", tiny_cnn_by_name, "sample:coffee", "--layer", "features.5", "--size", "48", "--steps",
+                "3"),
+        "style": ("style", tiny_cnn_by_name, "sample:chelsea", "sample:brick", "--size", "48", "--steps", "2",
+                  "--param", "pixel", "--optimizer", "adam", "--style-layers", "features.2,features.5",
+                  "--content-layer", "features.8"),
+    }
+    sweeps = {"dream": (("--step-size", "1,6", "--jitter", "4"), "image_dream-step_size6.png",
+                        ("--step-size", "6", "--jitter", "4"), "image_dream.png"),
+              "rec": (("--lambda-tv", "0,20", "--lr", "0.1"), "image_0-features.5-lambda_tv20.png",
+                      ("--lambda-tv", "20", "--lr", "0.1"), "image_0-features.5.png"),
+              "style": (("--style-weight", "10,1e5"), "image_result-style_weight100000.png",
+                        ("--style-weight", "1e5"), "image_result.png")}
+    for name, (swept_flags, cell_file, alone_flags, alone_file) in sweeps.items():
+        code, _, err = run(capsys, *base[name], *swept_flags, "--out", str(tmp_path / name))
+        assert code == 0, (name, err)
+        page = (tmp_path / name / "grid.html").read_text()
+        assert cell_file in page, (name, page)
+        code, _, err = run(capsys, *base[name], *alone_flags, "--out", str(tmp_path / f"{name}-alone"))
+        assert code == 0, (name, err)
+        cell = read_image(str(tmp_path / name / cell_file))
+        alone = read_image(str(tmp_path / f"{name}-alone" / alone_file))
+        assert np.abs(cell - alone).max() <= 1 / 255 + 1e-6, name
+        other = sorted(p for p in (tmp_path / name).glob("image_*.png") if p.name != cell_file
+                       and "original" not in p.name and p.name not in ("image_input.png", "image_content.png",
+                                                                       "image_style.png"))
+        assert len(other) == 1 and np.abs(read_image(str(other[0])) - cell).max() > 2 / 255, (name, other)
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

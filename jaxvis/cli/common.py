@@ -101,6 +101,45 @@ def finish(out: Path, title: str, images: np.ndarray, labels: list[str], values:
     print(f"{len(images)} images in {out}  (contact sheet: {paths['sheet']}, gallery: {paths['index']})")
 
 
+def number_list(text: str, kind: type = float) -> Any:
+    """A number, or a comma list of numbers (a swept value)."""
+    try:
+        values = [kind(part) for part in text.split(",")]
+    except ValueError:
+        what = "a whole number or a comma list of whole numbers" if kind is int else "a number or a comma list of numbers"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def integer_list(text: str) -> int | list[int]:
+    """A whole number, or a comma list of them (a swept value)."""
+    return number_list(text, int)
+
+
+def cell_suffix(cell: dict[str, Any], axes: tuple[str, ...]) -> str:
+    """How a sweep's cell is named in its files: `-lr0.02-diversity50` (empty without a sweep)."""
+    return "".join(f"-{axis}{cell[axis]:g}" for axis in axes)
+
+
+def cell_labels(grid: Any, labels: Sequence[str]) -> list[str]:
+    """Every cell × label (cell-major, as the engine orders a sweep's results), each label with its cell's
+    suffix: `dream-step_size1.5-jitter32`."""
+    return [f"{label}{cell_suffix(cell, grid.axes)}" for cell in grid.cells for label in labels]
+
+
+def write_grid_page(out: Path, title: str, grid: Any, labels: Sequence[str], stem: str,
+                    values: Sequence[Sequence[float]], value_name: str = "objective", image_suffix: str = "") -> None:
+    """out/grid.html: each label's images (`{stem}_{label}{cell suffix}{image_suffix}.png`) over the sweep's grid,
+    `values[label][cell]` under each."""
+    from jaxvis.app.gallery import grid_page
+
+    suffixes = [cell_suffix(cell, grid.axes) for cell in grid.cells]
+    files = [[f"{stem}_{label}{suffix}{image_suffix}.png" for suffix in suffixes] for label in labels]
+    page = grid_page(f"{title}: {' x '.join(grid.axes)}", grid.axes, grid.values, list(labels), files, values,
+                     value_name)
+    (out / "grid.html").write_text(page, encoding="utf-8")
+
+
 def minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 

@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, check_counts, class_probabilities, finish,
-                               load_model, plain, record, run_directory, stage_saver, weights_identity)
+from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, cell_labels, check_counts, class_probabilities,
+                               finish, integer_list, load_model, number_list, plain, record, run_directory,
+                               stage_saver, weights_identity, write_grid_page)
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
 from jaxvis.engine.run_config import RunConfig
+from jaxvis.engine.sweeps import Grid
 from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_request
 
 
@@ -34,10 +36,11 @@ def add_commands(commands: Any) -> None:
     from jaxvis.methods import INVERSIONS
     from jaxvis.methods.deepdream import DEFAULTS as DREAM
     from jaxvis.methods.deepinversion import DEFAULTS as DI
+    from jaxvis.methods.feature_inversion import LAMBDA_ALPHA, LAMBDA_TV, LEARNING_RATE
     from jaxvis.methods.feature_inversion import STEPS as RECONSTRUCT_STEPS
     from jaxvis.methods.logit import DEFAULTS as LOGIT
     from jaxvis.methods.pii import DEFAULTS as PII
-    from jaxvis.methods.style import ADAM_STEPS, LBFGS_STEPS, STYLE_WEIGHT
+    from jaxvis.methods.style import ADAM_LEARNING_RATE, ADAM_STEPS, CONTENT_WEIGHT, LBFGS_STEPS, STYLE_WEIGHT
 
     invert = add_parser(commands, "invert", "class images by Plug-In Inversion, DeepInversion or logit maximization",
                         "  jaxvis invert mobilenet_v2 --classes goldfish,volcano          Plug-In Inversion, the "
@@ -77,6 +80,11 @@ def add_commands(commands: Any) -> None:
     dream.add_argument("--size", type=int, help="resize the longer side to this many pixels first")
     dream.add_argument("--tile-size", type=int, default=DREAM.tile_size,
                        help="larger images go through the network in tiles of this size")
+    dream.add_argument("--step-size", type=number_list, default=round(DREAM.step_size * 255, 6),
+                       help="each step's size on the 0-255 scale (the notebook's); a comma list sweeps it: every "
+                            "combination of the swept values dreams in one program, grid.html shows them")
+    dream.add_argument("--jitter", type=integer_list, default=DREAM.jitter,
+                       help="pixels of the random roll each step; a comma list sweeps it")
     add_common(dream, "dream-MODEL")
     dream.set_defaults(run=run_dream)
 
@@ -88,6 +96,12 @@ def add_commands(commands: Any) -> None:
     rec.add_argument("--layer", required=True, help="the layer whose activations are matched")
     rec.add_argument("--size", type=int, help="square size (default: the model's input size)")
     rec.add_argument("--steps", type=int, default=RECONSTRUCT_STEPS, help="Adam steps")
+    rec.add_argument("--lr", type=number_list, default=LEARNING_RATE, help="Adam learning rate; a comma list sweeps "
+                     "it: every combination of the swept values runs in one program, grid.html shows them")
+    rec.add_argument("--lambda-tv", type=number_list, default=LAMBDA_TV,
+                     help="weight of the total-variation prior (λ_V); a comma list sweeps it")
+    rec.add_argument("--lambda-alpha", type=number_list, default=LAMBDA_ALPHA,
+                     help="weight of the α-norm prior (λ_α); a comma list sweeps it")
     add_common(rec, "reconstruct-MODEL")
     rec.set_defaults(run=run_reconstruct)
 
@@ -108,8 +122,14 @@ def add_commands(commands: Any) -> None:
     style.add_argument("--size", type=int, default=224, help="square size of the result")
     style.add_argument("--steps", type=int, help=f"default {LBFGS_STEPS} (L-BFGS) or {ADAM_STEPS} (Adam)")
     style.add_argument("--pyramid", type=int, default=1, help="levels of an image pyramid (pixel only)")
-    style.add_argument("--style-weight", type=float,
-                       help=f"default {STYLE_WEIGHT['pixel']:g} for pixel, {STYLE_WEIGHT['fourier']:g} for fourier")
+    style.add_argument("--style-weight", type=number_list,
+                       help=f"default {STYLE_WEIGHT['pixel']:g} for pixel, {STYLE_WEIGHT['fourier']:g} for fourier; a "
+                            "comma list sweeps it: every combination of the swept values runs in one program, "
+                            "grid.html shows them")
+    style.add_argument("--content-weight", type=number_list, default=CONTENT_WEIGHT,
+                       help="weight of the content loss; a comma list sweeps it")
+    style.add_argument("--lr", type=number_list, help=f"Adam's learning rate (default {ADAM_LEARNING_RATE['pixel']:g} "
+                       f"for pixel, {ADAM_LEARNING_RATE['fourier']:g} for fourier); a comma list sweeps it")
     add_common(style, "style-MODEL")
     style.set_defaults(run=run_style)
 
@@ -261,16 +281,23 @@ def run_dream(args: argparse.Namespace) -> None:
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"dream-{arch.name}")
     model = load_model(args.name, args.weights)
     out = prepare_output(out)
+    grid = Grid.of(step_size=args.step_size, jitter=args.jitter)
+    labels = cell_labels(grid, ["dream"])
     start = time.perf_counter()
     with stages_said(out):
         result = dream(model, image, layers, octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps,
-                       tile_size=args.tile_size, seed=args.seed, on_stage=stage_saver(out, ["dream"]))
+                       tile_size=args.tile_size, step_size=divided(args.step_size, 255), jitter=args.jitter,
+                       seed=args.seed, on_stage=stage_saver(out, labels))
     options = {"image": source, "layers": layers, "octaves": args.octaves, "octave_scale": args.octave_scale,
-               "steps": args.steps, "tile_size": args.tile_size}
+               "steps": args.steps, "tile_size": args.tile_size, "step_size_0_255": args.step_size,
+               "jitter": args.jitter}
     run_record = record(model, "dream", options, result, start)
-    finish(out, f"{model.name}: DeepDream on {', '.join(layers)}", np.stack([image, result.images[0, 0]]),
-           ["input", "dream"], [float("nan"), float(result.objective[0])], run_record, stem="image",
-           curves=[None, result.history[:, 0]])
+    title = f"{model.name}: DeepDream on {', '.join(layers)}"
+    finish(out, title, np.concatenate([image[None], result.images[:, 0]]), ["input", *labels],
+           [float("nan"), *map(float, result.objective)], run_record, stem="image",
+           curves=[None, *(result.history[:, k] for k in range(len(labels)))])
+    if grid.swept:
+        write_grid_page(out, title, grid, ["dream"], "image", [list(map(float, result.objective))])
 
 
 def run_reconstruct(args: argparse.Namespace) -> None:
@@ -290,18 +317,22 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"reconstruct-{arch.name}")
     model = load_model(args.name, args.weights)
     out = prepare_output(out)
+    sweep = {"learning_rate": args.lr, "lambda_tv": args.lambda_tv, "lambda_alpha": args.lambda_alpha}
+    grid = Grid.of(**sweep)
     start = time.perf_counter()
-    result = reconstruct(model, originals, args.layer, steps=args.steps, seed=args.seed)
-    images, labels, values, curves = [], [], [], []
-    for k, (original, rebuilt, value) in enumerate(zip(originals, result.images[:, 0], result.objective)):
-        images += [original, rebuilt]
-        labels += [f"{k}-original", f"{k}-{args.layer}"]
-        values += [float("nan"), float(value)]
-        curves += [None, result.history[:, k]]
+    result = reconstruct(model, originals, args.layer, steps=args.steps, seed=args.seed, **sweep)
+    rebuilt_labels = [f"{k}-{args.layer}" for k in range(len(originals))]
+    labels = [f"{k}-original" for k in range(len(originals))] + cell_labels(grid, rebuilt_labels)
+    values = [float("nan")] * len(originals) + list(map(float, result.objective))
+    curves = [None] * len(originals) + [result.history[:, k] for k in range(len(result.objective))]
     run_record = record(model, "reconstruct", {"images": sources, "layer": args.layer, "size": size,
-                                               "steps": args.steps}, result, start)
-    finish(out, f"{model.name}: reconstructions from {args.layer}", np.stack(images), labels, values, run_record,
-           stem="image", curves=curves)
+                                               "steps": args.steps, **sweep}, result, start)
+    title = f"{model.name}: reconstructions from {args.layer}"
+    finish(out, title, np.concatenate([originals, result.images[:, 0]]), labels, values, run_record, stem="image",
+           curves=curves)
+    if grid.swept:
+        by_cell = result.objective.reshape(-1, len(originals))
+        write_grid_page(out, title, grid, rebuilt_labels, "image", by_cell.T.tolist())
 
 
 def run_style(args: argparse.Namespace) -> None:
@@ -328,20 +359,32 @@ def run_style(args: argparse.Namespace) -> None:
     out = prepare_output(out)
     options = {"style_layers": layers, "content_layer": args.content_layer, "param": args.param,
                "optimizer": args.optimizer, "steps": args.steps, "pyramid": args.pyramid,
-               "style_weight": args.style_weight}
+               "style_weight": args.style_weight, "content_weight": args.content_weight, "learning_rate": args.lr}
+    grid = Grid.of(style_weight=args.style_weight, content_weight=args.content_weight, learning_rate=args.lr)
+    labels = cell_labels(grid, ["result"])
     start = time.perf_counter()
-    with stages_said(out):
-        result = transfer_style(model, content, style, seed=args.seed,
-                                on_stage=stage_saver(out, ["x", "content", "style"]), **options)
-    image = result.images[0, 0]
-    losses = style_losses(model, image, content, style, layers, args.content_layer)
+    with stages_said(out):  # each stage's images: per cell, the image and the content and style it carries
+        result = transfer_style(model, content, style, seed=args.seed, on_stage=stage_saver(out, [
+            f"{name}{label.removeprefix('result')}" for label in labels for name in ("x", "content", "style")]),
+            **options)
+    losses = [style_losses(model, image, content, style, layers, args.content_layer) for image in result.images[:, 0]]
     run_record = record(model, "style", {"content": content_source, "style": style_source, "size": args.size,
                                          **options}, result, start)
-    run_record["losses"] = {"result": losses, "content_image": style_losses(model, content, content, style, layers,
-                                                                            args.content_layer)}
-    finish(out, f"{model.name}: style transfer", np.stack([content, style, image]), ["content", "style", "result"],
-           [float("nan"), float("nan"), losses["style"]], run_record, stem="image", value_name="style loss",
-           curves=[None, None, result.history[:, 0]])
+    run_record["losses"] = {"result": losses[0] if len(losses) == 1 else dict(zip(labels, losses)),
+                            "content_image": style_losses(model, content, content, style, layers, args.content_layer)}
+    title = f"{model.name}: style transfer"
+    finish(out, title, np.concatenate([np.stack([content, style]), result.images[:, 0]]),
+           ["content", "style", *labels], [float("nan"), float("nan"), *(loss["style"] for loss in losses)],
+           run_record, stem="image", value_name="style loss",
+           curves=[None, None, *(result.history[:, k] for k in range(len(labels)))])
+    if grid.swept:
+        write_grid_page(out, title, grid, ["result"], "image", [[loss["style"] for loss in losses]],
+                        value_name="style loss")
+
+
+def divided(value: float | list[float], by: float) -> float | list[float]:
+    """A flag's value (or each of its comma list) over `by`: a step size on the 0-255 scale in jaxvis's [0, 1]."""
+    return [v / by for v in value] if isinstance(value, list) else value / by
 
 
 def check_layers(arch: Any, layers: list[str]) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from converters.resolve import user_weight_file
-from jaxvis.cli.common import (DEFAULT_OUT, add_parser, check_counts, load_model, minutes, run_directory,
-                               weights_identity)
+from jaxvis.cli.common import (DEFAULT_OUT, add_parser, cell_suffix, check_counts, integer_list, load_model, minutes,
+                               number_list, run_directory, weights_identity, write_grid_page)
 from jaxvis.core.errors import JaxvisError
 from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_steps
 
@@ -126,26 +126,6 @@ def run_visualize(args: argparse.Namespace) -> None:
         _visualize(args, arch, layer, token, model, groups, options, prepare_output(out), state_dir)
 
 
-def number_list(text: str, kind: type = float) -> Any:
-    """A number, or a comma list of numbers (a swept value)."""
-    try:
-        values = [kind(part) for part in text.split(",")]
-    except ValueError:
-        what = "a whole number or a comma list of whole numbers" if kind is int else "a number or a comma list of numbers"
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    return values[0] if len(values) == 1 else values
-
-
-def integer_list(text: str) -> int | list[int]:
-    """A whole number, or a comma list of them (a swept value)."""
-    return number_list(text, int)
-
-
-def cell_suffix(cell: dict[str, Any], axes: tuple[str, ...]) -> str:
-    """How a sweep's cell is named in its files: `-lr0.02-diversity50` (empty without a sweep)."""
-    return "".join(f"-{axis}{cell[axis]:g}" for axis in axes)
-
-
 def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
     """`S of T` (with the group, when there are several) where an interrupted run goes on, or None if it has no
     saved steps: the first group whose newest checkpoint is short of `steps`."""
@@ -154,18 +134,6 @@ def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
         return None
     number = next((n for n, done in enumerate(saved, 1) if done < steps), group_count)
     return f"{saved[number - 1]} of {steps}" + (f" in group {number} of {group_count}" if group_count > 1 else "")
-
-
-def write_grid(out: Path, title: str, grid: Any, finished: dict[str, Any], units: list[int], images: int) -> None:
-    """grid.html: each finished unit's images over the sweep's grid (its first image when there are several)."""
-    from jaxvis.app.gallery import grid_page
-
-    suffixes = [cell_suffix(cell, grid.axes) for cell in grid.cells]
-    files = [[f"unit_{unit:04d}{suffix}{'-0' if images > 1 else ''}.png" for suffix in suffixes] for unit in units]
-    objectives = [[finished[f"{unit}{suffix}"]["objective"] for suffix in suffixes] for unit in units]
-    page = grid_page(f"{title}: {' x '.join(grid.axes)}", grid.axes, grid.values, [str(u) for u in units], files,
-                     objectives)
-    (out / "grid.html").write_text(page, encoding="utf-8")
 
 
 def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, model: Any, groups: list[Any],
@@ -212,7 +180,9 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
                                   links=[("grid.html", "the sweep's grid")] if grid.swept else [])
             if grid.swept:
                 finished = [int(unit) for unit in np.concatenate(groups[:number])]
-                write_grid(out, title, grid, record["units"], finished, args.images)
+                write_grid_page(out, title, grid, [f"{unit:04d}" for unit in finished], "unit",
+                                [[record["units"][f"{unit}{suffix}"]["objective"] for suffix in suffixes]
+                                 for unit in finished], image_suffix="-0" if args.images > 1 else "")
             if result.steps < args.steps:
                 raise JaxvisError(f"stopped at step {result.steps}; finished images are in {out}")
             if number == 1 and len(groups) > 1:
