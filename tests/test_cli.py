@@ -266,6 +266,32 @@ def test_invert_writes_class_images_gallery_and_record_with_names(capsys, tmp_pa
     assert "p(target)" in (out / "index.html").read_text() and "2 images in" in stdout
 
 
+def test_invert_sweeps_its_rate_and_jitter_from_comma_lists(capsys, tmp_path, tiny_cnn_by_name):
+    """--lr and --jitter lists: a PNG per class and cell named by its values, grid.html, and a cell the run with
+    its values alone (within one 8-bit level); --jitter is refused for logit.  Mutation that fails it:
+    `inversion_sweep` dropping the rate (the lr cells would be equal)."""
+    import numpy as np
+
+    from jaxvis.data.io import read_image
+
+    base = ("invert", tiny_cnn_by_name, "--classes", "1,3", "--method", "pii", "--size", "32", "--steps", "2",
+            "--ensemble", "1")
+    code, _, err = run(capsys, *base, "--lr", "0.01,0.2", "--jitter", "2", "--out", str(tmp_path / "grid"))
+    assert code == 0, err
+    names = {f"class_0{k}-000{c}-{n}-learning_rate{lr}.png" for k, (c, n) in enumerate([(1, "goldfish"), (3,
+             "tiger_shark")]) for lr in ("0.01", "0.2")}
+    assert {p.name for p in (tmp_path / "grid").glob("class_*.png")} == names
+    assert "class_01-0003-tiger_shark-learning_rate0.2.png" in (tmp_path / "grid" / "grid.html").read_text()
+    code, _, err = run(capsys, *base, "--lr", "0.2", "--jitter", "2", "--out", str(tmp_path / "one"))
+    assert code == 0, err
+    cell = read_image(str(tmp_path / "grid" / "class_01-0003-tiger_shark-learning_rate0.2.png"))
+    assert np.abs(cell - read_image(str(tmp_path / "one" / "class_01-0003-tiger_shark.png"))).max() <= 1 / 255 + 1e-6
+    other = read_image(str(tmp_path / "grid" / "class_01-0003-tiger_shark-learning_rate0.01.png"))
+    assert np.abs(cell - other).max() > 2 / 255
+    code, _, err = run(capsys, *base[:4], "--method", "logit", "--jitter", "4", "--out", str(tmp_path / "bad"))
+    assert code != 0 and "--method logit uses Lucid's transforms" in err
+
+
 def test_dream_reconstruct_and_style_write_their_galleries(capsys, tmp_path, tiny_cnn_by_name):
     """The commands' files, on the tiny CNN (`helpers.tiny_cnn`): what they compute is tested in test_methods."""
     jobs = {

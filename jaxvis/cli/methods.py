@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,11 @@ def add_commands(commands: Any) -> None:
                         help=f"pii: steps per zoom stage (default {PII.steps}); deepinversion: total steps, split "
                              f"{'/'.join(str(n) for _, n in DI.resolutions)} over its resolutions (default "
                              f"{DI.steps}); logit: steps (default {LOGIT.steps})")
+    invert.add_argument("--lr", type=number_list, help=f"learning rate (default: pii {PII.learning_rate:g}, "
+                        f"deepinversion {DI.learning_rate:g}, logit {LOGIT.learning_rate:g}); a comma list sweeps it: "
+                        "every combination of the swept values runs in each stage's one program, grid.html shows them")
+    invert.add_argument("--jitter", type=integer_list, help=f"pii and deepinversion: pixels of the random roll each "
+                        f"step (default {PII.jitter} and {DI.jitter}); a comma list sweeps it")
     add_common(invert, "invert-METHOD-MODEL")
     invert.add_argument("--fresh", action="store_true",
                         help="start over, discarding an interrupted run's finished stages (the same command "
@@ -182,15 +188,19 @@ def run_invert(args: argparse.Namespace) -> None:
         raise JaxvisError("--classes names no class; e.g. --classes goldfish,207")
     if args.ensemble and args.method != "pii":
         raise JaxvisError(f"--ensemble is a Plug-In Inversion setting; --method {args.method} has no ensemble")
+    if args.jitter is not None and args.method == "logit":
+        raise JaxvisError("--jitter sets the roll of pii and deepinversion; --method logit uses Lucid's transforms")
     check_counts(size=args.size, steps=args.steps, ensemble=args.ensemble)
     check_inversion_sizes(arch, args.method, args.size or arch.input_size)
     options: dict[str, Any] = {"size": args.size, "seed": args.seed, "steps": args.steps,
                                "ensemble": args.ensemble}
     options = {k: v for k, v in options.items() if v is not None}
+    sweep = {k: v for k, v in {"learning_rate": args.lr, "jitter": args.jitter}.items() if v is not None}
+    grid = Grid.of(**sweep)
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"invert-{args.method}-{arch.name}")
     state_dir = run_directory(out)
     request = {"model": arch.name, "method": args.method, "classes": classes.tolist(),
-               "weights": weights_identity(args.weights), **options}
+               "weights": weights_identity(args.weights), **options, **sweep}
     with locked(state_dir):
         continuing = not args.fresh and saved_request(state_dir) is not None
         if continuing:
@@ -200,28 +210,44 @@ def run_invert(args: argparse.Namespace) -> None:
         model = load_model(args.name, args.weights)
         out = prepare_output(out)
         save_request(state_dir, request)
-        labels = [f"{k:02d}-{c:04d}-{class_names()[c].replace(' ', '_')}" for k, c in enumerate(classes)]
+        class_labels = [f"{k:02d}-{c:04d}-{class_names()[c].replace(' ', '_')}" for k, c in enumerate(classes)]
+        labels = cell_labels(grid, class_labels)
         print(f"{args.method}: {len(classes)} classes of {model.name}"
               + ("; continuing the interrupted run (its finished stages are restored)" if continuing else ""),
               file=sys.stderr)
         start = time.perf_counter()
         with stages_said(out, continues=True):
             result = invert(model, classes, method=args.method, on_stage=stage_saver(out, labels),
-                            config=RunConfig(checkpoint_dir=state_dir / "stages"), **options)
+                            config=RunConfig(checkpoint_dir=state_dir / "stages"), **options,
+                            **inversion_sweep(args.method, sweep))
     shutil.rmtree(state_dir, ignore_errors=True)  # complete: nothing to continue
     images = result.images[:, 0]
+    targets = np.tile(classes, len(grid.cells))
     probabilities = class_probabilities(model, images, model.input_size)
-    values = [float(p[c]) for p, c in zip(probabilities, classes)]
-    run_record = record(model, "invert", {"method": args.method, "classes": classes.tolist(), **plain(options)},
-                        result, start)
+    values = [float(p[c]) for p, c in zip(probabilities, targets)]
+    run_record = record(model, "invert", {"method": args.method, "classes": classes.tolist(), **plain(options),
+                                          **sweep}, result, start)
     run_record["classes"] = {label: {"probability": value, "top1": class_names()[int(np.argmax(p))]}
                              for label, value, p in zip(labels, values, probabilities)}
-    curves = [result.history[:, k] for k in range(result.history.shape[1])] if result.history.shape[1] == len(classes) \
+    curves = [result.history[:, k] for k in range(result.history.shape[1])] if result.history.shape[1] == len(labels) \
         else None
-    finish(out, f"{model.name}: {args.method} inversion", images, labels, values, run_record, stem="class",
-           value_name="p(target)", curves=curves)
-    for line in missed_targets(run_record["classes"], [class_names()[c] for c in classes]):
+    title = f"{model.name}: {args.method} inversion"
+    finish(out, title, images, labels, values, run_record, stem="class", value_name="p(target)", curves=curves)
+    if grid.swept:
+        per_class = np.asarray(values).reshape(-1, len(classes)).T.tolist()
+        write_grid_page(out, title, grid, class_labels, "class", per_class, value_name="p(target)")
+    for line in missed_targets(run_record["classes"], [class_names()[c] for c in targets]):
         print(line)
+
+
+def inversion_sweep(method: str, sweep: dict[str, Any]) -> dict[str, Any]:
+    """The keywords that give `method` the command's learning rate and jitter (values or lists): PII's are
+    fields of its recipe, DeepInversion's overrides of its recipe, logit inversion's its learning_rate."""
+    from jaxvis.methods.pii import DEFAULTS as PII
+
+    if not sweep:
+        return {}
+    return {"recipe": replace(PII, **sweep)} if method == "pii" else dict(sweep)
 
 
 def check_inversion_sizes(arch: Any, method: str, size: int) -> None:
