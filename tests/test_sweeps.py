@@ -218,3 +218,17 @@ def test_feature_inversion_and_logit_inversion_sweep_their_weights_and_rates(tin
     np.testing.assert_allclose(rates.with_grid_axes(rates.images)[1], alone.images, rtol=0, atol=1e-6)
     with pytest.raises(MethodOptionError, match="alpha cannot be swept"):
         reconstruct(tiny_cnn, photos, LAYER, alpha=[2.0, 6.0], **options)
+
+
+def test_a_grid_of_units_is_split_into_programs_of_at_most_n_cells_by_units():
+    """`unit_groups`: every unit once, in order, each group with every cell within the bound (one unit at least).
+    Mutation that fails it: splitting by units alone (a 4-cell grid with 32 units would make 128-entry programs)."""
+    from jaxvis.engine.sweeps import unit_groups
+
+    units = list(range(10))
+    assert unit_groups(units, 1, 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert unit_groups(units, 4, 8) == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert unit_groups(units, 16, 8) == [[u] for u in units]  # a grid larger than the bound: one unit a program
+    for cells, entries in [(3, 7), (5, 100), (1, 1)]:
+        groups = unit_groups(units, cells, entries)
+        assert sum(groups, []) == units and all(len(g) * cells <= max(entries, cells) for g in groups)

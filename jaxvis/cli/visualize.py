@@ -13,6 +13,7 @@ from converters.resolve import user_weight_file
 from jaxvis.cli.common import (DEFAULT_OUT, add_parser, cell_suffix, check_counts, integer_list, load_model, minutes,
                                number_list, run_directory, weights_identity, write_grid_page)
 from jaxvis.core.errors import JaxvisError
+from jaxvis.engine.sweeps import Grid, unit_groups
 from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_steps
 
 EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps (~4 min, 2 CPU cores)
@@ -57,7 +58,8 @@ def add_commands(commands: Any) -> None:
     vis.add_argument("--relu-override-steps", type=int, default=16,
                      help="steps with Lucid's redirected ReLU gradient at the start (0: off)")
     vis.add_argument("--group-size", type=int, default=32,
-                     help="units optimized together in one vectorized program (a group)")
+                     help="units x sweep cells optimized together in one vectorized program (a group; a sweep's "
+                          "grid runs whole in each, with at least one unit)")
     vis.add_argument("--images", type=int, default=1, help="images per unit")
     vis.add_argument("--diversity", type=number_list, default=0.0,
                      help="weight of the diversity term (with --images > 1); a comma list sweeps it")
@@ -106,7 +108,8 @@ def run_visualize(args: argparse.Namespace) -> None:
     options = dict(objective=args.objective, size=args.size, steps=args.steps, seed=args.seed, param=args.param,
                    batch=args.images, ensemble=args.ensemble, relu_override_steps=args.relu_override_steps,
                    **{name: getattr(args, name) for name in SWEEPABLE})
-    groups = [units[i : i + args.group_size] for i in range(0, len(units), args.group_size)]
+    cells = len(Grid.of(**{name: getattr(args, name) for name in SWEEPABLE}).cells)
+    groups = unit_groups(units, cells, args.group_size)
     state_dir = run_directory(out)
     request = {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
                "group_size": args.group_size, "weights": weights_identity(args.weights), **options}
@@ -116,9 +119,10 @@ def run_visualize(args: argparse.Namespace) -> None:
             check_same_request(state_dir, request)
         else:
             discard_state(state_dir)  # --fresh, or nothing saved to continue from
-        print(f"jaxvis: {arch.name} {layer}: {len(units)} units x {args.steps} steps in {len(groups)} group"
-              f"{'s' if len(groups) > 1 else ''} of up to {args.group_size}; optimization state in {state_dir}",
-              file=sys.stderr)
+        grid_note = f" x {cells} sweep cells" if cells > 1 else ""
+        print(f"jaxvis: {arch.name} {layer}: {len(units)} units{grid_note} x {args.steps} steps in {len(groups)} "
+              f"group{'s' if len(groups) > 1 else ''} of up to {len(groups[0])} units{grid_note}; optimization "
+              f"state in {state_dir}", file=sys.stderr)
         if where:
             print(f"jaxvis: resuming at step {where}", file=sys.stderr)
         model = load_model(args.name, args.weights)
@@ -144,7 +148,6 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
     from jaxvis.app.gallery import environment, write_gallery
     from jaxvis.methods.feature_visualization import run_visualization
     from jaxvis.engine.optimize import OptimizationDiverged
-    from jaxvis.engine.sweeps import Grid
 
     units = np.concatenate(groups)
     grid = Grid.of(**{name: options[name] for name in SWEEPABLE})

@@ -8,12 +8,14 @@ A method builds its pieces once per cell and hands them to the engine as lists
 (`jaxvis.engine.optimize.optimize`), which runs cells × units vmapped;
 `Result.with_grid_axes` puts the grid's axes in front of the result.  Only runtime values can be swept:
 a value that changes shapes or loop structure (steps, size, batch, ensemble) is
-refused as a list by `refuse_lists`.
+refused as a list by `refuse_lists`.  A long list of units is split into programs of at most N cells × units
+by `unit_groups` (the command line's --group-size is N).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,14 @@ class Grid:
     def per_cell(self, build: Any) -> Any:
         """`[build(**cell) for cell in cells]` when swept, else `build(**fixed)` alone (not a list)."""
         return [build(**cell) for cell in self.cells] if self.swept else build(**self.fixed)
+
+
+def unit_groups(units: Sequence[Any], cells: int, entries: int) -> list[list[Any]]:
+    """How a grid × units is split into programs: groups of units, each run with every cell of the grid in one
+    program of at most `entries` cells × units (at least one unit a program, however large the grid).  A unit's
+    images do not depend on its group (draws are keyed on the unit), so any split gives the same images."""
+    size = max(1, entries // max(1, cells))
+    return [list(units[i : i + size]) for i in range(0, len(units), size)]
 
 
 def refuse_lists(**options: Any) -> None:
