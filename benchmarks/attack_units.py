@@ -41,10 +41,10 @@ def main() -> None:
     eps = float(Fraction(args.eps))
 
     import jaxvis
-    from jaxvis.methods.attacks import pgd
     from jaxvis.analysis.attribution import restored_margin, unit_changes
     from jaxvis.data.datasets import labelled_images
     from jaxvis.data.io import read_photo
+    from jaxvis.methods.attacks import pgd
     from jaxvis.models.model import logits
 
     model = jaxvis.load("mobilenet_v2")

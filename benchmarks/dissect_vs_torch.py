@@ -49,9 +49,9 @@ from common import (keep_row, machine, markdown_table, matmul_gflops, median, pr
 def load_batches(model, batch: int, samples: int):
     """The data set and its batches (inputs, indices, compact labels, concept ids), decoded once: the offline
     concept set at 224 px with 112 px labels, or a generator's sampled faces (latents, 64 px labels)."""
-    from jaxvis.data.segmentation import read_concepts
     from jaxvis.analysis.units import iou
     from jaxvis.analysis.units.concept_set import build_concept_set
+    from jaxvis.data.segmentation import read_concepts
 
     if model.arch.is_generator:
         from jaxvis.analysis.gan.samples import sample_concepts

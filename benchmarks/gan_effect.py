@@ -37,10 +37,10 @@ from common import machine, markdown_table, write_section
 from PIL import Image
 
 import jaxvis
-from jaxvis.pieces.edits import UnitEdit
 from jaxvis.analysis.gan.dissect import concept_units, dissect
 from jaxvis.analysis.gan.effect import causal_effects, drawn, rank_by_effect
 from jaxvis.analysis.gan.samples import latents, sample_concepts
+from jaxvis.pieces.edits import UnitEdit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(HERE, "..", "docs")

@@ -38,16 +38,16 @@ from common import machine, markdown_table, sample_photos, write_section
 from PIL import Image
 
 import jaxvis
-from jaxvis.models.catalog import card_of
 from jaxvis.app.gallery import contact_sheet
+from jaxvis.engine.optimize import optimize
 from jaxvis.methods import pii
 from jaxvis.methods.feature_inversion import reconstruct
 from jaxvis.methods.feature_visualization import objective_maker
+from jaxvis.models.catalog import card_of
+from jaxvis.models.request import parse_spec
 from jaxvis.pieces.objectives import feature_match
-from jaxvis.engine.optimize import optimize
 from jaxvis.pieces.optimizers import adam
 from jaxvis.pieces.param import fourier
-from jaxvis.models.request import parse_spec
 from jaxvis.pieces.transforms import lucid_standard, resize_images
 
 HERE = os.path.dirname(os.path.abspath(__file__))

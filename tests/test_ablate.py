@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from helpers import planted_model
-from jaxvis.data.datasets import LabelledImage, Stream
-from jaxvis.core.errors import UnitRangeError
-from jaxvis.data.imagenet import UnknownClassError
 from jaxvis.analysis.units import ablate
 from jaxvis.analysis.units.concept_set import build_concept_set
+from jaxvis.core.errors import UnitRangeError
+from jaxvis.data.datasets import LabelledImage, Stream
+from jaxvis.data.imagenet import UnknownClassError
 
 
 @pytest.fixture(scope="module")

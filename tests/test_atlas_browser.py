@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from jaxvis.app.atlas import build_atlas
 from jaxvis.analysis.units.concept_set import build_concept_set
+from jaxvis.app.atlas import build_atlas
 from test_gallery_browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from helpers import forward, torch_pretrained_mobilenet_v2
-from jaxvis.methods.attacks import apgd, cw, fgsm, lbfgs, pgd
-from jaxvis.engine.plan import RUN_CHUNK as ENGINE_PROGRAM
-from jaxvis.methods.attacks.common import cross_entropy
 from jaxvis.core.errors import InvalidImageError, MethodOptionError
+from jaxvis.engine.plan import RUN_CHUNK as ENGINE_PROGRAM
+from jaxvis.methods.attacks import apgd, cw, fgsm, lbfgs, pgd
+from jaxvis.methods.attacks.common import cross_entropy
 
 SAMPLES = ("chelsea", "coffee", "astronaut", "rocket")
 SIZE = 112  # the attacks and their torch references do the same work at any size; this one is 4x cheaper than 224
@@ -306,8 +306,8 @@ def torchattacks_apgd_start(x: torch.Tensor, eps: float, norm: str) -> torch.Ten
 
 def apgd_from(model, images, labels, eps, norm, steps, start):
     """APGD without early stopping (the reference's) from the given start: images, steps moved, logits."""
-    from jaxvis.methods.attacks.apgd import run
     from jaxvis.engine.run_config import RunConfig
+    from jaxvis.methods.attacks.apgd import run
 
     adversarial, used, logits = run(model, images, labels, None, [eps], norm, steps, 1, False,
                                     RunConfig(progress=False), starts=np.asarray(start)[None])
@@ -544,10 +544,10 @@ def test_pgd_takes_its_logits_from_one_more_pass_of_its_loop(mobilenet, batch, m
     predictions are those of an independent forward of the returned images, and the program holds the network's
     forward once -- a forward after the loop, or a program of its own, would be one more copy to trace and compile.
     Three photos at 96 px: a shape no other test compiles, traced here (the on-disk program store is bypassed)."""
-    import jaxvis.models.model as model_module
     import jaxvis.core.programs as programs
     from jaxvis.data.io import resize
     from jaxvis.engine.run_config import RunConfig
+    import jaxvis.models.model as model_module
 
     images = np.stack([resize(image, 96, 96) for image in batch[0][:3]]).astype(np.float32)
     labels = np.asarray(forward(mobilenet, images)).argmax(-1)
@@ -569,10 +569,10 @@ def test_apgd_reports_the_logits_it_kept_without_another_forward(mobilenet, batc
     """APGD keeps the logits of the points it keeps (the last fooling one, else the best): its predictions are
     those of an independent forward of the returned images, and the program holds the network's forward once.
     Three photos at 80 px: a shape no other test compiles (the on-disk program store bypassed)."""
-    import jaxvis.models.model as model_module
     import jaxvis.core.programs as programs
     from jaxvis.data.io import resize
     from jaxvis.engine.run_config import RunConfig
+    import jaxvis.models.model as model_module
 
     images = np.stack([resize(image, 80, 80) for image in batch[0][:3]]).astype(np.float32)
     labels = np.asarray(forward(mobilenet, images)).argmax(-1)

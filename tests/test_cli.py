@@ -382,8 +382,8 @@ def test_attack_writes_adversarial_images_maps_sheet_gallery_and_record(capsys, 
 
     import numpy as np
 
-    from jaxvis.methods.attacks import fgsm
     from jaxvis.data.io import read_photo
+    from jaxvis.methods.attacks import fgsm
     from jaxvis.models.model import logits
 
     photos = np.stack([read_photo(f"sample:{name}", 224, 32) for name in ("chelsea", "coffee")])
@@ -476,8 +476,8 @@ def test_an_eps_list_is_a_robustness_curve_with_each_eps_in_its_folder(capsys, t
 
     import numpy as np
 
-    from jaxvis.methods.attacks import fgsm
     from jaxvis.data.io import read_photo
+    from jaxvis.methods.attacks import fgsm
     from jaxvis.models.model import logits
 
     photos = np.stack([read_photo(f"sample:{name}", 224, 32) for name in ("chelsea", "coffee")])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxvis.cli import main
 from jaxvis.analysis.units.concept_set import build_concept_set
+from jaxvis.cli import main
 
 
 @pytest.fixture(scope="module")

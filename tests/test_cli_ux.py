@@ -260,8 +260,8 @@ def test_an_interrupted_method_says_where_its_finished_stages_are(tmp_path, caps
 def test_an_interrupted_inversion_continues_with_the_same_command(capsys, tmp_path, monkeypatch, tiny_cnn_by_name):
     """DeepInversion's two phases on the tiny CNN: Ctrl-C after the first, then the same command restores it
     (not rerun) and ends with the images of an uninterrupted run; a changed command is refused before loading."""
-    import jaxvis.cli.methods as command
     from jaxvis.cli.common import run_directory
+    import jaxvis.cli.methods as command
     from jaxvis.data.io import read_image
 
     args = ("invert", tiny_cnn_by_name, "--classes", "1,3", "--method", "deepinversion", "--size", "32", "--steps", "6")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxvis.core.errors import JaxvisError
 import jaxvis.data.datasets as datasets
 from jaxvis.data.datasets import DatasetError, LabelledImage, labelled_images, stream
-from jaxvis.core.errors import JaxvisError
 from jaxvis.data.imagenet import UnknownClassError, class_index, class_names, synsets
 from jaxvis.data.io import center_crop_resize, read_image
 

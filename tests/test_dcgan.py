@@ -73,8 +73,8 @@ def test_random_generator_with_batchnorm_statistics_matches_torch():
     net.eval()
     import dataclasses
 
-    from jaxvis.models.load import convert
     from jaxvis.models.dcgan import DCGAN_FACES, Generator
+    from jaxvis.models.load import convert
     from jaxvis.models.model import Model
     arch = dataclasses.replace(DCGAN_FACES, name="dcgan_small", latent_size=16,
                                build=lambda: Generator(latent_size=16, width=8))

@@ -15,10 +15,10 @@ import pytest
 from helpers import planted_model
 
 import jaxvis
-from jaxvis.data.datasets import DatasetError
-from jaxvis.core.errors import UnknownLayerError
 from jaxvis.analysis.units.concept_set import build_concept_set, colour_names, concept_rows
 from jaxvis.analysis.units.survey import LayerShapeError
+from jaxvis.core.errors import UnknownLayerError
+from jaxvis.data.datasets import DatasetError
 
 
 @pytest.fixture(scope="module")

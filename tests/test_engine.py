@@ -19,12 +19,12 @@ import optax
 import pytest
 
 import jaxvis
+from jaxvis.core.checkpoints import ResumeMismatchError
+from jaxvis.engine.optimize import OptimizationDiverged, optimize
 from jaxvis.pieces import objectives as O
 from jaxvis.pieces import optimizers
 from jaxvis.pieces import param as P
 from jaxvis.pieces import transforms as T
-from jaxvis.core.checkpoints import ResumeMismatchError
-from jaxvis.engine.optimize import OptimizationDiverged, optimize
 from helpers import TINY_DEAD
 
 LAYER = "features.8"  # (1, 16, 16, 32) for the 32 px images of small_run
@@ -99,8 +99,8 @@ def test_a_new_process_loads_the_compiled_program_instead_of_compiling(tmp_path)
     pieces: not stored (its code is not in the key), XLA's persistent cache still applies."""
     code = f"""
         import json, sys, jax.numpy as jnp, jaxvis
-        from jaxvis.pieces import objectives as O, param as P, transforms as T
         from jaxvis.engine.optimize import optimize
+        from jaxvis.pieces import objectives as O, param as P, transforms as T
         model = jaxvis.load("mobilenet_v2")
         own = T.jitter(4)
         result = optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(2), param=P.fourier(32),
@@ -151,8 +151,8 @@ def test_resume_after_a_kill_ends_with_the_same_images(tiny_cnn, tmp_path):
     uninterrupted = small_run(tiny_cnn, steps=12)
     code = f"""
         import os, signal, jax.numpy as jnp, jaxvis
-        from jaxvis.pieces import objectives as O, param as P, transforms as T
         from jaxvis.engine.optimize import optimize
+        from jaxvis.pieces import objectives as O, param as P, transforms as T
         {TINY_IN_SUBPROCESS}
         optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(3), param=P.fourier(32),
                  transform=T.compose(T.jitter(4), T.flip()), steps=12, chunk=4, progress=False, seed=0,
@@ -200,8 +200,8 @@ def test_sharded_over_eight_devices_gives_the_same_images(tiny_cnn, tmp_path):
     np.save(tmp_path / "swept.npy", swept.images)
     code = f"""
         import jax, numpy as np, jax.numpy as jnp, jaxvis
-        from jaxvis.pieces import objectives as O, param as P, transforms as T
         from jaxvis.engine.optimize import optimize
+        from jaxvis.pieces import objectives as O, param as P, transforms as T
         assert jax.local_device_count() == 8
         {TINY_IN_SUBPROCESS}
         result = optimize(model, lambda u: O.channel({LAYER!r}, u), units=jnp.arange(5), param=P.fourier(32),

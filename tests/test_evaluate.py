@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import jaxvis
+from jaxvis.core.errors import MethodOptionError
+from jaxvis.data.datasets import labelled_images, stream
 from jaxvis.methods.attacks import cw, evaluate, fgsm, pgd
 from jaxvis.methods.attacks.evaluate import self_labelled
-from jaxvis.data.datasets import labelled_images, stream
-from jaxvis.core.errors import MethodOptionError
 from jaxvis.models.model import logits
 
 EPS = (1 / 255, 4 / 255)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxvis.methods.attacks import pgd
 from jaxvis.analysis.attribution import restored_margin, unit_changes
 from jaxvis.core.errors import UnknownLayerError
 from jaxvis.data.io import read_photo
+from jaxvis.methods.attacks import pgd
 from jaxvis.models.model import logits
 
 from helpers import forward, torch_input, torch_pretrained_mobilenet_v2

@@ -156,11 +156,11 @@ def test_named_units_beat_random_units_at_removing_their_part(generator, seed, t
 
 
 def test_bad_requests_are_clear_errors(generator, data, monkeypatch):
-    from jaxvis.core.errors import UnknownLayerError
     from jaxvis.analysis.gan import faces
     from jaxvis.analysis.gan.dissect import dissect
     from jaxvis.analysis.gan.effect import concept_regions
     from jaxvis.analysis.gan.samples import NotAGeneratorError, UnknownConceptError, sample_concepts
+    from jaxvis.core.errors import UnknownLayerError
 
     with pytest.raises(UnknownConceptError, match="eye, eyebrow"):
         concept_regions(data, "eyes")
@@ -187,8 +187,8 @@ def test_gan_edit_command_writes_before_after_and_the_record(tmp_path, capsys, d
     not those of --seed."""
     import json
 
-    from jaxvis.cli import main
     from jaxvis.analysis.gan.samples import latents
+    from jaxvis.cli import main
 
     out = tmp_path / "edit"
     assert main(["gan", "edit", "dcgan-faces", "--remove", "eye", "--units", "108,20", "--count", "2", "--seed", "5",

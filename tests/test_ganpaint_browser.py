@@ -101,8 +101,8 @@ def test_a_remove_eye_stroke_changes_the_face_under_it(painter, server):
 
 
 def test_strokes_are_checked_and_a_taken_port_is_refused(painter, server):
-    from jaxvis.pieces.edits import EditError
     from jaxvis.app.ganpaint import PortInUseError, check_port, serve
+    from jaxvis.pieces.edits import EditError
 
     with pytest.raises(PortInUseError, match="choose another --port"):
         check_port(server.server_address[1])

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvis.methods import pii
 from jaxvis.engine.optimize import Result
+from jaxvis.methods import pii
 from jaxvis.pieces.transforms import ColorShift
 
 KEY = jax.random.key(0)
@@ -132,10 +132,10 @@ def test_plug_in_runs_the_recipe_on_any_objective_and_on_a_fixed_size_mlp():
     reference, without compiling 12 full-width blocks once per stage."""
     import dataclasses
 
-    from jaxvis.pieces import objectives
     from jaxvis.methods.pii import plug_in
     from jaxvis.models.mixer import RESMLP_12_224, MlpMixer, ResBlock
     from jaxvis.models.model import Model, apply, random_variables
+    from jaxvis.pieces import objectives
 
     arch = dataclasses.replace(RESMLP_12_224, name="resmlp_2x32_224", default_layer="blocks.1",
                                build=lambda: MlpMixer(ResBlock, dim=32, depth=2))

@@ -14,10 +14,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-import jaxvis.engine.stages
-from jaxvis.methods import deepdream, deepinversion, logit, pii
 from jaxvis.engine.run_config import RunConfig
+import jaxvis.engine.stages
 from jaxvis.engine.stages import run_stages
+from jaxvis.methods import deepdream, deepinversion, logit, pii
 
 PHOTO = np.random.default_rng(0).uniform(0.2, 0.8, (32, 32, 3)).astype(np.float32)
 

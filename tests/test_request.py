@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from jaxvis.models.catalog import card, card_of
 from jaxvis.core.errors import InvalidImageError, UnitRangeError, UnknownArchitectureError, UnknownLayerError
+from jaxvis.models.catalog import card, card_of
 from jaxvis.models.request import OBJECTIVE_NAMES, PARAM_NAMES, check_request
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from jaxvis.core.checkpoints import ResumeMismatchError
-from jaxvis.methods import deepinversion, pii
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import run_stages
+from jaxvis.methods import deepinversion, pii
 
 PII = replace(pii.DEFAULTS, steps=3, ensemble=2, chunk=3)
 DI = replace(deepinversion.DEFAULTS, resolutions=((2, 3), (1, 3)), warmup=1, chunk=3)

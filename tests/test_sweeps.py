@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 import jaxvis
+from jaxvis.core.errors import MethodOptionError
+from jaxvis.engine.optimize import optimize
+from jaxvis.engine.plan import RUN_CHUNK
 from jaxvis.pieces import objectives as O
 from jaxvis.pieces import optimizers
 from jaxvis.pieces import param as P
 from jaxvis.pieces import transforms as T
-from jaxvis.core.errors import MethodOptionError
-from jaxvis.engine.optimize import optimize
-from jaxvis.engine.plan import RUN_CHUNK
 
 LAYER = "features.8"
 UNITS = np.asarray([3, 7])
@@ -97,9 +97,9 @@ def test_a_pii_recipe_with_lists_is_a_sweep_each_cell_its_own_run(tiny_cnn):
     import itertools
     from dataclasses import replace
 
-    from jaxvis.methods import pii
     from jaxvis.engine.run_config import RunConfig
     from jaxvis.engine.stages import run_stages
+    from jaxvis.methods import pii
 
     base = replace(pii.DEFAULTS, steps=3, ensemble=2, chunk=3)
 

@@ -66,8 +66,8 @@ def test_out_of_range_tokens_and_heads_are_clear_errors(captured):
 
 
 def test_the_unit_spec_names_tokens():
-    from jaxvis.models.catalog import card
     from jaxvis.core.errors import JaxvisError, UnitRangeError
+    from jaxvis.models.catalog import card
     from jaxvis.models.request import check_request, parse_spec
 
     vit = card("dinov2_vits14_focus")

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from helpers import forward, planted_model
-from jaxvis.core.checkpoints import Checkpoints, ResumeMismatchError
 from jaxvis.analysis.units import quantiles, stream, topk
 from jaxvis.analysis.units.concept_set import build_concept_set
 from jaxvis.analysis.units.survey import State, Spec, survey, survey_step
+from jaxvis.core.checkpoints import Checkpoints, ResumeMismatchError
 
 HERE = Path(__file__).parent
 

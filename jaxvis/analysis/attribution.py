@@ -31,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.core.errors import UnknownLayerError
-from jaxvis.models.model import OUTPUT, Model, apply
 from jaxvis.core.programs import Program
 from jaxvis.core.structure import piece
+from jaxvis.models.model import OUTPUT, Model, apply
 
 Array = jax.Array
 

@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.app.gallery import environment
-from jaxvis.data.io import save_image
-from jaxvis.models.model import Model
 from jaxvis.analysis.units import ablate
 from jaxvis.analysis.units.dissect import Dissection
 from jaxvis.analysis.units.examples import example_strip, needed_images
 from jaxvis.analysis.units.survey import Survey, survey
+from jaxvis.app.gallery import environment
+from jaxvis.data.io import save_image
+from jaxvis.models.model import Model
 
 CLASSES_SHOWN = 5  # classes listed per unit under "removing it changes"
 REMOVAL = "removal"  # the atlas of a generator: its units' removal is shown on their top samples
@@ -60,8 +60,8 @@ def build_atlas(model: Model, layer: str, data: Any, out: str | os.PathLike, *, 
                 concepts: Any = None, directions: int = 8, top: int = 6, steps: int = 512, fv_size: int = 128,
                 size: int | None = None, batch_size: int = 32, seed: int = 0, progress: bool = True) -> Path:
     """Compute every part for `units` of `layer` and write the site under `out` (module docstring)."""
-    from jaxvis.methods.feature_visualization import visualize
     from jaxvis.analysis.units.dissect import dissect
+    from jaxvis.methods.feature_visualization import visualize
 
     out = Path(out)
     units = [int(u) for u in units]
@@ -94,8 +94,8 @@ def build_atlas(model: Model, layer: str, data: Any, out: str | os.PathLike, *, 
 
 def removal_pictures(generator: Model, layer: str, found: Survey, units: list[int], latents: np.ndarray) -> np.ndarray:
     """Per unit, its top sample drawn as it is and with the unit removed, side by side (H, 2W + 2, 3)."""
-    from jaxvis.pieces.edits import UnitEdit
     from jaxvis.analysis.gan.effect import drawn
+    from jaxvis.pieces.edits import UnitEdit
 
     width = found.top.values.shape[0]
     samples = [int(found.top.images[unit, 0]) for unit in units]

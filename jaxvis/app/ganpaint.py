@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jaxvis.pieces.edits import AffineEdit, EditError, UnitEdit, checked_region, unit_mask
-from jaxvis.core.errors import JaxvisError
 from jaxvis.analysis.gan.dissect import concept_units, dissect
 from jaxvis.analysis.gan.samples import BATCH, latents, require_generator, sample_concepts
-from jaxvis.models.model import Model
+from jaxvis.core.errors import JaxvisError
 from jaxvis.core.programs import Program
+from jaxvis.models.model import Model
+from jaxvis.pieces.edits import AffineEdit, EditError, UnitEdit, checked_region, unit_mask
 
 LAYER = "main.8"
 UNITS = 8  # top units per concept

@@ -118,10 +118,10 @@ def cell_options(options: dict[str, Any], cell: int) -> dict[str, Any]:
 
 
 def run_attack(args: argparse.Namespace) -> None:
-    from jaxvis.methods.attacks.common import check_eps
     from jaxvis.app.gallery import check_output, prepare_output
     from jaxvis.data.imagenet import class_index, require_classifier
     from jaxvis.data.io import read_photo
+    from jaxvis.methods.attacks.common import check_eps
     from jaxvis.models.load import architecture
     from jaxvis.models.request import check_image_size
 

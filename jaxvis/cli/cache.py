@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jaxvis.core.cache_dirs import cache_dir, compilation_dir, gan_dir, runs_dir
 from jaxvis.cli.common import add_parser, print_table
+from jaxvis.core.cache_dirs import cache_dir, compilation_dir, gan_dir, runs_dir
 
 COMMANDS = ("cache",)
 KINDS = ("runs", "programs", "models", "gan")

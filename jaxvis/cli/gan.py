@@ -85,8 +85,8 @@ def add_commands(commands: Any) -> None:
 
 def generator_card(name: str, layer: str | None = None) -> Any:
     """The catalog's card of a generator (`dcgan-faces` accepted for `dcgan_faces`), its layer checked."""
-    from jaxvis.models.catalog import card
     from jaxvis.analysis.gan.samples import NotAGeneratorError
+    from jaxvis.models.catalog import card
 
     arch = card(name.replace("-", "_"))
     if not arch.latent_size:
@@ -97,10 +97,10 @@ def generator_card(name: str, layer: str | None = None) -> Any:
 
 
 def run_dissect(args: argparse.Namespace) -> None:
-    from jaxvis.app.gallery import check_output, environment, prepare_output, write_gallery
     from jaxvis.analysis.gan.dissect import dissect
     from jaxvis.analysis.gan.faces import landmark_model
     from jaxvis.analysis.units.examples import example_strip, needed_images
+    from jaxvis.app.gallery import check_output, environment, prepare_output, write_gallery
 
     arch = generator_card(args.name, args.layer)
     check_counts(samples=args.samples, batch_size=args.batch_size)
@@ -129,14 +129,14 @@ def run_dissect(args: argparse.Namespace) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> None:
-    from jaxvis.pieces.edits import UnitEdit, checked_region
-    from jaxvis.app.gallery import check_output, environment, prepare_output, write_gallery
     from jaxvis.analysis.gan.dissect import concept_units, dissect
     from jaxvis.analysis.gan.effect import drawn
     from jaxvis.analysis.gan.faces import landmark_model
     from jaxvis.analysis.gan.samples import UnknownConceptError, concept_rows, latents
+    from jaxvis.app.gallery import check_output, environment, prepare_output, write_gallery
     from jaxvis.data.io import read_image
     from jaxvis.models.request import parse_units
+    from jaxvis.pieces.edits import UnitEdit, checked_region
 
     arch = generator_card(args.name, args.layer)
     concept, adding = (args.add, True) if args.add else (args.remove, False)

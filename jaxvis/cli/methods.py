@@ -25,9 +25,9 @@ from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, cell_labels,
                                finish, integer_list, load_model, number_list, plain, record, run_directory,
                                stage_saver, weights_identity, write_grid_page)
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
+from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_request
 from jaxvis.engine.run_config import RunConfig
 from jaxvis.engine.sweeps import Grid
-from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_request
 
 
 COMMANDS = ("invert", "dream", "reconstruct", "style")
@@ -177,8 +177,8 @@ def model_first(args: argparse.Namespace, command: str, images: list[str | None]
 def run_invert(args: argparse.Namespace) -> None:
     from jaxvis.app.gallery import check_output, prepare_output
     from jaxvis.data.imagenet import class_indices, class_names, require_classifier
-    from jaxvis.models.load import architecture
     from jaxvis.methods import inversion_method, invert
+    from jaxvis.models.load import architecture
 
     inversion_method(args.method)
     arch = architecture(args.name)
@@ -290,9 +290,9 @@ def stages_said(out: Path, continues: bool = False) -> Iterator[None]:
 def run_dream(args: argparse.Namespace) -> None:
     from jaxvis.app.gallery import check_output, prepare_output
     from jaxvis.data.io import read_image, resize
-    from jaxvis.models.load import architecture
     from jaxvis.methods import dream
     from jaxvis.methods.deepdream import check_octaves
+    from jaxvis.models.load import architecture
 
     [source] = model_first(args, "dream", [args.image], 1)
     arch = architecture(args.name)
@@ -329,8 +329,8 @@ def run_dream(args: argparse.Namespace) -> None:
 def run_reconstruct(args: argparse.Namespace) -> None:
     from jaxvis.app.gallery import check_output, prepare_output
     from jaxvis.data.io import read_photo
-    from jaxvis.models.load import architecture
     from jaxvis.methods import reconstruct
+    from jaxvis.models.load import architecture
     from jaxvis.models.request import check_image_size
 
     sources = model_first(args, "reconstruct", args.images, None)
@@ -364,9 +364,9 @@ def run_reconstruct(args: argparse.Namespace) -> None:
 def run_style(args: argparse.Namespace) -> None:
     from jaxvis.app.gallery import check_output, prepare_output
     from jaxvis.data.io import read_photo
-    from jaxvis.models.load import architecture
     from jaxvis.methods import style_losses, transfer_style
     from jaxvis.methods.style import resolved_param
+    from jaxvis.models.load import architecture
     from jaxvis.models.request import check_image_size
 
     content_source, style_source = model_first(args, "style", [args.content, args.style], 2)

@@ -98,9 +98,9 @@ def _model_layer_data(parser: argparse.ArgumentParser, data_help: str) -> None:
 
 def _checked(args: argparse.Namespace, command: str) -> tuple[Any, Path]:
     """The model's card with the layer checked, and the output folder -- before anything loads."""
-    from jaxvis.models.catalog import card
-    from jaxvis.core.errors import UnknownLayerError
     from jaxvis.app.gallery import check_output
+    from jaxvis.core.errors import UnknownLayerError
+    from jaxvis.models.catalog import card
     from jaxvis.models.request import check_image_size
 
     arch = card(args.name)
@@ -126,9 +126,9 @@ def run_concepts(args: argparse.Namespace) -> None:
 
 
 def run_dissect(args: argparse.Namespace) -> None:
+    from jaxvis.analysis.units.dissect import dissect
     from jaxvis.app.gallery import environment, prepare_output
     from jaxvis.data.segmentation import read_concepts
-    from jaxvis.analysis.units.dissect import dissect
 
     _, out = _checked(args, "dissect")
     check_counts(seg_size=args.seg_size)
@@ -148,9 +148,9 @@ def run_dissect(args: argparse.Namespace) -> None:
 
 
 def run_ablate(args: argparse.Namespace) -> None:
+    from jaxvis.analysis.units import ablate
     from jaxvis.app.gallery import environment, prepare_output
     from jaxvis.data.imagenet import class_index, class_names, require_classifier
-    from jaxvis.analysis.units import ablate
 
     arch, out = _checked(args, "ablate")
     require_classifier(arch.name, arch.num_classes, "jaxvis ablate (a class's accuracy)")
@@ -235,10 +235,10 @@ def _units(args: argparse.Namespace, arch: Any) -> list[int]:
 
 
 def run_atlas(args: argparse.Namespace) -> None:
-    from jaxvis.app.gallery import prepare_output
-    from jaxvis.models.request import check_request
-    from jaxvis.data.segmentation import read_concepts
     from jaxvis.app.atlas import build_atlas
+    from jaxvis.app.gallery import prepare_output
+    from jaxvis.data.segmentation import read_concepts
+    from jaxvis.models.request import check_request
 
     arch, out = _checked(args, "atlas")
     units = _units(args, arch)
@@ -258,9 +258,9 @@ def run_atlas(args: argparse.Namespace) -> None:
 
 
 def run_examples(args: argparse.Namespace) -> None:
-    from jaxvis.app.gallery import prepare_output, write_gallery
     from jaxvis.analysis.units.examples import example_strip, needed_images
     from jaxvis.analysis.units.survey import survey
+    from jaxvis.app.gallery import prepare_output, write_gallery
 
     arch, out = _checked(args, "examples")
     units = _units(args, arch)

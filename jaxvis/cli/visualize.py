@@ -13,8 +13,8 @@ from converters.resolve import user_weight_file
 from jaxvis.cli.common import (DEFAULT_OUT, add_parser, cell_suffix, check_counts, integer_list, load_model, minutes,
                                number_list, run_directory, weights_identity, write_grid_page)
 from jaxvis.core.errors import JaxvisError
-from jaxvis.engine.sweeps import Grid, unit_groups
 from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_steps
+from jaxvis.engine.sweeps import Grid, unit_groups
 
 EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps (~4 min, 2 CPU cores)
   jaxvis visualize mobilenet_v2 features.10 --channels 0-63 --steps 256 --out runs/f10
@@ -86,8 +86,8 @@ def add_commands(commands: Any) -> None:
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    from jaxvis.models.catalog import card
     from jaxvis.app.gallery import check_output, prepare_output
+    from jaxvis.models.catalog import card
     from jaxvis.models.request import check_request
 
     # The whole request is checked from the catalog, before jax, the weights or a compile.
@@ -146,8 +146,8 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
     import numpy as np
 
     from jaxvis.app.gallery import environment, write_gallery
-    from jaxvis.methods.feature_visualization import run_visualization
     from jaxvis.engine.optimize import OptimizationDiverged
+    from jaxvis.methods.feature_visualization import run_visualization
 
     units = np.concatenate(groups)
     grid = Grid.of(**{name: options[name] for name in SWEEPABLE})

@@ -33,13 +33,13 @@ import optax
 
 from jaxvis.core.checkpoints import Checkpoints, fingerprint
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
+from jaxvis.core.progress import progress_bar
+from jaxvis.core.structure import digest
+from jaxvis.engine.plan import INIT_STATE, RUN_CHUNK, START_FROM, Inputs, Plan, State, init_state, render, stack_plans
 from jaxvis.models.model import Model
 from jaxvis.pieces.objectives import INPUT, Objective
 from jaxvis.pieces.optimizers import Optimizer, as_optimizer
 from jaxvis.pieces.param import Param
-from jaxvis.core.progress import progress_bar
-from jaxvis.engine.plan import INIT_STATE, RUN_CHUNK, START_FROM, Inputs, Plan, State, init_state, render, stack_plans
-from jaxvis.core.structure import digest
 from jaxvis.pieces.transforms import Transform, as_piece, identity
 
 Array = jax.Array

@@ -36,12 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxvis.core.programs import Program
+from jaxvis.core.structure import piece
 from jaxvis.models.model import Model
 from jaxvis.pieces.objectives import INPUT, Objective
 from jaxvis.pieces.optimizers import Optimizer
 from jaxvis.pieces.param import Param
-from jaxvis.core.programs import Program
-from jaxvis.core.structure import piece
 from jaxvis.pieces.transforms import Transform
 
 Array = jax.Array

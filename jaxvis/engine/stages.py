@@ -24,11 +24,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxvis.engine.optimize import CHUNK, ObjectiveFor, Result, optimize
+from jaxvis.engine.run_config import RunConfig
 from jaxvis.models.model import Model
 from jaxvis.pieces.objectives import Objective
-from jaxvis.engine.optimize import CHUNK, ObjectiveFor, Result, optimize
 from jaxvis.pieces.param import Param
-from jaxvis.engine.run_config import RunConfig
 from jaxvis.pieces.transforms import Transform, identity
 
 StageCallback = Callable[[str, np.ndarray], None]  # (stage label, images (units, batch, H, W, 3))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from jaxvis.core.errors import JaxvisError, MethodOptionError, nearest
+from jaxvis.engine.optimize import Result
 from jaxvis.methods.deepdream import dream
 from jaxvis.methods.deepinversion import deep_inversion
 from jaxvis.methods.feature_inversion import reconstruct
@@ -17,7 +18,6 @@ from jaxvis.methods.logit import logit_inversion
 from jaxvis.methods.pii import plug_in_inversion
 from jaxvis.methods.style import style_losses, transfer_style
 from jaxvis.models.model import Model
-from jaxvis.engine.optimize import Result
 
 INVERSIONS: dict[str, Callable[..., Result]] = {
     "pii": plug_in_inversion,

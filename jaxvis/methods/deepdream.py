@@ -28,15 +28,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.core.errors import InvalidImageError, MethodOptionError
-from jaxvis.models.model import Model, check_image_shape
-from jaxvis.pieces.objectives import Objective
-from jaxvis.pieces.objectives import deepdream as deepdream_objective
 from jaxvis.engine.optimize import Result
-from jaxvis.pieces.optimizers import normalized_ascent
-from jaxvis.pieces.param import clamped
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
 from jaxvis.engine.sweeps import Grid, refuse_lists
+from jaxvis.models.model import Model, check_image_shape
+from jaxvis.pieces.objectives import Objective
+from jaxvis.pieces.objectives import deepdream as deepdream_objective
+from jaxvis.pieces.optimizers import normalized_ascent
+from jaxvis.pieces.param import clamped
 from jaxvis.pieces.transforms import compose, roll, tiles
 
 

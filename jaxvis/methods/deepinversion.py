@@ -29,15 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.data.imagenet import class_indices, require_classifier
-from jaxvis.models.model import Model, check_image_shape
-from jaxvis.models.statistics import batchnorm_inputs
-from jaxvis.pieces.objectives import INPUT, Acts, Objective, batchnorm_statistics, class_log_probabilities, term
 from jaxvis.engine.optimize import Result
-from jaxvis.pieces.optimizers import adam, warmup_cosine
-from jaxvis.pieces.param import clamped
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages
 from jaxvis.engine.sweeps import Grid, refuse_lists
+from jaxvis.models.model import Model, check_image_shape
+from jaxvis.models.statistics import batchnorm_inputs
+from jaxvis.pieces.objectives import INPUT, Acts, Objective, batchnorm_statistics, class_log_probabilities, term
+from jaxvis.pieces.optimizers import adam, warmup_cosine
+from jaxvis.pieces.param import clamped
 from jaxvis.pieces.transforms import avg_pool, compose, flip, identity, roll
 
 

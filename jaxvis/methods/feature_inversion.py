@@ -23,13 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.core.errors import MethodOptionError
-from jaxvis.models.model import Model, apply, check_images
-from jaxvis.pieces.objectives import INPUT, Acts, Objective, feature_match, term
 from jaxvis.engine.optimize import Result, optimize
-from jaxvis.pieces.optimizers import adam
-from jaxvis.pieces.param import clamped
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.sweeps import Grid, refuse_lists
+from jaxvis.models.model import Model, apply, check_images
+from jaxvis.pieces.objectives import INPUT, Acts, Objective, feature_match, term
+from jaxvis.pieces.optimizers import adam
+from jaxvis.pieces.param import clamped
 
 ALPHA = 6.0  # §3.1, "α = 6 in the experiments"
 BETA = 2.0  # §3.2, β = 2 for networks with max pooling

@@ -18,16 +18,16 @@ from dataclasses import replace
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.pieces import objectives
-from jaxvis.models.catalog import card_of
 from jaxvis.core.errors import MethodOptionError
-from jaxvis.models.model import Model
 from jaxvis.engine.optimize import Result, optimize
-from jaxvis.pieces.optimizers import adam
-from jaxvis.pieces.param import PARAMS
-from jaxvis.models.request import UnitSpec, check_request
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.sweeps import Grid, refuse_lists
+from jaxvis.models.catalog import card_of
+from jaxvis.models.model import Model
+from jaxvis.models.request import UnitSpec, check_request
+from jaxvis.pieces import objectives
+from jaxvis.pieces.optimizers import adam
+from jaxvis.pieces.param import PARAMS
 from jaxvis.pieces.transforms import Transform, lucid_standard
 
 IMAGE_PENALTIES: dict[str, Callable] = {"tv": objectives.total_variation, "l1": objectives.l1, "l2": objectives.l2}

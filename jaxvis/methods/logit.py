@@ -12,14 +12,14 @@ from dataclasses import dataclass, replace
 import jax
 
 from jaxvis.data.imagenet import class_indices, require_classifier
-from jaxvis.models.model import Model, check_image_shape
-from jaxvis.pieces.objectives import class_logit
 from jaxvis.engine.optimize import Result
-from jaxvis.pieces.optimizers import adam
-from jaxvis.pieces.param import fourier
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, StageCallback, run_stages, with_options
 from jaxvis.engine.sweeps import Grid, refuse_lists
+from jaxvis.models.model import Model, check_image_shape
+from jaxvis.pieces.objectives import class_logit
+from jaxvis.pieces.optimizers import adam
+from jaxvis.pieces.param import fourier
 from jaxvis.pieces.transforms import lucid_standard
 
 

@@ -32,17 +32,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.core.errors import InvalidImageError, MethodOptionError
-from jaxvis.data.imagenet import class_indices, require_classifier
-from jaxvis.models.model import Model, check_image_shape
-from jaxvis.pieces.objectives import Objective, class_log_probability
-from jaxvis.engine.optimize import Result
-from jaxvis.pieces.optimizers import Adam, adam, cosine
-from jaxvis.pieces.param import clamped
 from jaxvis.core.programs import Program
+from jaxvis.core.structure import piece
+from jaxvis.data.imagenet import class_indices, require_classifier
+from jaxvis.engine.optimize import Result
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages, with_options
-from jaxvis.core.structure import piece
 from jaxvis.engine.sweeps import Grid, refuse_lists
+from jaxvis.models.model import Model, check_image_shape
+from jaxvis.pieces.objectives import Objective, class_log_probability
+from jaxvis.pieces.optimizers import Adam, adam, cosine
+from jaxvis.pieces.param import clamped
 from jaxvis.pieces.transforms import Transform, center_crop, color_shift, compose, identity, resize, resize_images, roll
 
 
@@ -250,8 +250,8 @@ def visualize_units(model: Model, spec: str, *, objective: str = "channel", size
                     config: RunConfig | None = None) -> np.ndarray:
     """Feature visualization with Plug-In Inversion's recipe instead of Lucid's: the units of `spec` (the
     `jaxvis.visualize` shorthand, `@token`s included) as PII's targets. float32 (units, S, S, 3) in [0, 1]."""
-    from jaxvis.models.catalog import card_of
     from jaxvis.methods.feature_visualization import objective_maker
+    from jaxvis.models.catalog import card_of
     from jaxvis.models.request import check_request
 
     final = size or model.input_size

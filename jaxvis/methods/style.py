@@ -25,17 +25,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.pieces import objectives
 from jaxvis.core.errors import JaxvisError, MethodOptionError, UnknownLayerError
-from jaxvis.models.model import Model, apply, check_images
-from jaxvis.pieces.objectives import Acts, Objective, term
+from jaxvis.core.structure import piece
 from jaxvis.engine.optimize import Result
-from jaxvis.pieces.optimizers import adam, lbfgs
-from jaxvis.pieces.param import Param, clamped, fourier
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, StageBuilder, StageCallback, run_stages
 from jaxvis.engine.sweeps import Grid, refuse_lists
-from jaxvis.core.structure import piece
+from jaxvis.models.model import Model, apply, check_images
+from jaxvis.pieces import objectives
+from jaxvis.pieces.objectives import Acts, Objective, term
+from jaxvis.pieces.optimizers import adam, lbfgs
+from jaxvis.pieces.param import Param, clamped, fourier
 from jaxvis.pieces.transforms import Transform, identity, lucid_standard, resize_images
 
 CONTENT_WEIGHT = 1.0  # tutorial: content_weight=1

@@ -35,11 +35,11 @@ import numpy as np
 from converters.namings import Naming
 from converters.resolve import WeightSource
 from jaxvis.core.errors import InvalidImageError, InvalidLatentError, UnknownLayerError
+from jaxvis.core.programs import Program
+from jaxvis.core.structure import piece
 from jaxvis.models.ops import FastPaths
 from jaxvis.models.probe import Edit, Probe, StopForward
-from jaxvis.core.programs import Program
 from jaxvis.models.request import check_image_size
-from jaxvis.core.structure import piece
 
 Array = jax.Array
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

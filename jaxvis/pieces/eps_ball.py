@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.pieces.param import Param
 from jaxvis.core.structure import piece
+from jaxvis.pieces.param import Param
 
 Array = jax.Array
 NORMS = ("linf", "l2")

@@ -28,8 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.models.ops import avg_pool2d
 from jaxvis.core.structure import piece
+from jaxvis.models.ops import avg_pool2d
 
 Array = jax.Array
 Transform = Callable[[Array, Array], Array]

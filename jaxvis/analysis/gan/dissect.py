@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from jaxvis.analysis.gan.samples import BATCH, GeneratedConcepts, UnknownConceptError, require_generator, sample_concepts
-from jaxvis.models.model import Model
 from jaxvis.analysis.units import dissect as units_dissect
 from jaxvis.analysis.units.dissect import Dissection
+from jaxvis.models.model import Model
 
 QUANTILE = 0.01  # davidbau/dissect, experiment/dissect_experiment.py: --quantile 0.01
 SAMPLES = 512

@@ -40,20 +40,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvis.pieces.edits import UnitEdit
 from jaxvis.analysis.gan.faces import PARTS
 from jaxvis.analysis.gan.samples import BATCH, GeneratedConcepts, UnknownConceptError
-from jaxvis.models.model import Model, apply
-from jaxvis.pieces.objectives import Objective, term
+from jaxvis.analysis.units.concept_set import colour_names
+from jaxvis.analysis.units.dissect import Dissection
+from jaxvis.analysis.units.stream import pad_batch
+from jaxvis.core.programs import Program
+from jaxvis.core.structure import piece
 from jaxvis.engine.optimize import optimize
+from jaxvis.engine.run_config import RunConfig, run_config
+from jaxvis.models.model import Model, apply
+from jaxvis.pieces.edits import UnitEdit
+from jaxvis.pieces.objectives import Objective, term
 from jaxvis.pieces.optimizers import Optimizer
 from jaxvis.pieces.param import Param
-from jaxvis.core.programs import Program
-from jaxvis.engine.run_config import RunConfig, run_config
-from jaxvis.core.structure import piece
-from jaxvis.analysis.units.concept_set import colour_names
-from jaxvis.analysis.units.stream import pad_batch
-from jaxvis.analysis.units.dissect import Dissection
 
 Array = jax.Array
 KS = (1, 2, 4, 8, 12, 16, 20)

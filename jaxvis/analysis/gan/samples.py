@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from jaxvis.data.datasets import DatasetError
 from jaxvis.analysis.gan import faces
-from jaxvis.data.io import save_image
-from jaxvis.models.model import Model, apply
-from jaxvis.core.progress import progress_bar
-from jaxvis.data.segmentation import ConceptDataset, Concepts, SegmentedImage
-from jaxvis.core.structure import digest
 from jaxvis.analysis.units.concept_set import COLOURS, colour_names
 from jaxvis.analysis.units.stream import pad_batch
+from jaxvis.core.progress import progress_bar
+from jaxvis.core.structure import digest
+from jaxvis.data.datasets import DatasetError
+from jaxvis.data.io import save_image
+from jaxvis.data.segmentation import ConceptDataset, Concepts, SegmentedImage
+from jaxvis.models.model import Model, apply
 
 LAYERS = ("color", "part")  # mask files per sample, in the order the data set reads them
 BATCH = 64

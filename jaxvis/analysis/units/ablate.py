@@ -29,13 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.data.datasets import DatasetError, LabelledImage, Stream, labelled_images, unlabelled_images
-from jaxvis.core.errors import UnitRangeError
-from jaxvis.data.imagenet import class_index, class_names
-from jaxvis.models.model import Model
-from jaxvis.core.structure import piece
 from jaxvis.analysis.units import stream
 from jaxvis.analysis.units.survey import BATCH, layer_map_shape
+from jaxvis.core.errors import UnitRangeError
+from jaxvis.core.structure import piece
+from jaxvis.data.datasets import DatasetError, LabelledImage, Stream, labelled_images, unlabelled_images
+from jaxvis.data.imagenet import class_index, class_names
+from jaxvis.models.model import Model
 
 Array = jax.Array
 KS = (1, 2, 4, 8, 16, 32, 64)  # units removed along the curve (those up to the layer's width)

@@ -27,13 +27,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxvis.data.datasets import DatasetError
-from jaxvis.models.model import Model
-from jaxvis.data.segmentation import ConceptDataset, Concepts, read_concepts
-from jaxvis.core.structure import piece
 from jaxvis.analysis.units import iou, stream
-from jaxvis.pieces.tokens import grid_side
 from jaxvis.analysis.units.survey import BATCH, LayerShapeError, Survey, survey, unit_maps
+from jaxvis.core.structure import piece
+from jaxvis.data.datasets import DatasetError
+from jaxvis.data.segmentation import ConceptDataset, Concepts, read_concepts
+from jaxvis.models.model import Model
+from jaxvis.pieces.tokens import grid_side
 
 Array = jax.Array
 QUANTILE = 0.005  # NetDissect-Lite settings.QUANTILE: the top 0.5% of a unit's activations

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxvis.data.io import resize
 from jaxvis.analysis.units.survey import Survey
+from jaxvis.data.io import resize
 
 CROP_CELLS = 3  # the crop around a peak spans this many cells of the activation map
 DARKEST = 0.25  # brightness where a unit is silent

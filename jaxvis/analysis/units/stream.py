@@ -35,10 +35,10 @@ import jax
 import numpy as np
 
 from jaxvis.core.checkpoints import Checkpoints
-from jaxvis.data.datasets import DatasetError
-from jaxvis.core.progress import progress_bar
 from jaxvis.core.programs import Program
+from jaxvis.core.progress import progress_bar
 from jaxvis.core.structure import piece
+from jaxvis.data.datasets import DatasetError
 
 Step = Callable[..., Any]
 BatchSource = Callable[[int], Iterable[tuple[np.ndarray, ...]]]  # first batch index -> batches of arrays

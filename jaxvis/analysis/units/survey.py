@@ -24,14 +24,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.core.checkpoints import Checkpoints, fingerprint
-from jaxvis.data.datasets import DatasetError, LabelledImage, Stream, unlabelled_images
-from jaxvis.core.errors import JaxvisError, UnknownLayerError
-from jaxvis.models.model import Model
-from jaxvis.data.segmentation import ConceptDataset, read_concepts
-from jaxvis.core.structure import piece
-from jaxvis.pieces.tokens import grid_side, patch_grid
 from jaxvis.analysis.units import quantiles, stream, topk
+from jaxvis.core.checkpoints import Checkpoints, fingerprint
+from jaxvis.core.errors import JaxvisError, UnknownLayerError
+from jaxvis.core.structure import piece
+from jaxvis.data.datasets import DatasetError, LabelledImage, Stream, unlabelled_images
+from jaxvis.data.segmentation import ConceptDataset, read_concepts
+from jaxvis.models.model import Model
+from jaxvis.pieces.tokens import grid_side, patch_grid
 
 Array = jax.Array
 K = 16  # top images kept per unit

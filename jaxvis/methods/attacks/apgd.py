@@ -44,14 +44,14 @@ import optax
 
 from jaxvis.methods.attacks.common import (AttackResult, adversarial_objective, best_restart, budgets, check_attack_request,
                                    per_image_norm, result, with_logits)
-from jaxvis.pieces.eps_ball import eps_ball, sphere_start  # noqa: F401  (APGD's start)
 from jaxvis.core.errors import MethodOptionError
-from jaxvis.models.model import Model
-from jaxvis.engine.optimize import optimize
-from jaxvis.pieces.optimizers import Optimizer
-from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.core.structure import piece
+from jaxvis.engine.optimize import optimize
+from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.sweeps import refuse_lists
+from jaxvis.models.model import Model
+from jaxvis.pieces.eps_ball import eps_ball, sphere_start  # noqa: F401  (APGD's start)
+from jaxvis.pieces.optimizers import Optimizer
 
 Array = jax.Array
 EPS = {"linf": 8 / 255, "l2": 0.5}

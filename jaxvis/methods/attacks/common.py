@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.pieces.eps_ball import NORMS, per_image_norm
 from jaxvis.core.errors import InvalidImageError, MethodOptionError
 from jaxvis.data.imagenet import require_classifier
 from jaxvis.models.model import Model, check_image_shape
+from jaxvis.pieces.eps_ball import NORMS, per_image_norm
 from jaxvis.pieces.objectives import Objective, term
 
 Array = jax.Array

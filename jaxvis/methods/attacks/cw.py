@@ -42,15 +42,15 @@ import optax
 from jaxvis.methods.attacks.common import (LOGITS, NO_BOUND, AttackResult, Search, check_attack_request, first_search,
                                    kept_logits, margin, next_search, result, with_logits)
 from jaxvis.core.errors import MethodOptionError
-from jaxvis.models.model import Model
-from jaxvis.pieces.objectives import INPUT, Objective, term
+from jaxvis.core.structure import piece
 from jaxvis.engine.optimize import Result
-from jaxvis.pieces.optimizers import Optimizer
-from jaxvis.pieces.param import TanhBox, tanh_box, to_tanh_space
 from jaxvis.engine.plan import kept
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, run_stages
-from jaxvis.core.structure import piece
+from jaxvis.models.model import Model
+from jaxvis.pieces.objectives import INPUT, Objective, term
+from jaxvis.pieces.optimizers import Optimizer
+from jaxvis.pieces.param import TanhBox, tanh_box, to_tanh_space
 
 Array = jax.Array
 BINARY_SEARCH_STEPS = 9

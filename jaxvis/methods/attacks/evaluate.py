@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.methods.attacks.common import AttackResult, eps_text
-from jaxvis.data.datasets import ImageBatch, Stream, stream
 from jaxvis.core.errors import MethodOptionError
-from jaxvis.models.model import Model, logits
 from jaxvis.core.progress import progress_bar
+from jaxvis.data.datasets import ImageBatch, Stream, stream
 from jaxvis.engine.run_config import RunConfig
+from jaxvis.methods.attacks.common import AttackResult, eps_text
+from jaxvis.models.model import Model, logits
 
 Attack = Callable[..., AttackResult]
 

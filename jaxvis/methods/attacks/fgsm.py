@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from jaxvis.engine.run_config import RunConfig
 from jaxvis.methods.attacks.common import AttackResult
 from jaxvis.methods.attacks.pgd import pgd
 from jaxvis.models.model import Model
-from jaxvis.engine.run_config import RunConfig
 
 EPS = 8 / 255
 

@@ -40,15 +40,15 @@ import optax
 from jaxvis.methods.attacks.common import (LOGITS, NO_BOUND, AttackResult, Search, check_attack_request, cross_entropy,
                                    first_search, kept_logits, next_search, result, succeeded, with_logits)
 from jaxvis.core.errors import MethodOptionError
-from jaxvis.models.model import Model, logits
-from jaxvis.pieces.objectives import INPUT, Objective, term
+from jaxvis.core.structure import piece
 from jaxvis.engine.optimize import Result
-from jaxvis.pieces.optimizers import Optimizer
-from jaxvis.pieces.param import clamped
 from jaxvis.engine.plan import kept
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.stages import Stage, run_stages
-from jaxvis.core.structure import piece
+from jaxvis.models.model import Model, logits
+from jaxvis.pieces.objectives import INPUT, Objective, term
+from jaxvis.pieces.optimizers import Optimizer
+from jaxvis.pieces.param import clamped
 
 Array = jax.Array
 STEPS = 150

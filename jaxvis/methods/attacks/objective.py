@@ -28,15 +28,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis.core.programs import Program
+from jaxvis.engine.optimize import optimize
+from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.methods.attacks.common import check_attack_budget
 from jaxvis.methods.attacks.pgd import STEPS, default_budget
-from jaxvis.pieces.eps_ball import eps_ball, per_image_norm
 from jaxvis.models.model import Model
+from jaxvis.pieces.eps_ball import eps_ball, per_image_norm
 from jaxvis.pieces.objectives import INPUT, Objective
-from jaxvis.engine.optimize import optimize
 from jaxvis.pieces.optimizers import steepest_ascent
-from jaxvis.core.programs import Program
-from jaxvis.engine.run_config import RunConfig, run_config
 
 Array = jax.Array
 

@@ -33,13 +33,13 @@ import numpy as np
 
 from jaxvis.methods.attacks.common import (AttackResult, adversarial_objective, best_restart, budgets, check_attack_request,
                                    logits_report, result)
-from jaxvis.pieces.eps_ball import eps_ball, per_image_norm, project, random_start  # noqa: F401  (PGD's pieces)
 from jaxvis.core.errors import MethodOptionError
-from jaxvis.models.model import Model, logits
 from jaxvis.engine.optimize import optimize
-from jaxvis.pieces.optimizers import steepest_ascent
 from jaxvis.engine.run_config import RunConfig, run_config
 from jaxvis.engine.sweeps import refuse_lists
+from jaxvis.models.model import Model, logits
+from jaxvis.pieces.eps_ball import eps_ball, per_image_norm, project, random_start  # noqa: F401  (PGD's pieces)
+from jaxvis.pieces.optimizers import steepest_ascent
 
 Array = jax.Array
 DEFAULTS = {"linf": {"eps": 8 / 255, "step_size": 2 / 255}, "l2": {"eps": 1.0, "step_size": 0.2}}
