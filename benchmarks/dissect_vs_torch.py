@@ -32,6 +32,7 @@ held in memory).
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import sys
@@ -47,8 +48,9 @@ from common import (keep_row, machine, markdown_table, matmul_gflops, median, pr
 
 
 def load_batches(model, batch: int, samples: int):
-    """The data set and its batches (inputs, indices, compact labels, concept ids), decoded once: the offline
-    concept set at 224 px with 112 px labels, or a generator's sampled faces (latents, 64 px labels)."""
+    """The data set decoded once and held (every stream of it yields the same batches), and its batches for
+    the torch side (inputs, indices, compact labels, concept ids): the offline concept set at 224 px with
+    112 px labels, or a generator's sampled faces (latents, 64 px labels)."""
     from jaxvis.analysis.units import iou
     from jaxvis.analysis.units.concept_set import build_concept_set
     from jaxvis.data.segmentation import read_concepts
@@ -59,8 +61,11 @@ def load_batches(model, batch: int, samples: int):
         data, size, seg_size = sample_concepts(model, samples, progress=False), model.input_size, model.input_size
     else:
         data, size, seg_size = read_concepts(build_concept_set(tempfile.mkdtemp(prefix="jaxvis-concepts-"))), 224, 112
+    held = list(data.stream(size, seg_size, batch))
+    data = copy.copy(data)  # the library's dissection streams these held batches: both sides time compute
+    data.stream = lambda *args, start=0, **options: iter(held[start // batch:])
     batches = []
-    for b in data.stream(size, seg_size, batch):
+    for b in held:
         labels, ids = iou.compact(b.labels)
         batches.append((b.images, b.indices, labels, ids))
     return data, batches
@@ -156,33 +161,17 @@ def generator_forward(net, layer: str):
 # --- the jaxvis side -----------------------------------------------------------------------------------
 
 
-def jaxvis_passes(model, layer: str, data, batches, batch: int, k: int, quantile: float):
-    """(survey seconds, tally seconds, survey state, tally state, thresholds) for one run of both passes."""
-    import jax
-    import jax.numpy as jnp
+def jaxvis_passes(model, layer: str, data, batch: int, quantile: float):
+    """One call of the library's dissection (`jaxvis.dissect`, or GAN dissection's for a generator) over the
+    held data: its Dissection, with each pass's seconds."""
+    if model.arch.is_generator:
+        from jaxvis.analysis.gan.dissect import dissect
 
-    from jaxvis.analysis.units import iou, quantiles, stream, topk
-    from jaxvis.analysis.units.dissect import TallySpec, tally_step
-    from jaxvis.analysis.units.survey import Spec, State, layer_map_shape, survey_step
+        return dissect(model, layer, data=data, quantile=quantile, batch_size=batch, progress=False)
+    import jaxvis
 
-    height, width, units = layer_map_shape(model, layer, 224)
-    spec = Spec(jnp.zeros((0, units)), layer, k)
-    state = State(topk.init(units, k, (height, width)), topk.init(0, k, (height, width)), quantiles.init(units))
-    start = time.perf_counter()
-    surveyed = stream.run(survey_step, "unit survey", model, spec, state,
-                          lambda first: ((b[0], b[1]) for b in batches[first:]), batch_size=batch,
-                          total=len(data), progress=False).state
-    survey_s = time.perf_counter() - start
-    thresholds = quantiles.quantile(jax.device_get(surveyed.sketch), 1 - quantile).astype(np.float32)
-    concepts = data.concepts
-    tally_spec = TallySpec(jnp.asarray(thresholds), jnp.asarray(concepts.category), layer)
-    start = time.perf_counter()
-    tallied = stream.run(tally_step, "dissection tally", model, tally_spec,
-                         iou.init(units, len(concepts), len(concepts.categories)),
-                         lambda first: ((b[0], b[2], stream.Whole(b[3])) for b in batches[first:]),
-                         batch_size=batch, total=len(data), progress=False).state
-    tally_s = time.perf_counter() - start
-    return survey_s, tally_s, jax.device_get(surveyed), jax.device_get(tallied), thresholds
+    return jaxvis.dissect(model, layer, data, quantile=quantile, size=224, seg_size=112, batch_size=batch,
+                          progress=False)
 
 
 def tally_flops(model, layer: str, data, batches, batch: int, thresholds: np.ndarray) -> float:
@@ -210,10 +199,11 @@ def main() -> None:
     parser.add_argument("--layer", default="features.14")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--no-write", action="store_true", help="print, but leave RESULTS.md alone")
     args = parser.parse_args()
     import jaxvis
-    from jaxvis.analysis.units import quantiles
+    from jaxvis.analysis.units import iou, quantiles
+    from jaxvis.analysis.units.dissect import TOP_K
     from jaxvis.analysis.units.survey import layer_map_shape
 
     model = jaxvis.load(args.model)
@@ -224,13 +214,13 @@ def main() -> None:
     quantile = 0.01 if generator else 0.005  # GAN Dissection's, NetDissect's
     forward = generator_forward(torch_dcgan(model), args.layer) if generator else \
         classifier_forward(torch_mobilenet_v2(model), args.layer)
-    reference = TorchDissection(forward, units, args.k, quantiles.ALPHA, quantiles.FLOOR, quantiles.CEILING)
+    reference = TorchDissection(forward, units, TOP_K, quantiles.ALPHA, quantiles.FLOOR, quantiles.CEILING)
     print(f"{images} images, {len(batches)} batches of {args.batch}, {args.layer} ({units} units)", flush=True)
-    cold_survey, cold_tally, _, _, _ = jaxvis_passes(model, args.layer, data, batches, args.batch, args.k, quantile)
+    cold = jaxvis_passes(model, args.layer, data, args.batch, quantile).seconds
     times: dict[str, list[float]] = {"jaxvis survey": [], "jaxvis tally": [], "torch survey": [], "torch tally": []}
     for repeat in range(args.repeats):
-        survey_s, tally_s, surveyed, tallied, thresholds = jaxvis_passes(model, args.layer, data, batches,
-                                                                          args.batch, args.k, quantile)
+        found = jaxvis_passes(model, args.layer, data, args.batch, quantile)
+        survey_s, tally_s, thresholds = found.seconds["survey"], found.seconds["tally"], found.thresholds
         start = time.perf_counter()
         values, top_images, counts = reference.survey(batches)
         torch_survey = time.perf_counter() - start
@@ -243,11 +233,12 @@ def main() -> None:
             times[name].append(value)
         print(f"  repeat {repeat}: jaxvis survey {survey_s:.2f}s tally {tally_s:.2f}s | torch survey "
               f"{torch_survey:.2f}s tally {torch_tally:.2f}s", flush=True)
-    same_top = float((np.asarray(surveyed.units.images) == top_images).mean())
-    sketch_gap = int(np.abs(np.asarray(surveyed.sketch.counts) - counts).sum())
-    both_gap = float(np.abs(np.asarray(tallied.both) - both).sum() / max(1, both.sum()))
+    same_top = float((np.asarray(found.survey.top.images) == top_images).mean())
+    sketch_gap = int(np.abs(np.asarray(found.survey.sketch.counts) - counts).sum())
+    torch_iou = iou.iou(iou.Tally(both, activated, labelled), data.concepts.category)
+    iou_gap = float(np.abs(found.iou - torch_iou).max())
     print(f"agreement: top-k images {same_top:.4f} equal; sketch counts off by {sketch_gap} of {counts.sum()}; "
-          f"intersections off by {both_gap:.2e} (relative)", flush=True)
+          f"IoU off by {iou_gap:.2e} at most", flush=True)
     flops = tally_flops(model, args.layer, data, batches, args.batch, thresholds)
     tally_rate = flops / (median(times["jaxvis tally"]) / len(batches)) / 1e9
     peak = matmul_gflops()
@@ -257,12 +248,15 @@ def main() -> None:
            f"**{rate['jaxvis survey'] / rate['torch survey']:.2f}x**",
            f"{rate['jaxvis tally']:.1f}", f"{rate['torch tally']:.1f}",
            f"**{rate['jaxvis tally'] / rate['torch tally']:.2f}x**",
-           f"{cold_survey + cold_tally:.1f}", f"{tally_rate:.0f} of {peak:.0f} ({100 * tally_rate / peak:.0f}%)",
-           f"{same_top:.3f} / {both_gap:.1e}"]
+           f"{cold['survey'] + cold['tally']:.1f}", f"{tally_rate:.0f} of {peak:.0f} ({100 * tally_rate / peak:.0f}%)",
+           f"{same_top:.3f} / {iou_gap:.1e}"]
+    if args.no_write:
+        print(row)
+        return
     rows = keep_row("dissect_vs_torch", f"{model.name} {args.layer} batch {args.batch}", row)
     header = ["machine", "layer", "batch", "images", "survey jaxvis img/s", "survey torch img/s", "survey ratio",
               "tally jaxvis img/s", "tally torch img/s", "tally ratio", "jaxvis first run s (compiles)",
-              "tally step GFLOP/s of matmul peak", "agreement: top-k / intersections"]
+              "tally step GFLOP/s of matmul peak", "agreement: top-k / IoU"]
     write_section("dissect_vs_torch", f"""## Network dissection vs PyTorch (`benchmarks/dissect_vs_torch.py`)
 
 MobileNetV2 (real weights), the offline concept set held in memory, 224 px images, 112 px label maps; the
@@ -270,9 +264,10 @@ same two passes in both (`python benchmarks/dissect_vs_torch.py`; its docstring 
 Rows marked `(dcgan_faces)`: GAN dissection's passes on the DCGAN faces generator (`--model dcgan_faces`),
 its {args.samples} sampled faces' latents as inputs, 64 px masks, quantile 0.01.
 images/s: medians over {args.repeats} alternating repeats, jaxvis warm (its first run, compiling both
-programs, in its own column). Agreement: the share of identical top-k image indices, and the relative
-difference of the intersection counts (bilinear arithmetic differs in the last bits, so pixels at the
-threshold can flip). GFLOP/s: XLA's flop count of one tally step over its median time. Measured on:
+programs, in its own column). The jaxvis side is one call of `jaxvis.dissect` (GAN dissection's for the
+generator) on the data held in memory. Agreement: the share of identical top-{TOP_K} image indices, and the
+largest difference of IoU (bilinear arithmetic differs in the last bits, so pixels at the threshold can
+flip). GFLOP/s: XLA's flop count of one tally step over its median time. Measured on:
 {machine()}.
 
 {markdown_table(header, rows)}

@@ -38,6 +38,7 @@ from jaxvis.pieces.tokens import grid_side
 Array = jax.Array
 QUANTILE = 0.005  # NetDissect-Lite settings.QUANTILE: the top 0.5% of a unit's activations
 IOU_THRESHOLD = 0.04  # NetDissect-Lite settings.SCORE_THRESHOLD; Bau et al. 2017, §3.2
+TOP_K = 4  # top images the survey keeps per unit (what the atlas and `jaxvis dissect` show beside each label)
 RUNNERS_UP = 3
 
 
@@ -150,7 +151,7 @@ def dissect(model: Model, layer: str, data: Any, *, quantile: float = QUANTILE, 
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must lie strictly between 0 and 1, got {quantile}")
     dataset = concept_data(data)
-    found = survey(model, layer, dataset, k=4, size=size, batch_size=batch_size, progress=progress,
+    found = survey(model, layer, dataset, k=TOP_K, size=size, batch_size=batch_size, progress=progress,
                    checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / "survey")
     thresholds = found.quantile(1 - quantile).astype(np.float32)
     batch_size = stream.device_batch(batch_size)
