@@ -267,15 +267,16 @@ def test_invert_writes_class_images_gallery_and_record_with_names(capsys, tmp_pa
 
 
 def test_invert_sweeps_its_rate_and_jitter_from_comma_lists(capsys, tmp_path, tiny_cnn_by_name):
-    """--lr and --jitter lists: a PNG per class and cell named by its values, grid.html, and a cell the run with
-    its values alone (within one 8-bit level); --jitter is refused for logit.  Mutation that fails it:
-    `inversion_sweep` dropping the rate (the lr cells would be equal)."""
+    """--lr and --jitter lists (DeepInversion: two phases, the cheapest of the multi-stage inversions): a PNG per
+    class and cell named by its values, grid.html, and a cell the run with its values alone (within one 8-bit
+    level); --jitter is refused for logit.  Mutation that fails it: `inversion_sweep` dropping the rate (the lr
+    cells would be equal)."""
     import numpy as np
 
     from jaxvis.data.io import read_image
 
-    base = ("invert", tiny_cnn_by_name, "--classes", "1,3", "--method", "pii", "--size", "32", "--steps", "2",
-            "--ensemble", "1")
+    base = ("invert", tiny_cnn_by_name, "--classes", "1,3", "--method", "deepinversion", "--size", "32", "--steps",
+            "2")
     code, _, err = run(capsys, *base, "--lr", "0.01,0.2", "--jitter", "2", "--out", str(tmp_path / "grid"))
     assert code == 0, err
     names = {f"class_0{k}-000{c}-{n}-learning_rate{lr}.png" for k, (c, n) in enumerate([(1, "goldfish"), (3,

@@ -81,12 +81,11 @@ def test_lucid_penalties_jitter_and_scale_range_sweep_in_one_program(tiny_cnn):
     swept = jaxvis.visualize(tiny_cnn, "features.8:2,5", **grid, **options)
     assert RUN_CHUNK.compilations == before + 1
     assert swept.shape == (2, 2, 2, 2, 2, 32, 32, 3)
-    for index in [(0, 0, 0, 0), (1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1), (1, 1, 1, 1)]:
+    for index in [(1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1)]:
         cell = {name: values[i] for (name, values), i in zip(grid.items(), index)}
         alone = jaxvis.visualize(tiny_cnn, "features.8:2,5", **cell, **options)
         np.testing.assert_allclose(swept[index], alone, rtol=0, atol=1e-6)
-        if any(index):
-            assert not np.allclose(swept[index], swept[0, 0, 0, 0], atol=1e-4), index
+        assert not np.allclose(swept[index], swept[0, 0, 0, 0], atol=1e-4), index
     with pytest.raises(MethodOptionError, match="transform of your own"):
         jaxvis.visualize(tiny_cnn, "features.8:2", transform=T.identity(), jitter=4, size=32)
 
