@@ -95,6 +95,15 @@ def invert(model, recipe: str, grid: dict[str, list], target: int | str, budget:
     return images.reshape(len(cells(grid)), -1, size, size, 3)
 
 
+def part_name(model: str, recipe: str, target: int | str, budget: dict, grid: dict) -> str:
+    """The name a part is kept under: its model, recipe and target, and a digest of its budget and grid (a
+    changed budget or grid makes new parts instead of reusing the old)."""
+    import hashlib
+
+    digest = hashlib.sha256(repr((sorted(budget.items()), sorted(grid.items()))).encode()).hexdigest()[:8]
+    return f"{model}-{recipe}-{target}-{digest}"
+
+
 def run_part(name: str, make) -> np.ndarray:
     """The part's images from benchmarks/out if a finished run kept them, else made now and kept."""
     path = OUT / f"{name}.npz"
@@ -131,7 +140,7 @@ def classifier_study(parts: list[str]) -> list[dict]:
         for recipe, grid in GRIDS.items():
             top1, top5, own, seconds = [], [], [], 0.0
             for target in CLASSES:
-                part = f"{name}-{recipe}-{target}"
+                part = part_name(name, recipe, target, BUDGET["classifier"], grid)
                 images = run_part(part, lambda: invert(model, recipe, grid, target, BUDGET["classifier"]))[:, 0]
                 seconds += part_seconds(part)
                 first, five = judged(judge, images, target)
@@ -154,7 +163,7 @@ def vit_study(parts: list[str]) -> list[dict]:
     typical = np.median(unit_scores(vit, VIT_SPEC, photos), axis=1)  # (units,)
     values, seconds = {}, {}
     for recipe, grid in VIT_GRIDS.items():
-        part = f"{VIT}-{recipe}"
+        part = part_name(VIT, recipe, "cls", BUDGET["vit"], grid)
         images = run_part(part, lambda: invert(vit, recipe, grid, VIT_SPEC, BUDGET["vit"]))  # (cells, units, ...)
         seconds[recipe] = part_seconds(part)
         parts.append(part)
