@@ -189,10 +189,11 @@ def write_gallery(directory: Path, title: str, images: np.ndarray, labels: Seque
 
 
 def grid_page(title: str, axes: Sequence[str], values: Sequence[Sequence[Any]], units: Sequence[str],
-              files: Sequence[Sequence[str]], objectives: Sequence[Sequence[float]], value_name: str = "objective") -> str:
+              files: Sequence[Sequence[str]], objectives: Sequence[Sequence[float]], value_name: str = "objective",
+              heading: str = "unit") -> str:
     """A sweep's images, one table per unit: rows are the first axis's values, columns every combination of the
     others (a single axis: one row); `files[u][c]` and `objectives[u][c]` are unit u's in grid cell c (row-major,
-    the last axis fastest), the value printed under each image."""
+    the last axis fastest), the value printed under each image; each table is headed `{heading} {unit}`."""
     column_axes = axes[1:] if len(axes) > 1 else axes
     rows = [f"{axes[0]} {value}" for value in values[0]] if len(axes) > 1 else [""]
     columns = list(itertools.product(*(values[1:] if len(axes) > 1 else values)))
@@ -200,14 +201,15 @@ def grid_page(title: str, axes: Sequence[str], values: Sequence[Sequence[Any]], 
                    for combo in columns)
     tables = []
     for unit, unit_files, unit_values in zip(units, files, objectives):
+        name = html.escape(f"{heading} {unit}".strip())
         body = []
         for r, row in enumerate(rows):
             cells = "".join(
-                f'<td><img src="{html.escape(unit_files[r * len(columns) + c])}" alt="unit {html.escape(unit)}" '
+                f'<td><img src="{html.escape(unit_files[r * len(columns) + c])}" alt="{name}" '
                 f'loading="lazy"><br><span class="value">{html.escape(value_name)} '
                 f'{unit_values[r * len(columns) + c]:.4g}</span></td>' for c in range(len(columns)))
             body.append(f"<tr><th>{html.escape(row)}</th>{cells}</tr>")
-        tables.append(f"<h2>unit {html.escape(unit)}</h2><table class=\"grid\"><tr><th></th>{head}</tr>"
+        tables.append(f"<h2>{name}</h2><table class=\"grid\"><tr><th></th>{head}</tr>"
                       + "".join(body) + "</table>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -106,7 +106,8 @@ def number_list(text: str, kind: type = float) -> Any:
     try:
         values = [kind(part) for part in text.split(",")]
     except ValueError:
-        what = "a whole number or a comma list of whole numbers" if kind is int else "a number or a comma list of numbers"
+        what = ("a whole number or a comma list of whole numbers" if kind is int else
+                "a number or a comma list of numbers")
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     return values[0] if len(values) == 1 else values
 
@@ -128,15 +129,16 @@ def cell_labels(grid: Any, labels: Sequence[str]) -> list[str]:
 
 
 def write_grid_page(out: Path, title: str, grid: Any, labels: Sequence[str], stem: str,
-                    values: Sequence[Sequence[float]], value_name: str = "objective", image_suffix: str = "") -> None:
+                    values: Sequence[Sequence[float]], value_name: str = "objective", image_suffix: str = "",
+                    heading: str | None = None) -> None:
     """out/grid.html: each label's images (`{stem}_{label}{cell suffix}{image_suffix}.png`) over the sweep's grid,
-    `values[label][cell]` under each."""
+    `values[label][cell]` under each, each label's table headed `{heading} {label}` (default: the stem)."""
     from jaxvis.app.gallery import grid_page
 
     suffixes = [cell_suffix(cell, grid.axes) for cell in grid.cells]
     files = [[f"{stem}_{label}{suffix}{image_suffix}.png" for suffix in suffixes] for label in labels]
     page = grid_page(f"{title}: {' x '.join(grid.axes)}", grid.axes, grid.values, list(labels), files, values,
-                     value_name)
+                     value_name, stem if heading is None else heading)
     (out / "grid.html").write_text(page, encoding="utf-8")
 
 

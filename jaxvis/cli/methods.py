@@ -323,7 +323,7 @@ def run_dream(args: argparse.Namespace) -> None:
            [float("nan"), *map(float, result.objective)], run_record, stem="image",
            curves=[None, *(result.history[:, k] for k in range(len(labels)))])
     if grid.swept:
-        write_grid_page(out, title, grid, ["dream"], "image", [list(map(float, result.objective))])
+        write_grid_page(out, title, grid, ["dream"], "image", [list(map(float, result.objective))], heading="")
 
 
 def run_reconstruct(args: argparse.Namespace) -> None:
@@ -358,7 +358,7 @@ def run_reconstruct(args: argparse.Namespace) -> None:
            curves=curves)
     if grid.swept:
         by_cell = result.objective.reshape(-1, len(originals))
-        write_grid_page(out, title, grid, rebuilt_labels, "image", by_cell.T.tolist())
+        write_grid_page(out, title, grid, rebuilt_labels, "image", by_cell.T.tolist(), heading="")
 
 
 def run_style(args: argparse.Namespace) -> None:
@@ -405,7 +405,7 @@ def run_style(args: argparse.Namespace) -> None:
            curves=[None, None, *(result.history[:, k] for k in range(len(labels)))])
     if grid.swept:
         write_grid_page(out, title, grid, ["result"], "image", [[loss["style"] for loss in losses]],
-                        value_name="style loss")
+                        value_name="style loss", heading="")
 
 
 def divided(value: float | list[float], by: float) -> float | list[float]:
