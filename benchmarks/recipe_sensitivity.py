@@ -257,8 +257,12 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["classifiers", "vit"], help="run one half of the study")
+    parser.add_argument("--pii-steps", type=int, help="PII's steps per zoom stage on the classifiers (default "
+                        f"{BUDGET['classifier']['pii_steps']}; parts of another budget are kept apart)")
     parser.add_argument("--no-write", action="store_true", help="print, but leave RESULTS.md and docs alone")
     args = parser.parse_args()
+    if args.pii_steps:
+        BUDGET["classifier"]["pii_steps"] = args.pii_steps
     parts: list[str] = []
     start = time.perf_counter()
     rows = ([] if args.only == "vit" else classifier_study(parts)) + ([] if args.only == "classifiers" else
