@@ -100,7 +100,8 @@ def part_name(model: str, recipe: str, target: int | str, budget: dict, grid: di
     changed budget or grid makes new parts instead of reusing the old)."""
     import hashlib
 
-    digest = hashlib.sha256(repr((sorted(budget.items()), sorted(grid.items()))).encode()).hexdigest()[:8]
+    used = {k: v for k, v in budget.items() if k == "size" or k.startswith(recipe.lower())}  # its own steps only
+    digest = hashlib.sha256(repr((sorted(used.items()), sorted(grid.items()))).encode()).hexdigest()[:8]
     return f"{model}-{recipe}-{target}-{digest}"
 
 
