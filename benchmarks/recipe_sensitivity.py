@@ -255,6 +255,19 @@ def table(rows: list[dict]) -> str:
     return markdown_table(header, body)
 
 
+def axis_shares(rows: list[dict]) -> str:
+    """Per model and recipe, the share that works at each value of each axis (over the rest of the grid): which
+    hyperparameter the result depends on."""
+    body = []
+    for r in rows:
+        shares = np.asarray(r["per_cell"]).reshape([len(v) for v in r["axes"].values()])
+        for axis, (name, values) in enumerate(r["axes"].items()):
+            means = shares.mean(axis=tuple(a for a in range(shares.ndim) if a != axis))
+            body.append([r["model"], r["recipe"], name,
+                         ", ".join(f"{value}: {mean:.0%}" for value, mean in zip(values, means))])
+    return markdown_table(["model", "recipe", "axis", "works at each value"], body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["classifiers", "vit"], help="run one half of the study")
@@ -268,7 +281,7 @@ def main() -> None:
     start = time.perf_counter()
     rows = ([] if args.only == "vit" else classifier_study(parts)) + ([] if args.only == "classifiers" else
                                                                       vit_study(parts))
-    markdown = table(rows)
+    markdown = table(rows) + "\n\nBy axis:\n\n" + axis_shares(rows)
     print(markdown)
     if args.no_write or args.only:
         return
