@@ -51,7 +51,9 @@ def worker(job: str) -> dict:
 
     programs = jaxvis_module("jaxvis.core.programs")
     plan_module = jaxvis_module("jaxvis.engine.plan")
-    INIT_STATE, RUN_CHUNK = plan_module.INIT_STATE, plan_module.RUN_CHUNK
+    RUN_CHUNK = plan_module.RUN_CHUNK
+    # before its start moved into the chunk program, the engine compiled the initialization apart
+    INIT_STATE = getattr(plan_module, "INIT_STATE", None)
 
     model = jaxvis.load("mobilenet_v2")
     model.layers  # the layer-name table, traced once per process, is not part of any program
@@ -68,7 +70,8 @@ def worker(job: str) -> dict:
                     ("features.14",))
         if job == "init-partitionable":  # trace as jax would by default
             programs.PARTITIONABLE_THREEFRY = True
-        _, times = INIT_STATE.executable(plan, np.int32(0), np.arange(16, dtype=np.int32))
+        initialization = INIT_STATE or programs.Program(plan_module.init_state, "initialization")
+        _, times = initialization.executable(plan, np.int32(0), np.arange(16, dtype=np.int32))
         return times.as_dict()
     elif job == "pii":
         from dataclasses import replace
@@ -94,7 +97,8 @@ def worker(job: str) -> dict:
         # before #32: PGD's own loop program; since, the engine's chunk program and its initialization
         program = getattr(sys.modules[f"{attacks.__name__}.pgd"], "RUN", None)
         if program is None:
-            return _summed(RUN_CHUNK.last_compile[1].as_dict(), INIT_STATE.last_compile[1].as_dict())
+            parts = [RUN_CHUNK] + ([INIT_STATE] if INIT_STATE is not None else [])
+            return _summed(*(part.last_compile[1].as_dict() for part in parts))
         return program.last_compile[1].as_dict()
     _, times = RUN_CHUNK.last_compile
     return times.as_dict()

@@ -122,10 +122,10 @@ def test_a_new_process_loads_the_compiled_program_instead_of_compiling(tmp_path)
     assert again["last"] == first["last"]
     (host,) = (tmp_path / "xla").iterdir()  # one folder for this machine's processor
     stored = sorted(p.name.split("-")[0] for p in (host / "executables").iterdir())
-    assert stored == ["initialization", "optimization_step"]
+    assert stored == ["optimization_step"]  # the start is drawn inside the chunk program
     foreign, foreign_again = run("lambda"), run("lambda")
     assert "trace_s" in foreign_again["timings"] and foreign_again["last"] == foreign["last"]
-    assert len(list((host / "executables").iterdir())) == 2  # nothing stored for the lambda's program
+    assert len(list((host / "executables").iterdir())) == 1  # nothing stored for the lambda's program
 
     # An executable that XLA's persistent cache handed back cannot be serialized whole again (its kernels
     # are not all kept: loading it later fails with "Function ... not found"), so it is not stored.
@@ -240,13 +240,15 @@ def test_relu_redirection_moves_a_dead_unit_during_the_first_steps_only(tiny_cnn
     Lucid's redirected gradient moves the image, and only while t < relu_steps."""
 
     from jaxvis.engine.optimize import stack_objectives
-    from jaxvis.engine.plan import RUN_CHUNK, INIT_STATE, Inputs, Plan
+    from jaxvis.engine.plan import FROM_SEED, RUN_CHUNK, Inputs, Plan, placeholder_state
 
     layer, unit = TINY_DEAD
     plan = Plan(P.fourier(32), optimizers.adam(0.05), T.identity(), T.identity(), (layer,), redirect_relu=True)
     objectives = stack_objectives(lambda u: O.channel(layer, u), np.asarray([unit]))
     identities = jnp.asarray([unit], jnp.int32)
-    state = INIT_STATE(plan, jnp.asarray(0), identities)
+    fresh = Inputs(objectives, identities, jnp.asarray(0), jnp.asarray(0))
+    state, *_ = RUN_CHUNK(plan, tiny_cnn, fresh, placeholder_state(plan, fresh), jnp.asarray(0), jnp.asarray(0),
+                          jnp.asarray(FROM_SEED))  # no step: the drawn start
 
     def moved(t: int, relu_steps: int) -> float:
         inputs = Inputs(objectives, identities, jnp.asarray(0), jnp.asarray(relu_steps))
@@ -263,3 +265,16 @@ def test_objective_on_unknown_or_no_layer_is_refused(tiny_cnn):
         optimize(tiny_cnn, O.channel("features.60", 0), param=P.pixel(32), steps=1, progress=False)
     with pytest.raises(ValueError, match="reads no layer"):
         optimize(tiny_cnn, -O.total_variation(), param=P.pixel(32), steps=1, progress=False)
+
+
+def test_a_run_started_from_given_parameters_begins_exactly_there(tiny_cnn):
+    """`init` is the first state's θ (its optimizer state made afresh inside the chunk program); a θ of
+    another shape is refused by name rather than failing inside the compiled program."""
+    start = np.random.default_rng(0).uniform(0.2, 0.8, (3, 1, 32, 32, 3)).astype(np.float32)
+    zero_steps = optimize(tiny_cnn, lambda u: O.channel(LAYER, u), units=jnp.asarray([0, 3, 5]), param=P.pixel(32),
+                          init=start, steps=1, stop_after=1, progress=False,
+                          optimizer=optimizers.adam(0.0))  # a step of rate 0: θ stays the start
+    np.testing.assert_array_equal(zero_steps.theta, start)
+    with pytest.raises(ValueError, match="shaped as the parameterization"):
+        optimize(tiny_cnn, lambda u: O.channel(LAYER, u), units=jnp.asarray([0, 3, 5]), param=P.pixel(32),
+                 init=start[:, :, :16], steps=1, progress=False)

@@ -35,7 +35,8 @@ from jaxvis.core.checkpoints import Checkpoints, fingerprint
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
 from jaxvis.core.progress import progress_bar
 from jaxvis.core.structure import digest
-from jaxvis.engine.plan import INIT_STATE, RUN_CHUNK, START_FROM, Inputs, Plan, State, init_state, render, stack_plans
+from jaxvis.engine.plan import (FROM_SEED, FROM_STATE, FROM_THETA, RUN_CHUNK, Inputs, Plan, State, init_state,
+                                placeholder_state, render, stack_plans)
 from jaxvis.models.model import Model
 from jaxvis.pieces.objectives import INPUT, Objective
 from jaxvis.pieces.optimizers import Optimizer, as_optimizer
@@ -283,6 +284,7 @@ class Progress(NamedTuple):
     history: np.ndarray  # (steps, padded units)
     done: int
     reports: Any = None  # each unit's report from the last step run (with `report`)
+    start: int = FROM_STATE  # how the next chunk begins from `state` (`jaxvis.engine.plan.begin`)
 
 
 Advance = Callable[[Progress, int], Progress]  # run `length` more steps
@@ -304,7 +306,8 @@ def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str,
 
     def advance(progress: Progress, length: int) -> Progress:
         start = time.perf_counter()
-        args = (plan, model, inputs, progress.state, np.int32(progress.done), np.int32(length))
+        args = (plan, model, inputs, progress.state, np.int32(progress.done), np.int32(length),
+                np.int32(progress.start))
         executable, compile_times = RUN_CHUNK.executable(*args)
         if compile_times is not None:
             timings.update(compile_times.as_dict())
@@ -398,12 +401,16 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
             state = _shard(state, devices)
             return Progress(state, render(plan, state), saved_history, done)
     start = time.perf_counter()
+    placeholder = placeholder_state(plan, inputs)  # the chunk program draws the first state itself
     if init is None:
-        state = INIT_STATE(plan, inputs.seed, inputs.identities)
-    else:
-        state = START_FROM(plan, _on_device(_take(_check_init(init, int(positions.max()) + 1), positions)))  # per unit
+        state, begin_with = placeholder, FROM_SEED
+    else:  # per unit
+        theta = _on_device(_take(_check_init(init, int(positions.max()) + 1), positions))
+        _check_init_shapes(theta, placeholder.theta)
+        state, begin_with = placeholder._replace(theta=theta), FROM_THETA
     timings["init_s"] = time.perf_counter() - start
-    return Progress(_shard(state, devices), None, history, 0)
+    # on the device as the chunks return it: the first chunk and the next share one compiled program
+    return Progress(_shard(_on_device(state), devices), None, history, 0, start=begin_with)
 
 
 def _result(progress: Progress, units: np.ndarray, timings: dict[str, float]) -> Result:
@@ -481,6 +488,13 @@ def _check_init(init: Any, count: int) -> Any:
     if leading != {count}:
         raise ValueError(f"init must hold one entry per unit (leading axis {count}), got leading axes {leading}")
     return init
+
+
+def _check_init_shapes(init: Any, drawn: Any) -> None:
+    """`ValueError` unless the starting parameters are shaped as the parameterization draws them."""
+    given, wanted = (jax.tree_util.tree_map(lambda leaf: tuple(np.shape(leaf)), tree) for tree in (init, drawn))
+    if given != wanted:
+        raise ValueError(f"init must be shaped as the parameterization's parameters, {wanted}; got {given}")
 
 
 def _map_swept(plan: Plan, function: Callable[[Any], Any]) -> Plan:

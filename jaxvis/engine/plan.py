@@ -1,4 +1,4 @@
-"""The pure optimization: one step, a chunk of steps, and the starting state -- the programs the engine compiles.
+"""The pure optimization: one step, and a chunk of steps from a given or freshly drawn state -- the program the engine compiles.
 
 One step, for every unit at once (vmapped):
 
@@ -194,9 +194,27 @@ def kept(moving: Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(lambda n, o: jnp.where(moving, n, o), new, old)
 
 
-def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Array,
-              count: Array) -> tuple[State, Array, Array, Array]:
-    """Steps first .. first + count − 1 (count ≤ plan.chunk, a runtime value).
+FROM_STATE, FROM_THETA, FROM_SEED = 0, 1, 2  # how a chunk begins (`run_chunk`'s `start`, a runtime value)
+
+
+def begin(plan: Plan, inputs: Inputs, state: State, start: Array) -> State:
+    """The state a chunk starts from: `state` as it is (FROM_STATE), its θ with a fresh optimizer state
+    (FROM_THETA: a stage started from given images), or everything drawn from the seed (FROM_SEED; `state`
+    then only gives the shapes).  Inside the chunk program, so a run compiles no initialization of its own."""
+    return jax.lax.switch(start, [lambda: state, lambda: start_from(plan, state.theta),
+                                  lambda: init_state(plan, inputs.seed, inputs.identities)])
+
+
+def placeholder_state(plan: Plan, inputs: Inputs) -> State:
+    """Zeros shaped like the state `init_state` draws (host arrays): what a chunk that starts FROM_SEED is given."""
+    abstract = jax.eval_shape(init_state, plan, inputs.seed, inputs.identities)
+    return jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract)
+
+
+def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Array, count: Array,
+              start: Array = FROM_STATE) -> tuple[State, Array, Array, Array]:
+    """Steps first .. first + count − 1 (count ≤ plan.chunk, a runtime value), from the state `begin` makes
+    of `state` and `start`.
 
     Returns the new state, the objectives (plan.chunk, units; rows ≥ count unused), the images
     rendered from the new state (units, batch, H, W, 3) and each unit's report from the chunk's
@@ -209,6 +227,7 @@ def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Arr
         state, value, reports = step(plan, model, inputs, state, first + i)
         return state, values.at[i].set(value.astype(values.dtype)), reports  # (a float64 run records float32)
 
+    state = begin(plan, inputs, state, start)
     units = jax.tree_util.tree_leaves(state.theta)[0].shape[0]
     values = jnp.zeros((plan.chunk, units), jnp.float32)
     reports = jnp.zeros((units, *plan.report_shape), jnp.float32)
@@ -223,5 +242,3 @@ def render(plan: Plan, state: State) -> Array:
 
 
 RUN_CHUNK = Program(run_chunk, "optimization step")
-INIT_STATE = Program(init_state, "initialization", capacity=16)
-START_FROM = Program(start_from, "initialization", capacity=16)
