@@ -62,3 +62,33 @@ def test_compiled_programs_are_written_even_after_earlier_compilations(unconfigu
     finally:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     assert location is not None and any(location.iterdir())
+
+
+@pytest.fixture
+def jax_defaults(monkeypatch):
+    """jax's own settings for what its cache keeps (as in a process that set nothing), restored afterwards."""
+    names = ("jax_persistent_cache_min_compile_time_secs", "jax_compilation_cache_max_size")
+    before = {name: getattr(jax.config, name) for name in names}
+    for name in names:
+        monkeypatch.delenv(name.upper(), raising=False)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_compilation_cache_max_size", -1)
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+
+
+def test_every_program_is_kept_in_a_bounded_folder(unconfigured, jax_defaults, tmp_path):
+    from jaxvis.core.compilation_cache import XLA_CACHE_LIMIT_BYTES
+
+    enable_compilation_cache(tmp_path / "xla")
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+    assert jax.config.jax_compilation_cache_max_size == XLA_CACHE_LIMIT_BYTES
+
+
+def test_what_the_user_set_in_jax_is_kept(unconfigured, jax_defaults, monkeypatch, tmp_path):
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.5)
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", "-1")  # set, to its default, in the environment
+    enable_compilation_cache(tmp_path / "xla")
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 2.5
+    assert jax.config.jax_compilation_cache_max_size == -1

@@ -15,6 +15,12 @@ jax's cache key nor the executable store's names the processor otherwise, so mac
 with different processors that share a home directory (a cluster, a CI runner) keep
 separate entries instead of loading or overwriting each other's code.
 A cache directory configured in jax itself (`jax_compilation_cache_dir`) is kept as it is.
+
+Every program goes in, however quickly it compiled (jax's default keeps only those
+that took a second: a PGD call's 50 small programs then compiled again in every
+process), and the folder is bounded: past `XLA_CACHE_LIMIT_BYTES` the least
+recently used entries are evicted (jax's own LRU, which needs `filelock`).  Either
+setting made in jax by the user is kept.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import jax
 from jax.experimental.compilation_cache import compilation_cache
 
 from jaxvis.core.cache_dirs import COMPILATION_ENV as ENV, compilation_dir
+
+XLA_CACHE_LIMIT_BYTES = 4 << 30
 _decided: list[Path | None] = []  # ensure_compilation_cache's answer, once per process
 
 
@@ -46,8 +54,23 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
         return None
     location = base / host_processor()
     jax.config.update("jax_compilation_cache_dir", str(location))
+    _keep_every_program_within_bounds()
     compilation_cache.reset_cache()  # jax decides once per process; let the next compilation decide again
     return location
+
+
+def _keep_every_program_within_bounds() -> None:
+    """Cache programs whatever their compile time, in at most `XLA_CACHE_LIMIT_BYTES`: unless set in jax already
+    (by `jax.config` or its JAX_* environment variables)."""
+    if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0 and \
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # jax's default
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    if jax.config.jax_compilation_cache_max_size == -1 and "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
+        try:
+            import filelock  # noqa: F401  (jax's eviction takes a lock on the folder)
+        except ImportError:
+            return
+        jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_LIMIT_BYTES)
 
 
 def ensure_compilation_cache() -> Path | None:

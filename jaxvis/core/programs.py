@@ -9,10 +9,14 @@ program compiled for the first.  Each compilation is timed by phase (tracing,
 lowering to StableHLO, XLA's compilation), and XLA's persistent compilation
 cache (`jaxvis.core.compilation_cache`) is switched on before the first one, so a
 new process with the same shapes loads the program from disk.  Programs made
-only of jaxvis's own pieces are also kept whole, as serialized executables under
-that cache's `executables/` folder, keyed on jaxvis's source code, the jax
-version, the device, the host processor and the arguments' structure and shapes:
-a new process then skips tracing and lowering too.
+only of jaxvis's own pieces are also kept as exported StableHLO (`jax.export`)
+under that cache's `programs/` folder, keyed on jaxvis's source code, the jax
+version, the device, the host processor, `XLA_FLAGS` and the arguments'
+structure and shapes, with the structure of their results written as JSON
+(`jaxvis.core.tree_codec`): a new process skips tracing the Python, and XLA's
+cache behind it skips compiling.  Reading a stored program runs no code from the
+file (no pickle); a file that is corrupt, truncated or from another version is
+set aside with a one-line note and the program compiled afresh.
 
 A compilation that takes longer than a few seconds is announced once per
 process on stderr, with where its result is cached.
@@ -24,8 +28,9 @@ import dataclasses
 import functools
 import hashlib
 import os
-import pickle
+import json
 import re
+import shutil
 import sys
 import threading
 import time
@@ -47,8 +52,8 @@ _announced = False
 class CompileTimes:
     """Seconds spent making one program: tracing the Python, lowering to StableHLO, XLA compiling."""
 
-    trace_s: float
-    lower_s: float
+    trace_s: float  # (a stored program: exporting it, i.e. tracing and lowering for export)
+    lower_s: float  # (a stored program: lowering its exported form)
     compile_s: float
     loaded: bool = False  # read from the executable store instead (compile_s: the seconds it took)
     from_xla_cache: bool = False  # XLA's step was a hit in its persistent cache
@@ -68,6 +73,7 @@ class Program:
     """`jax.jit(fn)` with a structural table of compiled executables and timed compilations."""
 
     def __init__(self, fn: Callable[..., Any], name: str, capacity: int = 32):
+        self.fn = fn
         self.jitted = jax.jit(fn)
         self.name = name
         self.capacity = capacity
@@ -97,22 +103,48 @@ class Program:
 
         location = ensure_compilation_cache()
         path = _stored_path(location, self.name, args) if location is not None else None
-        if path is not None and path.exists():
+        if path is None:
+            return self._compile(args, location)
+        if path.exists():
             start = time.perf_counter()
-            executable = _read_executable(path)
+            executable = _load_stored(path, args)
             if executable is not None:
                 return executable, CompileTimes(0.0, 0.0, time.perf_counter() - start, loaded=True)
-        executable, times = self._compile(args, location)
-        # What XLA's persistent cache hands back serializes without all of its kernels (a later load
-        # fails with "Function ... not found"), so only freshly compiled executables are stored.
-        if path is not None and not times.from_xla_cache:
-            _write_executable(path, executable)
-        return executable, times
+        return self._export_and_compile(args, path)
+
+    def _export_and_compile(self, args: tuple, path: Path) -> tuple[Any, CompileTimes]:
+        """Export the program (trace and lower), compile the exported form -- what a later process compiles
+        too, so XLA's cache serves it -- and store it with its results' structure where that can be written."""
+        leaves, treedef = jax.tree_util.tree_flatten(args)
+        results: list[Any] = []
+
+        def flat(*flat_args: Any) -> list[Any]:
+            out = self.fn(*jax.tree_util.tree_unflatten(treedef, flat_args))
+            out_leaves, out_treedef = jax.tree_util.tree_flatten(out)
+            results.append(out_treedef)
+            return out_leaves
+
+        timer = _notice_timer(self.name, path.parent.parent)
+        try:
+            start = time.perf_counter()
+            try:
+                with jax.threefry_partitionable(PARTITIONABLE_THREEFRY):
+                    exported = jax.export.export(jax.jit(flat))(*leaves)
+            except Exception:  # what export refuses (a callback, a custom call without guarantees): not stored
+                timer.cancel()
+                return self._compile(args, path.parent.parent)
+            exported_at = time.perf_counter()
+            executable, lowered_at, hits = _compiled_export(exported, leaves, results[-1])
+            done = time.perf_counter()
+        finally:
+            timer.cancel()
+        self.compilations += 1
+        _store(path, exported, results[-1])
+        return executable, CompileTimes(exported_at - start, lowered_at - exported_at, done - lowered_at,
+                                        from_xla_cache=hits)
 
     def _compile(self, args: tuple, location: Path | None) -> tuple[Any, CompileTimes]:
-        timer = threading.Timer(NOTICE_AFTER_S, _announce, (self.name, location))
-        timer.daemon = True
-        timer.start()
+        timer = _notice_timer(self.name, location)
         try:
             start = time.perf_counter()
             # Deterministic per key either way; the non-partitionable form compiles faster on CPU
@@ -163,10 +195,36 @@ def _leaf_signature(leaf: Any) -> tuple:
     return (array.shape, array.dtype, False, None)
 
 
-# --- the executable store ----------------------------------------------------------------------------
+# --- the program store ------------------------------------------------------------------------------
 
-STORE = "executables"
+STORE = "programs"
+FORMAT = b"jaxvis-program 1\n"  # first line of a stored program; the header (JSON) and the exported bytes follow
 OWN_MODULES = ("jaxvis", "converters")  # code whose every change changes the store's key (`_source_digest`)
+STORE_LIMIT_BYTES = 2 << 30  # the program store keeps the most recently used programs within this size
+FORMER_STORE = "executables"  # pickled executables of jaxvis before the exported store: deleted, never read
+
+
+class Restructured:
+    """A compiled program of flat arguments and results that takes and returns the original pytrees."""
+
+    def __init__(self, compiled: Any, results: Any):
+        self.compiled, self.results = compiled, results
+
+    def __call__(self, *args: Any) -> Any:
+        return jax.tree_util.tree_unflatten(self.results, self.compiled(*jax.tree_util.tree_leaves(args)))
+
+    def __getattr__(self, name: str) -> Any:  # cost_analysis, as_text, ...
+        return getattr(self.compiled, name)
+
+
+def _compiled_export(exported: Any, leaves: list, results: Any) -> tuple[Restructured, float, bool]:
+    """The exported program compiled for these arguments (XLA's cache first), when its lowering ended, and
+    whether XLA's cache served it."""
+    lowered = jax.jit(exported.call).trace(*leaves).lower()
+    lowered_at = time.perf_counter()
+    hits_before = _xla_cache_hits()
+    compiled = lowered.compile()
+    return Restructured(compiled, results), lowered_at, _xla_cache_hits() > hits_before
 
 
 def _stored_path(location: Path, name: str, args: tuple) -> Path | None:
@@ -189,7 +247,7 @@ def _stored_path(location: Path, name: str, args: tuple) -> Path | None:
                                 device.platform, device.device_kind, jax.device_count(),
                                 os.environ.get("XLA_FLAGS", ""), PARTITIONABLE_THREEFRY, structure,
                                 shapes)).encode()).hexdigest()[:32]
-    return location / STORE / f"{name.replace(' ', '_')}-{key}.pickle"
+    return location / STORE / f"{name.replace(' ', '_')}-{key}.jaxexport"
 
 
 def _weak(leaf: Any) -> bool:
@@ -231,28 +289,72 @@ def _static_callables(value: Any, depth: int = 0):
             yield from _static_callables(item, depth + 1)
 
 
-def _read_executable(path: Path) -> Any:
-    from jax.experimental import serialize_executable
+def _store(path: Path, exported: Any, results: Any) -> None:
+    """Write the exported program and its results' structure (to a temporary name, then renamed); a
+    structure that cannot be written by name, a full disk or an unwritable folder costs only later compiles."""
+    from jaxvis.core.tree_codec import NotEncodable, decode_structure, encode_structure
 
     try:
-        payload, in_tree, out_tree = pickle.loads(path.read_bytes())
-        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
-    except Exception:  # written by another version, truncated: compile afresh
+        structure = encode_structure(results)
+        if decode_structure(structure) != results:
+            return
+        payload = bytes(exported.serialize())
+        header = json.dumps({"results": structure, "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(FORMAT + header + b"\n" + payload)
+        partial.replace(path)
+        _evict(path.parent, STORE_LIMIT_BYTES)
+        shutil.rmtree(path.parent.parent / FORMER_STORE, ignore_errors=True)
+    except NotEncodable:
+        return
+    except Exception as err:
+        print(f"jaxvis: could not store the {path.name.split('-')[0]} program ({type(err).__name__}: {err})",
+              file=sys.stderr)
+
+
+def _load_stored(path: Path, args: tuple) -> Restructured | None:
+    """The stored program compiled for `args`, or None (with a note) when the file cannot be used."""
+    from jaxvis.core.tree_codec import decode_structure
+
+    try:
+        blob = path.read_bytes()
+        if not blob.startswith(FORMAT):
+            raise ValueError("not a stored jaxvis program")
+        header, _, payload = blob[len(FORMAT):].partition(b"\n")
+        meta = json.loads(header)
+        if hashlib.sha256(payload).hexdigest() != meta["sha256"]:
+            raise ValueError("its checksum does not match (a damaged or partly written file)")
+        results = decode_structure(meta["results"])
+        exported = jax.export.deserialize(bytearray(payload))
+        executable, _, _ = _compiled_export(exported, jax.tree_util.tree_leaves(args), results)
+        os.utime(path)  # recently used: evicted last
+        return executable
+    except Exception as err:
+        print(f"jaxvis: set aside the stored program {path.name} ({type(err).__name__}: {err}); compiling afresh",
+              file=sys.stderr)
         path.unlink(missing_ok=True)
         return None
 
 
-def _write_executable(path: Path, executable: Any) -> None:
-    from jax.experimental import serialize_executable
+def _evict(folder: Path, limit: int) -> None:
+    """Delete the least recently used stored programs until the folder holds at most `limit` bytes."""
+    entries = sorted(((p.stat().st_mtime, p.stat().st_size, p) for p in folder.glob("*.jaxexport")),
+                     key=lambda entry: entry[0])
+    total = sum(size for _, size, _ in entries)
+    for _, size, stored in entries:
+        if total <= limit:
+            break
+        stored.unlink(missing_ok=True)
+        total -= size
 
-    try:
-        blob = pickle.dumps(serialize_executable.serialize(executable))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(blob)
-        partial.replace(path)
-    except Exception as err:  # a full disk or an unpicklable structure costs only the next compile
-        print(f"jaxvis: could not store the compiled program ({type(err).__name__}: {err})", file=sys.stderr)
+
+def _notice_timer(name: str, location: Any) -> threading.Timer:
+    """A timer that announces a long compilation once it has taken `NOTICE_AFTER_S` (cancel it when done)."""
+    timer = threading.Timer(NOTICE_AFTER_S, _announce, (name, location))
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _announce(name: str, location: Any) -> None:
