@@ -239,4 +239,19 @@ def test_second_load_reads_the_cache_without_torch(tmp_path, mobilenet_file):
         **env,
     )
     assert "converting" not in second.stderr
-    assert list((tmp_path / "cache" / "mobilenet_v2").iterdir())[0].name == converters.sha256_of(mobilenet_file)[:24]
+    (kept,) = (tmp_path / "cache" / "mobilenet_v2").iterdir()
+    assert kept.name == converters.sha256_of(mobilenet_file)[:24] + ".safetensors"
+
+    blob = bytearray(kept.read_bytes())  # a flipped bit in the tensors: caught by the checksum, converted again
+    blob[len(blob) // 2] ^= 0x01
+    kept.write_bytes(bytes(blob))
+    third = run_hiding(
+        f"""
+        import numpy as np, jaxvis
+        from jaxvis.models.model import apply
+        out = np.asarray(apply(jaxvis.load("mobilenet_v2"), np.ones((1, 64, 64, 3), np.float32)))
+        np.testing.assert_array_equal(out, np.load({str(tmp_path / 'first.npy')!r}))
+        """,
+        **env,
+    )
+    assert "checksum" in third.stderr and "converting" in third.stderr

@@ -226,7 +226,8 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
     from jaxvis.data.io import to_float, to_uint8
 
     names = class_names()
-    after = png_probabilities(model, [to_float(to_uint8(image)) for image in result.images])  # the PNGs to be saved
+    quantized = [to_float(to_uint8(image)) for image in result.images]  # the pixels of the PNGs to be saved
+    after = png_probabilities(model, quantized)
     np.save(out / "adversarial.npy", result.images.astype(np.float32))
     images, labels, values, per_image = [], [], [], []
     for k, source in enumerate(args.images):
@@ -249,7 +250,8 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
                            for part in tiles]
                 values += [float(changes.restored[k, unit])] * len(tiles)
             per_image[-1]["units"] = _unit_record(changes, k)
-    judge_saved_pngs(model, out, per_image, result.images, None if result.targets is None else result.targets.tolist())
+    judge_saved_pngs(model, out, per_image, result.images, None if result.targets is None else result.targets.tolist(),
+                     judged=(quantized, after))
     config = {"command": "attack", "model": model.name, "method": args.method, "images": args.images,
               "target": None if result.targets is None else int(result.targets[0]), "norm": result.norm_name,
               **options}
@@ -268,16 +270,19 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
 
 
 def judge_saved_pngs(model: Any, out: Path, per_image: list[dict[str, Any]], adversarial: np.ndarray,
-                     targets: list[int] | None) -> None:
+                     targets: list[int] | None, judged: tuple[list[np.ndarray], np.ndarray] | None = None) -> None:
     """Save each adversarial PNG, read it back as `jaxvis classify` reads it, and record what the model says of
-    it and whether it still fools it (off the clean class; onto the target, for a targeted attack)."""
+    it and whether it still fools it (off the clean class; onto the target, for a targeted attack).  `judged`:
+    pixels already classified and their probabilities, reused where the PNGs read back to exactly those pixels."""
     from jaxvis.data.imagenet import class_names
     from jaxvis.data.io import read_image, save_image
 
     for item, image in zip(per_image, adversarial):
         save_image(image, out / item["png"])
 
-    probabilities = png_probabilities(model, [read_image(out / item["png"]) for item in per_image])
+    read_back = [read_image(out / item["png"]) for item in per_image]
+    same = judged is not None and all(np.array_equal(a, b) for a, b in zip(read_back, judged[0]))
+    probabilities = judged[1] if same else png_probabilities(model, read_back)
     for k, (item, probs) in enumerate(zip(per_image, probabilities)):
         top = int(probs.argmax())
         fools = class_names()[top] != item["clean"] if targets is None else top == targets[k]

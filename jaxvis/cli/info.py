@@ -99,14 +99,16 @@ def run_convert(args: argparse.Namespace) -> None:
     resolved = converters.find_weights(arch.pretrained, args.weights)
     print(f"source: {resolved.path} ({resolved.origin}, sha256 {resolved.sha256[:16]}...)")
     variables = load_file(arch, resolved)
-    location = cache_location(arch, resolved.sha256)
+    count = sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables))
     if args.out:
         location = Path(args.out).resolve() / arch.name
         if not save_checkpoint(location, variables):
             raise JaxvisError(f"could not write the checkpoint to {location}")
-    count = sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables))
-    print(f"{arch.name}: {count:,} numbers; Flax (orbax) checkpoint at {location}")
-    print(f"restore with: orbax.checkpoint.StandardCheckpointer().restore({str(location)!r})")
+        print(f"{arch.name}: {count:,} numbers; Flax (orbax) checkpoint at {location}")
+        print(f"restore with: orbax.checkpoint.StandardCheckpointer().restore({str(location)!r})")
+    else:
+        print(f"{arch.name}: {count:,} numbers; converted weights cached at {cache_location(arch, resolved.sha256)} "
+              f"(jaxvis.load({arch.name!r}) reads them; --out DIR writes a Flax (orbax) checkpoint)")
     if resolved.source is not None and resolved.source.normalization is not None:
         mean, std = resolved.source.normalization
         print(f"these weights expect inputs normalized with mean {tuple(round(m, 4) for m in mean)}, "

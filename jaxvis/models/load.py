@@ -1,8 +1,9 @@
 """`jaxvis.load`: an architecture name plus weights -> a `Model`.
 
 Pretrained weights are found offline first (see `converters.resolve`),
-converted once, and cached as an orbax checkpoint keyed by the source file's
-sha256, so a second load reads the cache and needs no torch.
+converted once, and cached as a flat safetensors file with a checksum, keyed by
+the source file's sha256 (`jaxvis.models.converted`), so a second load reads the
+cache in a fraction of a second and needs no torch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import converters
 from jaxvis.core.cache_dirs import CACHE_ENV, cache_dir  # noqa: F401  (re-exported)
 from jaxvis.core.errors import UnknownArchitectureError
 from jaxvis.models import ARCHITECTURES
+from jaxvis.models.converted import read_converted, write_converted
 from jaxvis.models.model import Architecture, Model, random_variables, variable_shapes
 from jaxvis.models.ops import FastPaths
 
@@ -69,7 +71,7 @@ def load(
         resolved = converters.find_weights(arch.pretrained, user_path, download)
         variables = load_file(arch, resolved, cache)
         arch = with_normalization_of(arch, resolved.source)
-    model = Model(arch, jax.tree_util.tree_map(jax.numpy.asarray, variables))
+    model = Model(arch, jax.device_put(variables))  # (jnp.asarray would compile a small program per shape)
     return model.with_fast_paths(fast)
 
 
@@ -96,32 +98,40 @@ def convert(arch: Architecture, state_dict: Mapping[str, np.ndarray]) -> dict[st
 def load_file(arch: Architecture, weights: converters.ResolvedWeights, cache: bool = True) -> dict[str, Any]:
     """Variables from a (checksum-verified) weight file, through the conversion cache."""
     location = cache_location(arch, weights.sha256)
-    if cache and location.is_dir():
-        cached = _restore(location)
+    if cache and location.is_file():
+        cached = _read_cached(location)
         if cached is not None:
             return cached
     print(f"jaxvis: converting {weights.path} for {arch.name}" + (f" (once; cached in {location})" if cache else ""),
           file=sys.stderr)
     variables = convert(arch, converters.read_state_dict(weights.path))
     if cache:
-        save_checkpoint(location, variables)
+        _write_cached(location, variables)
     return variables
 
 
 def cache_location(arch: Architecture, sha256: str) -> Path:
-    """Where the Flax checkpoint converted from the file with this sha256 is kept."""
-    return cache_dir() / arch.name / sha256[:24]
+    """The file of the weights converted from the file with this sha256 (`jaxvis.models.converted`)."""
+    return cache_dir() / arch.name / f"{sha256[:24]}.safetensors"
 
 
-def _restore(location: Path) -> dict[str, Any] | None:
-    import orbax.checkpoint as ocp
-
+def _read_cached(location: Path) -> dict[str, Any] | None:
     try:
-        return ocp.StandardCheckpointer().restore(location.resolve())
+        return read_converted(location)
     except Exception as err:  # a damaged cache entry is rebuilt, not fatal
-        print(f"jaxvis: ignoring unreadable cache {location} ({type(err).__name__}); converting again", file=sys.stderr)
-        shutil.rmtree(location, ignore_errors=True)
+        print(f"jaxvis: ignoring unreadable cache {location} ({type(err).__name__}: {err}); converting again",
+              file=sys.stderr)
+        location.unlink(missing_ok=True)
         return None
+
+
+def _write_cached(location: Path, variables: dict[str, Any]) -> None:
+    """Keep the converted weights; a failure (read-only cache, full disk) is reported, not raised."""
+    try:
+        write_converted(location, variables)
+        shutil.rmtree(location.with_suffix(""), ignore_errors=True)  # the orbax checkpoint of earlier versions
+    except Exception as err:
+        print(f"jaxvis: could not write converted weights to {location}: {err}", file=sys.stderr)
 
 
 def save_checkpoint(location: Path, variables: dict[str, Any]) -> bool:
