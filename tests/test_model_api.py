@@ -199,3 +199,27 @@ def test_redirected_relu_gradient_revives_a_unit_that_is_off():
     np.testing.assert_array_equal(jax.grad(loss)(x, False), [[0.0, 0.0, 0.0]])
     # Redirected: the off units get gradient toward turning on; the saturated one is not pushed higher.
     np.testing.assert_array_equal(jax.grad(loss)(x, True), [[-1.0, -1.0, 0.0]])
+
+
+def test_the_layer_table_is_traced_once_and_read_back_in_later_processes(tiny_cnn, monkeypatch, tmp_path):
+    """The table a trace gives is written as JSON and read back equal (no trace); a damaged file is traced
+    and written again; another size has its own table."""
+    from jaxvis.models import model as model_module
+
+    monkeypatch.setenv("JAXVIS_CACHE", str(tmp_path))
+    traced = []
+    real_trace = model_module._traced_layer_shapes
+    monkeypatch.setattr(model_module, "_traced_layer_shapes", lambda *a: traced.append(a) or real_trace(*a))
+
+    def fresh(size):  # as a new process would: nothing in memory
+        model_module.layer_shapes.cache_clear()
+        return model_module.layer_shapes(tiny_cnn.arch, size)
+
+    first = fresh(40)
+    assert len(traced) == 1 and first["features.11"] == (1, 10, 10, 32)
+    assert fresh(40) == first and list(fresh(40)) == list(first) and len(traced) == 1  # read back, in order
+    (table,) = (tmp_path / "layers").iterdir()
+    table.write_text("[[\"features.0\", [1, 2")  # cut short
+    assert fresh(40) == first and len(traced) == 2
+    assert fresh(48)["features.11"] == (1, 12, 12, 32) and len(traced) == 3
+    model_module.layer_shapes.cache_clear()

@@ -14,7 +14,7 @@ from jaxvis.core.cache_dirs import cache_dir, compilation_dir, gan_dir, runs_dir
 COMMANDS = ("cache",)
 KINDS = ("runs", "programs", "models", "gan")
 WHAT = {"runs": "interrupted runs' optimization states", "programs": "compiled programs (XLA)",
-        "models": "converted weights (orbax checkpoints)", "gan": "GAN samples"}
+        "models": "converted weights (safetensors) and layer tables", "gan": "GAN samples"}
 EXAMPLES = """  jaxvis cache                    what is kept, where, and its size
   jaxvis cache clear runs         forget interrupted runs (a run another jaxvis is continuing is kept)
   jaxvis cache clear              everything: run states, compiled programs, converted models, GAN samples"""
@@ -40,7 +40,7 @@ def kept(kind: str) -> list[Path]:
     if kind == "models":
         from jaxvis.models.catalog import names
 
-        return [entry for name in names() for entry in children(cache_dir() / name)]
+        return [entry for name in [*names(), "layers"] for entry in children(cache_dir() / name)]
     return children(gan_dir())
 
 

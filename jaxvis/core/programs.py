@@ -199,7 +199,7 @@ def _leaf_signature(leaf: Any) -> tuple:
 
 STORE = "programs"
 FORMAT = b"jaxvis-program 1\n"  # first line of a stored program; the header (JSON) and the exported bytes follow
-OWN_MODULES = ("jaxvis", "converters")  # code whose every change changes the store's key (`_source_digest`)
+OWN_MODULES = ("jaxvis", "converters")  # code whose every change changes the store's key (`source_digest`)
 STORE_LIMIT_BYTES = 2 << 30  # the program store keeps the most recently used programs within this size
 FORMER_STORE = "executables"  # pickled executables of jaxvis before the exported store: deleted, never read
 
@@ -243,7 +243,7 @@ def _stored_path(location: Path, name: str, args: tuple) -> Path | None:
     from jaxvis.core.compilation_cache import host_processor
 
     device = jax.devices()[0]
-    key = hashlib.sha256(repr((_source_digest(), jax.__version__, jax.lib.__version__, host_processor(),
+    key = hashlib.sha256(repr((source_digest(), jax.__version__, jax.lib.__version__, host_processor(),
                                 device.platform, device.device_kind, jax.device_count(),
                                 os.environ.get("XLA_FLAGS", ""), PARTITIONABLE_THREEFRY, structure,
                                 shapes)).encode()).hexdigest()[:32]
@@ -255,7 +255,7 @@ def _weak(leaf: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _source_digest() -> str:
+def source_digest() -> str:
     """sha256 of the code of jaxvis and converters as installed here."""
     hasher = hashlib.sha256()
     for module in OWN_MODULES:

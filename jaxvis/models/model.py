@@ -23,8 +23,12 @@ classifier's.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -35,8 +39,9 @@ import numpy as np
 from converters.namings import Naming
 from converters.resolve import WeightSource
 from jaxvis.core.errors import InvalidImageError, InvalidLatentError, UnknownLayerError
-from jaxvis.core.programs import Program
-from jaxvis.core.structure import piece
+from jaxvis.core.cache_dirs import cache_dir
+from jaxvis.core.programs import Program, source_digest
+from jaxvis.core.structure import describe, piece
 from jaxvis.models.ops import FastPaths
 from jaxvis.models.probe import Edit, Probe, StopForward
 from jaxvis.models.request import check_image_size
@@ -186,7 +191,31 @@ def default_float() -> np.dtype:
 @functools.lru_cache(maxsize=64)
 def layer_shapes(arch: Architecture, size: int) -> dict[str, tuple[int, ...]]:
     """Names and shapes of every tapped activation for one image (a generator: one latent; `size` unused),
-    traced without computing anything."""
+    traced without computing anything -- once: later processes read the table an earlier one wrote (JSON,
+    keyed on the architecture, jaxvis's source, the jax version and the float type)."""
+    path = _layer_table_path(arch, size)
+    try:
+        return {name: tuple(shape) for name, shape in json.loads(path.read_text())}
+    except (OSError, ValueError, TypeError):  # none yet, or unreadable: traced (and written) again
+        pass
+    shapes = _traced_layer_shapes(arch, size)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps([[name, list(shape)] for name, shape in shapes.items()]))
+        partial.replace(path)
+    except OSError:  # a read-only cache costs a trace per process
+        pass
+    return shapes
+
+
+def _layer_table_path(arch: Architecture, size: int) -> Path:
+    key = hashlib.sha256(repr((describe(arch), size, source_digest(), jax.__version__,
+                               str(default_float()))).encode()).hexdigest()[:24]
+    return cache_dir() / "layers" / f"{arch.name}-{size}-{key}.json"
+
+
+def _traced_layer_shapes(arch: Architecture, size: int) -> dict[str, tuple[int, ...]]:
     probe = Probe(record_shapes=True)
     jax.eval_shape(lambda variables, x: forward(arch, variables, x, probe), variable_shapes(arch),
                    example_input(arch, size))
