@@ -16,14 +16,16 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 def jaxvis_module(path: str):
     """A jaxvis module by its path in the layered package, or by its flat-layout path in an older revision
     (`against_revision` runs a worker of this tree on the other tree's jaxvis): `jaxvis.engine.plan`, else
-    `jaxvis.plan`."""
+    `jaxvis.plan`.  Decided by the files of the jaxvis imported (an editable install's finder would
+    otherwise hand back this tree's module for a path the other tree lacks)."""
     import importlib
 
-    try:
-        return importlib.import_module(path)
-    except ModuleNotFoundError:
-        parts = path.split(".")
-        return importlib.import_module(".".join(parts[:1] + parts[2:]))
+    import jaxvis
+
+    parts = path.split(".")
+    package = Path(jaxvis.__file__).parent
+    layered = package.joinpath(*parts[1:]).with_suffix(".py").exists() or package.joinpath(*parts[1:]).is_dir()
+    return importlib.import_module(path if layered else ".".join(parts[:1] + parts[2:]))
 
 
 def sample_photos(names: tuple[str, ...] | list[str], size: int):

@@ -92,3 +92,13 @@ def test_what_the_user_set_in_jax_is_kept(unconfigured, jax_defaults, monkeypatc
     enable_compilation_cache(tmp_path / "xla")
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 2.5
     assert jax.config.jax_compilation_cache_max_size == -1
+
+
+def test_a_folder_that_cannot_be_written_is_a_note_not_an_error(unconfigured, capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")  # (running as root, permissions would not stop the write)
+    assert enable_compilation_cache(blocker / "xla") is None
+    assert jax.config.jax_compilation_cache_dir is None
+    note = capsys.readouterr().err.strip()
+    assert note.startswith("jaxvis: not keeping compiled programs") and "\n" not in note
+    assert jax.jit(lambda x: x * 2)(jnp.ones(2)).tolist() == [2.0, 2.0]  # and programs still run

@@ -29,6 +29,7 @@ import functools
 import hashlib
 import os
 import platform
+import sys
 from pathlib import Path
 
 import jax
@@ -53,10 +54,27 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
     if base is None:
         return None
     location = base / host_processor()
+    problem = _unwritable(location)
+    if problem:
+        print(f"jaxvis: not keeping compiled programs: {location} cannot be written ({problem}); set "
+              f"{ENV}=DIR to keep them elsewhere", file=sys.stderr)
+        return None
     jax.config.update("jax_compilation_cache_dir", str(location))
     _keep_every_program_within_bounds()
     compilation_cache.reset_cache()  # jax decides once per process; let the next compilation decide again
     return location
+
+
+def _unwritable(location: Path) -> str | None:
+    """Why files cannot be written in `location` (made if missing), or None when they can."""
+    probe = location / f".probe-{os.getpid()}"
+    try:
+        location.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    return None
 
 
 def _keep_every_program_within_bounds() -> None:
