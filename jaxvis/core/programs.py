@@ -43,6 +43,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxvis.core.files import write_whole
+
 NOTICE_AFTER_S = 2.0  # announce compilations that take longer than this
 PARTITIONABLE_THREEFRY = False  # jax's default is True; the other form compiles faster on CPU
 _announced = False
@@ -55,7 +57,7 @@ class CompileTimes:
     trace_s: float  # (a stored program: exporting it, i.e. tracing and lowering for export)
     lower_s: float  # (a stored program: lowering its exported form)
     compile_s: float
-    loaded: bool = False  # read from the executable store instead (compile_s: the seconds it took)
+    loaded: bool = False  # read from the program store instead (compile_s: the seconds it took)
     from_xla_cache: bool = False  # XLA's step was a hit in its persistent cache
 
     @property
@@ -300,10 +302,7 @@ def _store(path: Path, exported: Any, results: Any) -> None:
             return
         payload = bytes(exported.serialize())
         header = json.dumps({"results": structure, "sha256": hashlib.sha256(payload).hexdigest()}).encode()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(FORMAT + header + b"\n" + payload)
-        partial.replace(path)
+        write_whole(path, FORMAT + header + b"\n" + payload)
         _evict(path.parent, STORE_LIMIT_BYTES)
         shutil.rmtree(path.parent.parent / FORMER_STORE, ignore_errors=True)
     except NotEncodable:

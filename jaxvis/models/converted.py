@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jaxvis.core.files import write_whole
 
 FORMAT = "jaxvis converted weights 1"
 SEPARATOR = "/"
@@ -33,11 +34,7 @@ def write_converted(path: Path, variables: dict[str, Any]) -> None:
     tensors = {SEPARATOR.join(keys): np.ascontiguousarray(leaf) for keys, leaf in _flat(variables)}
     unchecked = save(tensors)
     payload_sha = hashlib.sha256(_payload(unchecked)).hexdigest()
-    blob = save(tensors, metadata={"format": FORMAT, "sha256": payload_sha})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_bytes(blob)
-    partial.replace(path)
+    write_whole(path, save(tensors, metadata={"format": FORMAT, "sha256": payload_sha}))
 
 
 def read_converted(path: Path) -> dict[str, Any]:

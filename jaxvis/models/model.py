@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,8 +37,9 @@ import numpy as np
 
 from converters.namings import Naming
 from converters.resolve import WeightSource
-from jaxvis.core.errors import InvalidImageError, InvalidLatentError, UnknownLayerError
 from jaxvis.core.cache_dirs import cache_dir
+from jaxvis.core.errors import InvalidImageError, InvalidLatentError, UnknownLayerError
+from jaxvis.core.files import write_whole
 from jaxvis.core.programs import Program, source_digest
 from jaxvis.core.structure import describe, piece
 from jaxvis.models.ops import FastPaths
@@ -200,10 +200,7 @@ def layer_shapes(arch: Architecture, size: int) -> dict[str, tuple[int, ...]]:
         pass
     shapes = _traced_layer_shapes(arch, size)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps([[name, list(shape)] for name, shape in shapes.items()]))
-        partial.replace(path)
+        write_whole(path, json.dumps([[name, list(shape)] for name, shape in shapes.items()]).encode())
     except OSError:  # a read-only cache costs a trace per process
         pass
     return shapes
