@@ -217,19 +217,19 @@ def measure(job: str, repeats: int, weights: str) -> dict[str, dict[str, float]]
             for kind, results in runs.items() if results}
 
 
-def table(results: dict[str, dict[str, dict[str, float]]], repeats: int) -> str:
+def table(results: dict[str, dict]) -> str:
     rows = []
     for job, kinds in results.items():
         peer = kinds.get("peer")
         for kind in ("warm", "empty"):
             m = kinds[kind]
             fixed = m["to_first_result_s"] - m["import_jax_s"] - m["second_s"]
-            rows.append([JOBS[job], kind, *(f"{m[k]:.2f}" for k in (
+            rows.append([JOBS[job], kind, str(kinds.get("repeats", "?")), *(f"{m[k]:.2f}" for k in (
                 "import_jax_s", "imports_s", "load_s", "trace_s", "lower_s", "xla_compile_s", "cache_load_s",
                 "compute_s", "second_s", "write_s", "to_first_result_s")), f"**{fixed:.2f}**",
                 *((f"{peer['to_first_result_s']:.2f}", f"{peer['second_s']:.2f}",
                    f"**{peer['to_first_result_s'] / m['to_first_result_s']:.2f}x**") if peer else ("-", "-", "-"))])
-    header = ["job", "cache", "import jax s", "other imports s", "model load s", "tracing s", "lowering s",
+    header = ["job", "cache", "repeats", "import jax s", "other imports s", "model load s", "tracing s", "lowering s",
               "XLA compile s", "XLA cache load s", "rest of first call s", "second call s", "writing PNGs s",
               "to first result s", "fixed cost beyond import jax s", "peer to first result s", "peer second call s",
               "speed-up (new process)"]
@@ -240,8 +240,24 @@ def table(results: dict[str, dict[str, dict[str, float]]], repeats: int) -> str:
             "the process's first line to the first call's end; *fixed cost beyond import jax*: that, less `import "
             "jax` and less the second call in the same process (the steady cost of the job). The peer: torch "
             "2.14.1 on the same weights (Lucent's render_vis, torchattacks' PGD, torchvision's forward), from its "
-            f"first import to its first call's end. Medians of {repeats}, the processes alternating.\n\n"
+            "first import to its first call's end. Medians over the repeats, the processes alternating; each job "
+            "kept in `benchmarks/cold_start.json` as it finishes.\n\n"
             f"{markdown_table(header, rows)}")
+
+
+RECORD = Path(__file__).with_suffix(".json")  # {processor: {job: medians}}, each job kept as it finishes
+
+
+def kept_results() -> dict[str, dict[str, dict[str, float]]]:
+    """This machine's finished jobs, in the order of JOBS."""
+    mine = json.loads(RECORD.read_text()).get(processor(), {}) if RECORD.exists() else {}
+    return {job: mine[job] for job in JOBS if job in mine}
+
+
+def keep(job: str, result: dict[str, dict[str, float]]) -> None:
+    record = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    record.setdefault(processor(), {})[job] = result
+    RECORD.write_text(json.dumps(record, indent=1))
 
 
 def main() -> None:
@@ -263,12 +279,16 @@ def main() -> None:
         print(json.dumps(result))
         return
     weights = weights_path()
-    results = {job: measure(job, args.repeats, weights) for job in args.jobs}
-    text = table(results, args.repeats)
+    measured = {}
+    for job in args.jobs:
+        measured[job] = {**measure(job, args.repeats, weights), "repeats": args.repeats}
+        if not args.no_write:
+            keep(job, measured[job])
+    results = measured if args.no_write else kept_results()
+    text = table(results)
     print(text)
     if not args.no_write:
         write_section("cold_start", text)
-        Path(__file__).with_suffix(".json").write_text(json.dumps({processor(): results}, indent=1))
 
 
 if __name__ == "__main__":
