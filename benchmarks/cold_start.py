@@ -223,22 +223,26 @@ def table(results: dict[str, dict]) -> str:
         peer = kinds.get("peer")
         for kind in ("warm", "empty"):
             m = kinds[kind]
-            fixed = m["to_first_result_s"] - m["import_jax_s"] - m["second_s"]
+            fixed = sum(m[k] for k in ("imports_s", "load_s", "trace_s", "lower_s", "xla_compile_s", "cache_load_s"))
             rows.append([JOBS[job], kind, str(kinds.get("repeats", "?")), *(f"{m[k]:.2f}" for k in (
                 "import_jax_s", "imports_s", "load_s", "trace_s", "lower_s", "xla_compile_s", "cache_load_s",
                 "compute_s", "second_s", "write_s", "to_first_result_s")), f"**{fixed:.2f}**",
+                f"{m['to_first_result_s'] - m['import_jax_s'] - m['second_s']:.2f}",
                 *((f"{peer['to_first_result_s']:.2f}", f"{peer['second_s']:.2f}",
                    f"**{peer['to_first_result_s'] / m['to_first_result_s']:.2f}x**") if peer else ("-", "-", "-"))])
     header = ["job", "cache", "repeats", "import jax s", "other imports s", "model load s", "tracing s", "lowering s",
               "XLA compile s", "XLA cache load s", "rest of first call s", "second call s", "writing PNGs s",
-              "to first result s", "fixed cost beyond import jax s", "peer to first result s", "peer second call s",
+              "to first result s", "fixed cost beyond import jax s", "first result beyond import jax and a second call s",
+              "peer to first result s", "peer second call s",
               "speed-up (new process)"]
     return (f"## What a new process costs (`benchmarks/cold_start.py`)\n\n{machine()}. Each job a new process: "
             "*warm*, with the cache an earlier process filled; *empty*, with nothing compiled before (the weights "
             "converted). The first call's tracing, lowering, XLA compile and XLA cache loads are jax's own compile "
             "events; *rest of first call*: everything else in it (compute and host work). *To first result*: from "
-            "the process's first line to the first call's end; *fixed cost beyond import jax*: that, less `import "
-            "jax` and less the second call in the same process (the steady cost of the job). The peer: torch "
+            "the process's first line to the first call's end; *fixed cost beyond import jax*: the other imports, "
+            "the model load and the first call's tracing, lowering, XLA compiling and cache loads; beside it, the "
+            "first result's time less `import jax` and less a second call in the same process (the job's steady "
+            "cost; this also counts the first call's host work, and varies with the compute). The peer: torch "
             "2.14.1 on the same weights (Lucent's render_vis, torchattacks' PGD, torchvision's forward), from its "
             "first import to its first call's end. Medians over the repeats, the processes alternating; each job "
             "kept in `benchmarks/cold_start.json` as it finishes.\n\n"
