@@ -31,6 +31,7 @@ from jaxvis.core.structure import Label
 ALLOWED_PACKAGES = ("jaxvis", "converters", "optax", "jax", "jaxlib", "builtins", "collections", "numpy")
 LEAF = jax.tree_util.tree_structure(0)
 UNNAMED = {"builtins:NoneType": type(None)}  # builtins that no module attribute names
+BUILTIN_TYPES = ("tuple", "list", "dict", "int", "float", "bool", "str", "complex", "frozenset", "set")  # only these
 
 
 class NotEncodable(ValueError):
@@ -79,6 +80,8 @@ def _resolve(reference: str) -> Any:
     module, _, qualname = reference.partition(":")
     if module.split(".")[0] not in ALLOWED_PACKAGES or not qualname or "<" in qualname:
         raise NotEncodable(f"{reference!r} is not in an allowed package ({', '.join(ALLOWED_PACKAGES)})")
+    if module == "builtins" and qualname not in BUILTIN_TYPES:  # eval, exec, open, __import__ ...
+        raise NotEncodable(f"{reference!r} is not an allowed builtin ({', '.join(BUILTIN_TYPES)})")
     try:
         value: Any = importlib.import_module(module)
         for part in qualname.split("."):
