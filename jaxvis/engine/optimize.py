@@ -401,13 +401,11 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
             state = _shard(state, devices)
             return Progress(state, render(plan, state), saved_history, done)
     start = time.perf_counter()
-    placeholder = placeholder_state(plan, inputs)  # the chunk program draws the first state itself
-    if init is None:
-        state, begin_with = placeholder, FROM_SEED
+    if init is None:  # the chunk program draws the first state itself
+        state, begin_with = placeholder_state(plan, inputs), FROM_SEED
     else:  # per unit
         theta = _on_device(_take(_check_init(init, int(positions.max()) + 1), positions))
-        _check_init_shapes(theta, placeholder.theta)
-        state, begin_with = placeholder._replace(theta=theta), FROM_THETA
+        state, begin_with = placeholder_state(plan, inputs, theta), FROM_THETA
     timings["init_s"] = time.perf_counter() - start
     # on the device as the chunks return it: the first chunk and the next share one compiled program
     return Progress(_shard(_on_device(state), devices), None, history, 0, start=begin_with)
@@ -488,13 +486,6 @@ def _check_init(init: Any, count: int) -> Any:
     if leading != {count}:
         raise ValueError(f"init must hold one entry per unit (leading axis {count}), got leading axes {leading}")
     return init
-
-
-def _check_init_shapes(init: Any, drawn: Any) -> None:
-    """`ValueError` unless the starting parameters are shaped as the parameterization draws them."""
-    given, wanted = (jax.tree_util.tree_map(lambda leaf: tuple(np.shape(leaf)), tree) for tree in (init, drawn))
-    if given != wanted:
-        raise ValueError(f"init must be shaped as the parameterization's parameters, {wanted}; got {given}")
 
 
 def _map_swept(plan: Plan, function: Callable[[Any], Any]) -> Plan:

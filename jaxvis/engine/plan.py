@@ -200,15 +200,24 @@ FROM_STATE, FROM_THETA, FROM_SEED = 0, 1, 2  # how a chunk begins (`run_chunk`'s
 def begin(plan: Plan, inputs: Inputs, state: State, start: Array) -> State:
     """The state a chunk starts from: `state` as it is (FROM_STATE), its θ with a fresh optimizer state
     (FROM_THETA: a stage started from given images), or everything drawn from the seed (FROM_SEED; `state`
-    then only gives the shapes).  Inside the chunk program, so a run compiles no initialization of its own."""
-    return jax.lax.switch(start, [lambda: state, lambda: start_from(plan, state.theta),
-                                  lambda: init_state(plan, inputs.seed, inputs.identities)])
+    then only gives the shapes).  Inside the chunk program, so a run compiles no initialization of its own.
+    A θ given in another shape than the parameterization draws (DeepDream's photo) leaves FROM_SEED out."""
+    drawn = jax.eval_shape(init_state, plan, inputs.seed, inputs.identities)
+    same_shapes = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), drawn) == \
+        jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), state)
+    from_seed = (lambda: init_state(plan, inputs.seed, inputs.identities)) if same_shapes else (lambda: state)
+    return jax.lax.switch(start, [lambda: state, lambda: start_from(plan, state.theta), from_seed])
 
 
-def placeholder_state(plan: Plan, inputs: Inputs) -> State:
-    """Zeros shaped like the state `init_state` draws (host arrays): what a chunk that starts FROM_SEED is given."""
-    abstract = jax.eval_shape(init_state, plan, inputs.seed, inputs.identities)
-    return jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract)
+def placeholder_state(plan: Plan, inputs: Inputs, theta: Any = None) -> State:
+    """Zeros shaped like the state a chunk begins with (host arrays): drawn by `init_state`, or made by
+    `start_from` for a given θ (which is kept)."""
+    if theta is None:
+        abstract = jax.eval_shape(init_state, plan, inputs.seed, inputs.identities)
+    else:
+        abstract = jax.eval_shape(start_from, plan, theta)
+    zeros = jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract)
+    return zeros if theta is None else zeros._replace(theta=theta)
 
 
 def run_chunk(plan: Plan, model: Model, inputs: Inputs, state: State, first: Array, count: Array,
