@@ -102,3 +102,36 @@ def test_a_folder_that_cannot_be_written_is_a_note_not_an_error(unconfigured, ca
     note = capsys.readouterr().err.strip()
     assert note.startswith("jaxvis: not keeping compiled programs") and "\n" not in note
     assert jax.jit(lambda x: x * 2)(jnp.ones(2)).tolist() == [2.0, 2.0]  # and programs still run
+
+
+def test_entries_an_unbounded_cache_wrote_do_not_stop_the_bounded_one(unconfigured, jax_defaults, tmp_path):
+    """A folder filled without a size bound (no access-time files) or by a process killed between jax's two
+    writes: jax's LRU would fail every later write; each entry gets its modification time as its access time.
+    Fails if `give_entries_access_times` is not called, or writes another format."""
+    import warnings
+
+    from jax._src import lru_cache
+
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    location = enable_compilation_cache(tmp_path / "xla")  # bounded, into an empty folder
+    jax.config.update("jax_compilation_cache_max_size", -1)  # as an older jaxvis kept it: unbounded
+    from jax.experimental.compilation_cache import compilation_cache
+
+    compilation_cache.reset_cache()
+    jax.jit(lambda x: jnp.cos(x) * 1.75)(jnp.ones(7)).block_until_ready()
+    old = {p.name.removesuffix("-cache"): p.stat().st_mtime_ns for p in location.iterdir()
+           if p.name.endswith("-cache")}
+    assert old and not any(p.name.endswith("-atime") for p in location.iterdir())
+
+    jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_compilation_cache_max_size", -1)
+    enable_compilation_cache(tmp_path / "xla")  # a new process of this jaxvis, bounded
+    assert jax.config.jax_compilation_cache_max_size > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # jax's "Error writing persistent compilation cache entry"
+        jax.jit(lambda x: jnp.tan(x) * 0.5)(jnp.full(9, 0.25)).block_until_ready()
+    entries = {p.name.removesuffix("-cache") for p in location.iterdir() if p.name.endswith("-cache")}
+    assert len(entries) > len(old)  # the new program was kept
+    times = {p.name.removesuffix(lru_cache._ATIME_SUFFIX): int.from_bytes(p.read_bytes(), "little")
+             for p in location.iterdir() if p.name.endswith(lru_cache._ATIME_SUFFIX)}
+    assert set(times) == entries and all(times[key] == modified for key, modified in old.items())

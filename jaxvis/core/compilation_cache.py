@@ -20,7 +20,10 @@ Every program goes in, however quickly it compiled (jax's default keeps only tho
 that took a second: a PGD call's 50 small programs then compiled again in every
 process), and the folder is bounded: past `XLA_CACHE_LIMIT_BYTES` the least
 recently used entries are evicted (jax's own LRU, which needs `filelock`).  Either
-setting made in jax by the user is kept.
+setting made in jax by the user is kept.  jax's LRU keeps an access-time file beside
+each entry and stops writing new entries once one lacks it (an entry an unbounded
+cache wrote -- an older jaxvis, or jax's defaults -- or a process killed between the
+two writes): such entries get their access time from their modification time.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
         return None
     jax.config.update("jax_compilation_cache_dir", str(location))
     _keep_every_program_within_bounds()
+    if jax.config.jax_compilation_cache_max_size != -1:
+        give_entries_access_times(location)
     compilation_cache.reset_cache()  # jax decides once per process; let the next compilation decide again
     return location
 
@@ -89,6 +94,27 @@ def _keep_every_program_within_bounds() -> None:
         except ImportError:
             return
         jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_LIMIT_BYTES)
+
+
+def give_entries_access_times(location: Path) -> int:
+    """Write the access-time file jax's LRU eviction reads for each entry in `location` that lacks one (its
+    modification time, in jax's format); how many were missing.  Without this, every later write to the folder
+    fails with a warning (`FileNotFoundError` on `<entry>-atime`) and nothing new is kept."""
+    from jax._src import lru_cache  # the file names and format of jax's bounded cache
+
+    entry_suffix = getattr(lru_cache, "_CACHE_SUFFIX", "-cache")
+    time_suffix = getattr(lru_cache, "_ATIME_SUFFIX", "-atime")
+    missing = 0
+    for entry in location.glob(f"*{entry_suffix}"):
+        access_time = entry.with_name(entry.name.removesuffix(entry_suffix) + time_suffix)
+        if access_time.exists():
+            continue
+        try:
+            access_time.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))
+            missing += 1
+        except OSError:  # gone meanwhile, or not ours to write: jax will say so if it matters
+            pass
+    return missing
 
 
 def ensure_compilation_cache() -> Path | None:
