@@ -329,9 +329,12 @@ def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str,
 
 def computed(array: Any, poll_s: float = 0.05) -> Any:
     """`array` once the device has computed it, waited for in short sleeps: Ctrl-C is answered within `poll_s`
-    instead of at the end of the chunk (a blocking wait inside XLA holds the interrupt back)."""
+    instead of at the end of the chunk (a blocking wait inside XLA holds the interrupt back).  The sleeps start
+    at a millisecond and double up to `poll_s`, so a short chunk is not kept waiting for a long sleep's end."""
+    sleep = 0.001
     while hasattr(array, "is_ready") and not array.is_ready():
-        time.sleep(poll_s)
+        time.sleep(sleep)
+        sleep = min(2 * sleep, poll_s)
     return array
 
 
