@@ -2,6 +2,7 @@
 
     pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 torchattacks==3.5.1 foolbox==3.3.4 eagerpy==0.30.0 && pip install decorator ipython
     python benchmarks/cold_start.py [--jobs visualize-64x1 attack ...] [--repeats 2] [--no-write]
+    python benchmarks/cold_start.py --against REV [--jobs ...] [--repeats 3]   # jaxvis against another revision
 
 A user who runs one command waits for the whole process, not for the steady step.
 Each job runs as a new Python process, first with an empty jaxvis cache (nothing
@@ -15,7 +16,9 @@ same process is the steady cost.  Beside each: the torch peer's new process on
 the same job (Lucent's `render_vis`, torchattacks' PGD, torchvision's forward),
 its imports, model load and first and second call.  Medians over repeats, the
 processes alternating.  `dream` and `invert` have no peer here (`deepdream_vs_torch.py`
-and `pii_vs_torch.py` compare their steps).
+and `pii_vs_torch.py` compare their steps).  `--against REV` runs the same jaxvis
+processes (empty cache, then warm) for this tree and for git revision REV, alternating,
+into `cold_start_revisions.md`.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (in_fresh_process, machine, markdown_table, median, processor,  # noqa: E402
-                    write_section)
+from common import (against_revision, in_fresh_process, machine, markdown_table, median,  # noqa: E402
+                    processor, write_section)
 
 LAYER, SIZE, LR = "features.14", 224, 0.05
 PHOTOS, EPS, STEP = 12, 2 / 255, 0.5 / 255
@@ -90,7 +93,7 @@ def jaxvis_worker(job: str) -> dict:
             "xla_compile_s": xla, "cache_load_s": compile_phases.get("cache_load_s", 0.0),
             "compute_s": first_done - loaded - made, "write_s": written - first_done,
             "first_s": first_done - loaded, "to_first_result_s": first_done - begin, "process_s": written - begin,
-            "second_s": second}
+            "second_s": second, "jaxvis_file": jaxvis.__file__}
 
 
 def job_call(job: str):
@@ -200,21 +203,58 @@ def weights_path() -> str:
     return str(converters.find_weights(architecture("mobilenet_v2").pretrained, None, False).path)
 
 
+def empty_then_warm(job: str) -> dict[str, dict[str, float]]:
+    """The job in a new process with an empty cache (the weights converted there beforehand), then in another
+    new process with the cache the first one filled."""
+    with tempfile.TemporaryDirectory(prefix="jaxvis-cold-start-") as cache:
+        env = {**os.environ, "JAXVIS_CACHE": cache}
+        env.pop("JAXVIS_COMPILATION_CACHE", None)
+        in_fresh_process(__file__, "convert", env=env)
+        return {"empty": in_fresh_process(__file__, "jaxvis", job, env=env),
+                "warm": in_fresh_process(__file__, "jaxvis", job, env=env)}
+
+
 def measure(job: str, repeats: int, weights: str) -> dict[str, dict[str, float]]:
     """Medians of the phases: jaxvis with an empty cache, with the cache that run filled, and the peer."""
     runs: dict[str, list[dict]] = {"empty": [], "warm": [], "peer": []}
     for _ in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="jaxvis-cold-start-") as cache:
-            env = {**os.environ, "JAXVIS_CACHE": cache}
-            env.pop("JAXVIS_COMPILATION_CACHE", None)
-            in_fresh_process(__file__, "convert", env=env)  # the weights converted; nothing compiled
-            runs["empty"].append(in_fresh_process(__file__, "jaxvis", job, env=env))
-            runs["warm"].append(in_fresh_process(__file__, "jaxvis", job, env=env))
+        both = empty_then_warm(job)
+        runs["empty"].append(both["empty"])
+        runs["warm"].append(both["warm"])
         if job in PEERS:
             runs["peer"].append(in_fresh_process(__file__, "peer", job, weights))
         print(job, {k: {n: round(v, 2) for n, v in r[-1].items()} for k, r in runs.items() if r}, flush=True)
-    return {kind: {name: median([r[name] for r in results]) for name in results[0]}
+    return {kind: {name: median([r[name] for r in results]) for name in results[0] if name != "jaxvis_file"}
             for kind, results in runs.items() if results}
+
+
+REVISION_COLUMNS = {"to_first_result_s": "to first result s", "second_s": "second call s"}
+
+
+def revisions_table(revision: str, jobs: list[str], repeats: int) -> str:
+    """Each job's new processes (empty cache, then warm) in this tree and in `revision`, alternating."""
+    runs = against_revision(__file__, revision, [("both", job) for job in jobs], repeats)
+    here, other = list(runs)
+    for name, tree_runs in runs.items():  # each revision's workers ran that revision's jaxvis
+        files = {r[kind]["jaxvis_file"] for results in tree_runs.values() for r in results for kind in r}
+        print(f"{name}: jaxvis from {sorted(files)}")
+    rows = []
+    for job in jobs:
+        for kind in ("empty", "warm"):
+            cells = {name: {k: median([r[kind][k] for r in runs[name][("both", job)]]) for k in REVISION_COLUMNS}
+                     for name in runs}
+            rows.append([JOBS[job], kind, *(f"{cells[n][k]:.2f}" for k in REVISION_COLUMNS for n in runs),
+                         *(f"**{cells[other][k] / cells[here][k]:.2f}x**" for k in REVISION_COLUMNS)])
+    header = ["job", "cache", *(f"{column} ({name})" for column in REVISION_COLUMNS.values() for name in runs),
+              *(f"{column}: speed" for column in REVISION_COLUMNS.values())]
+    text = (f"Against another revision (`cold_start.py --against {revision}`), on {machine()}: each job a new "
+            "process with an empty cache (the weights converted there beforehand, nothing compiled), then a new "
+            "process with the cache that one filled; the revisions alternating; medians of "
+            f"{repeats}. *To first result*: from the process's first line to the first call's end; *second call*: "
+            f"the same call again in that process. Speed = {other}'s seconds over {here}'s (above 1: this tree is "
+            f"faster).\n\n{markdown_table(header, rows)}")
+    Path(__file__).with_name("cold_start_revisions.md").write_text(text + "\n", encoding="utf-8")
+    return text
 
 
 def table(results: dict[str, dict]) -> str:
@@ -270,6 +310,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--against", help="a git revision: the jaxvis processes of this tree against it")
     args = parser.parse_args()
     if args.worker:
         who, *rest = args.worker
@@ -278,9 +319,14 @@ def main() -> None:
 
             jaxvis.load("mobilenet_v2")
             result = {}
+        elif who == "both":
+            result = empty_then_warm(*rest)
         else:
             result = jaxvis_worker(*rest) if who == "jaxvis" else peer_worker(*rest)
         print(json.dumps(result))
+        return
+    if args.against:
+        print(revisions_table(args.against, args.jobs, args.repeats))
         return
     weights = weights_path()
     measured = {}
