@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import tempfile
 
-# Before jaxvis or jax are imported: keep the user's cache untouched and never try the network.
-os.environ.setdefault("JAXVIS_CACHE", tempfile.mkdtemp(prefix="jaxvis-test-cache-"))
+# Before jaxvis or jax are imported: keep the user's cache untouched and never try the network.  A cache made
+# here (not one the caller set) is measured in the run's summary and removed at its end.
+MADE_CACHE = None if "JAXVIS_CACHE" in os.environ else tempfile.mkdtemp(prefix="jaxvis-test-cache-")
+os.environ.setdefault("JAXVIS_CACHE", MADE_CACHE or "")
 os.environ.setdefault("JAXVIS_OFFLINE", "1")
 # XLA's persistent cache (under JAXVIS_CACHE) keeps every program, even those that compile fast: a test's
 # subprocess reuses what this worker compiled before (the variable passes to subprocesses).
@@ -33,6 +35,32 @@ import jaxvis  # noqa: E402
 LONGEST_FILES_FIRST = ("test_methods.py", "test_attacks.py", "test_cli.py", "test_docs.py", "test_evaluate.py",
                        "test_vit_methods.py", "test_fast_paths.py", "test_converters.py", "test_cli_ux.py",
                        "test_torch_file.py", "test_param_transforms.py", "test_pii.py", "test_engine.py")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the run kept in its jaxvis cache (all workers): compiled programs, of them the exported ones, and
+    converted models -- the figure the docs' speed page quotes for the suite."""
+    if MADE_CACHE is None or not os.path.isdir(MADE_CACHE):
+        return
+    from pathlib import Path
+
+    from jaxvis.cli.cache import human, size, walk
+
+    files = list(walk(Path(MADE_CACHE)))
+    compiled = [f for f in files if "xla" in f.relative_to(MADE_CACHE).parts]
+    exported = [f for f in compiled if f.suffix == ".jaxexport"]
+    total, programs = size(Path(MADE_CACHE)), sum(f.lstat().st_size for f in compiled)
+    terminalreporter.write_line(
+        f"jaxvis cache this run filled: {human(total)} -- compiled programs {human(programs)} "
+        f"({len(exported)} exported programs, {human(sum(f.lstat().st_size for f in exported))}), "
+        f"the rest {human(total - programs)} (converted models, layer tables, run states)")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if MADE_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(MADE_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
