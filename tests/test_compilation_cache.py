@@ -67,12 +67,12 @@ def test_compiled_programs_are_written_even_after_earlier_compilations(unconfigu
 @pytest.fixture
 def jax_defaults(monkeypatch):
     """jax's own settings for what its cache keeps (as in a process that set nothing), restored afterwards."""
-    names = ("jax_persistent_cache_min_compile_time_secs", "jax_compilation_cache_max_size")
-    before = {name: getattr(jax.config, name) for name in names}
-    for name in names:
+    defaults = {"jax_persistent_cache_min_compile_time_secs": 1.0, "jax_compilation_cache_max_size": -1,
+                "jax_persistent_cache_enable_xla_caches": "xla_gpu_per_fusion_autotune_cache_dir"}
+    before = {name: getattr(jax.config, name) for name in defaults}
+    for name, value in defaults.items():
         monkeypatch.delenv(name.upper(), raising=False)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    jax.config.update("jax_compilation_cache_max_size", -1)
+        jax.config.update(name, value)
     yield
     for name, value in before.items():
         jax.config.update(name, value)
@@ -84,6 +84,27 @@ def test_every_program_is_kept_in_a_bounded_folder(unconfigured, jax_defaults, t
     enable_compilation_cache(tmp_path / "xla")
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
     assert jax.config.jax_compilation_cache_max_size == XLA_CACHE_LIMIT_BYTES
+    assert jax.config.jax_persistent_cache_enable_xla_caches == "none"  # on this CPU
+
+
+def test_a_cache_folder_under_another_path_is_still_hit(tmp_path):
+    """The same program compiled in two processes whose caches sit in different folders is kept under one key
+    (jax's default names the folder in every key, through its GPU autotuning cache's path): a cache moved,
+    copied or shared keeps working."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp; from jaxvis.core.compilation_cache import ensure_compilation_cache; "
+            "ensure_compilation_cache(); print(jax.jit(lambda x: jnp.cos(x) * 2.5)(jnp.arange(4.0)))")
+    names = []
+    for folder in ("one", "another"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+        done = subprocess.run([sys.executable, "-c", code], env={**env, "JAXVIS_CACHE": str(tmp_path / folder)},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        names.append(sorted(p.name for p in (tmp_path / folder).glob("xla/*/*-cache")))
+    assert names[0] and names[0] == names[1]
 
 
 def test_what_the_user_set_in_jax_is_kept(unconfigured, jax_defaults, monkeypatch, tmp_path):

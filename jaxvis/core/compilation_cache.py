@@ -24,6 +24,11 @@ setting made in jax by the user is kept.  jax's LRU keeps an access-time file be
 each entry and stops writing new entries once one lacks it (an entry an unbounded
 cache wrote -- an older jaxvis, or jax's defaults -- or a process killed between the
 two writes): such entries get their access time from their modification time.
+
+On a CPU, jax's extra XLA caches (`jax_persistent_cache_enable_xla_caches`: GPU
+autotuning results, kept in a folder under the cache) are switched off unless the
+user set them: their folder's path goes into every program's cache key, so a cache
+folder moved, copied or shared under another path would never be hit.
 """
 
 from __future__ import annotations
@@ -83,11 +88,14 @@ def _unwritable(location: Path) -> str | None:
 
 
 def _keep_every_program_within_bounds() -> None:
-    """Cache programs whatever their compile time, in at most `XLA_CACHE_LIMIT_BYTES`: unless set in jax already
-    (by `jax.config` or its JAX_* environment variables)."""
+    """Cache programs whatever their compile time, in at most `XLA_CACHE_LIMIT_BYTES`, under keys that do not
+    name the folder (on a CPU): unless set in jax already (by `jax.config` or its JAX_* environment variables)."""
     if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0 and \
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # jax's default
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    if jax.config.jax_persistent_cache_enable_xla_caches == "xla_gpu_per_fusion_autotune_cache_dir" and \
+            "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES" not in os.environ and jax.default_backend() == "cpu":
+        jax.config.update("jax_persistent_cache_enable_xla_caches", "none")  # keys free of the folder's path
     if jax.config.jax_compilation_cache_max_size == -1 and "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
         try:
             import filelock  # noqa: F401  (jax's eviction takes a lock on the folder)
