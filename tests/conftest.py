@@ -37,9 +37,55 @@ LONGEST_FILES_FIRST = ("test_methods.py", "test_attacks.py", "test_cli.py", "tes
                        "test_torch_file.py", "test_param_transforms.py", "test_pii.py", "test_engine.py")
 
 
+# Where the suite's time goes: each test's seconds of tracing, lowering and XLA compiling (jax's own compile
+# events, in this process: not in the subprocesses a test starts), summed in the run's summary.
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+_compiling = [0.0]
+_compile_totals = {"compile_s": 0.0, "test_s": 0.0, "tests": 0}
+
+
+def _count_compile(event: str, duration: float, **_: object) -> None:
+    if event in COMPILE_EVENTS:
+        _compiling[0] += duration
+
+
+import jax  # noqa: E402
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
+_COMPILE_START = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_COMPILE_START] = _compiling[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    if call.when == "teardown" and _COMPILE_START in item.stash:  # setup's, the call's and teardown's compiling
+        outcome.get_result().user_properties.append(("compile_s", _compiling[0] - item.stash[_COMPILE_START]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Summed where the reports arrive (with pytest-xdist, the controller)."""
+    if report.when == "call":
+        _compile_totals["test_s"] += report.duration
+        _compile_totals["tests"] += 1
+    _compile_totals["compile_s"] += dict(report.user_properties).get("compile_s", 0.0) if report.when == "teardown" \
+        else 0.0
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """What the run kept in its jaxvis cache (all workers): compiled programs, of them the exported ones, and
-    converted models -- the figure the docs' speed page quotes for the suite."""
+    """Where the time went (compiling) and what the run kept in its jaxvis cache (all workers): compiled
+    programs, of them the exported ones, and converted models -- the figures the docs' speed page quotes."""
+    if _compile_totals["tests"]:
+        terminalreporter.write_line(
+            f"compiling (tracing, lowering, XLA) in the tests' own processes: {_compile_totals['compile_s']:.1f} s "
+            f"of {_compile_totals['test_s']:.0f} s spent in {_compile_totals['tests']} tests' calls")
     if MADE_CACHE is None or not os.path.isdir(MADE_CACHE):
         return
     from pathlib import Path
