@@ -78,13 +78,33 @@ def jax_defaults(monkeypatch):
         jax.config.update(name, value)
 
 
-def test_every_program_is_kept_in_a_bounded_folder(unconfigured, jax_defaults, tmp_path):
-    from jaxvis.core.compilation_cache import XLA_CACHE_LIMIT_BYTES
+def test_every_program_is_kept_in_a_bounded_folder(unconfigured, jax_defaults, monkeypatch, tmp_path):
+    """Every program, and the least recently used entries deleted past the limit, by jaxvis (jax's own bound
+    rescans the folder on every write).  Fails if the bound is not applied or deletes the newest."""
+    import os
+    import time
 
+    from jaxvis.core import compilation_cache
+
+    location = tmp_path / "xla" / host_processor()
+    location.mkdir(parents=True)
+    now = time.time()
+    for age, name in enumerate(["newest", "middle", "oldest"]):
+        entry = location / f"jit_f-{name}-cache"
+        entry.write_bytes(b"x" * 100)
+        os.utime(entry, (now - 100 * age, now - 100 * age))
+    (location / ".lockfile").write_bytes(b"")
+    started = []
+    monkeypatch.setattr(compilation_cache, "XLA_CACHE_LIMIT_BYTES", 250)
+    original = compilation_cache.evict_in_background
+    monkeypatch.setattr(compilation_cache, "evict_in_background",
+                        lambda *args: started.append(original(*args)) or started[-1])
     enable_compilation_cache(tmp_path / "xla")
+    started[0].join(timeout=60)
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
-    assert jax.config.jax_compilation_cache_max_size == XLA_CACHE_LIMIT_BYTES
+    assert jax.config.jax_compilation_cache_max_size == -1  # jax's per-write rescan stays off
     assert jax.config.jax_persistent_cache_enable_xla_caches == "none"  # on this CPU
+    assert sorted(p.name for p in location.iterdir()) == [".lockfile", "jit_f-middle-cache", "jit_f-newest-cache"]
 
 
 def test_a_cache_folder_under_another_path_is_still_hit(tmp_path):
@@ -126,9 +146,10 @@ def test_a_folder_that_cannot_be_written_is_a_note_not_an_error(unconfigured, ca
 
 
 def test_entries_an_unbounded_cache_wrote_do_not_stop_the_bounded_one(unconfigured, jax_defaults, tmp_path):
-    """A folder filled without a size bound (no access-time files) or by a process killed between jax's two
-    writes: jax's LRU would fail every later write; each entry gets its modification time as its access time.
-    Fails if `give_entries_access_times` is not called, or writes another format."""
+    """A folder filled without jax's size bound (no access-time files) or by a process killed between jax's two
+    writes, then bounded by the user in jax: jax's LRU would fail every later write; each entry gets its
+    modification time as its access time.  Fails if `give_entries_access_times` is not called, or writes
+    another format."""
     import warnings
 
     from jax._src import lru_cache
@@ -145,9 +166,8 @@ def test_entries_an_unbounded_cache_wrote_do_not_stop_the_bounded_one(unconfigur
     assert old and not any(p.name.endswith("-atime") for p in location.iterdir())
 
     jax.config.update("jax_compilation_cache_dir", None)
-    jax.config.update("jax_compilation_cache_max_size", -1)
-    enable_compilation_cache(tmp_path / "xla")  # a new process of this jaxvis, bounded
-    assert jax.config.jax_compilation_cache_max_size > 0
+    jax.config.update("jax_compilation_cache_max_size", 1 << 30)  # the user bounds jax's cache
+    enable_compilation_cache(tmp_path / "xla")  # a new process of this jaxvis
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # jax's "Error writing persistent compilation cache entry"
         jax.jit(lambda x: jnp.tan(x) * 0.5)(jnp.full(9, 0.25)).block_until_ready()

@@ -19,11 +19,13 @@ A cache directory configured in jax itself (`jax_compilation_cache_dir`) is kept
 Every program goes in, however quickly it compiled (jax's default keeps only those
 that took a second: a PGD call's 50 small programs then compiled again in every
 process), and the folder is bounded: past `XLA_CACHE_LIMIT_BYTES` the least
-recently used entries are evicted (jax's own LRU, which needs `filelock`).  Either
-setting made in jax by the user is kept.  jax's LRU keeps an access-time file beside
-each entry and stops writing new entries once one lacks it (an entry an unbounded
-cache wrote -- an older jaxvis, or jax's defaults -- or a process killed between the
-two writes): such entries get their access time from their modification time.
+recently used entries are deleted, once per process, by a background thread
+(`evict_in_background`).  jax's own bound (`jax_compilation_cache_max_size`) is not
+used: it rescans the whole folder on every write (91 ms a write at 1,200 entries
+here, `benchmarks/cache_eviction.py`).  Either setting made in jax by the user is kept; where
+the user bounds jax's cache, entries without jax's access-time file (an unbounded
+cache's, or a process killed between jax's two writes: jax would fail every later
+write) get their modification time as their access time.
 
 On a CPU, jax's extra XLA caches (`jax_persistent_cache_enable_xla_caches`: GPU
 autotuning results, kept in a folder under the cache) are switched off unless the
@@ -38,12 +40,14 @@ import hashlib
 import os
 import platform
 import sys
+import threading
 from pathlib import Path
 
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
 from jaxvis.core.cache_dirs import COMPILATION_ENV as ENV, compilation_dir
+from jaxvis.core.files import evict_least_recently_used
 
 XLA_CACHE_LIMIT_BYTES = 4 << 30
 _decided: list[Path | None] = []  # ensure_compilation_cache's answer, once per process
@@ -68,9 +72,11 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
               f"{ENV}=DIR to keep them elsewhere", file=sys.stderr)
         return None
     jax.config.update("jax_compilation_cache_dir", str(location))
-    _keep_every_program_within_bounds()
-    if jax.config.jax_compilation_cache_max_size != -1:
+    _keep_every_program()
+    if jax.config.jax_compilation_cache_max_size != -1:  # the user bounded jax's cache: jax evicts
         give_entries_access_times(location)
+    else:
+        evict_in_background(location, XLA_CACHE_LIMIT_BYTES)
     compilation_cache.reset_cache()  # jax decides once per process; let the next compilation decide again
     return location
 
@@ -87,21 +93,26 @@ def _unwritable(location: Path) -> str | None:
     return None
 
 
-def _keep_every_program_within_bounds() -> None:
-    """Cache programs whatever their compile time, in at most `XLA_CACHE_LIMIT_BYTES`, under keys that do not
-    name the folder (on a CPU): unless set in jax already (by `jax.config` or its JAX_* environment variables)."""
+def _keep_every_program() -> None:
+    """Cache programs whatever their compile time, under keys that do not name the folder (on a CPU): unless
+    set in jax already (by `jax.config` or its JAX_* environment variables)."""
     if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0 and \
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # jax's default
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     if jax.config.jax_persistent_cache_enable_xla_caches == "xla_gpu_per_fusion_autotune_cache_dir" and \
             "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES" not in os.environ and jax.default_backend() == "cpu":
         jax.config.update("jax_persistent_cache_enable_xla_caches", "none")  # keys free of the folder's path
-    if jax.config.jax_compilation_cache_max_size == -1 and "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
-        try:
-            import filelock  # noqa: F401  (jax's eviction takes a lock on the folder)
-        except ImportError:
-            return
-        jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_LIMIT_BYTES)
+
+
+def evict_in_background(location: Path, limit: int) -> threading.Thread:
+    """Keep XLA's cache folder within `limit` bytes, least recently used entries deleted first, in a daemon
+    thread (a scan of the folder need not hold up the first compilation; stopped mid-way, it resumes in the
+    next process).  The exported programs in `programs/` are bounded apart (`jaxvis.core.programs`)."""
+    thread = threading.Thread(target=lambda: evict_least_recently_used(
+        (entry for entry in location.iterdir() if entry.is_file() and not entry.name.startswith(".")), limit),
+        name="jaxvis-cache-eviction", daemon=True)
+    thread.start()
+    return thread
 
 
 def give_entries_access_times(location: Path) -> int:

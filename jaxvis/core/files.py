@@ -1,8 +1,9 @@
-"""Files written whole: readers see the old content or the new, never a part of it."""
+"""Files written whole (readers see the old content or the new, never a part of it), and folders kept within a size."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -15,3 +16,28 @@ def write_whole(path: Path, data: bytes) -> None:
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def evict_least_recently_used(files: Iterable[Path], limit: int) -> int:
+    """Delete the least recently used of `files` until those left take at most `limit` bytes; the bytes freed.
+
+    A file's last use is the later of its modification and access times (where the filesystem keeps access
+    times, a read counts; a reader may also touch the file).  Files that vanish meanwhile are skipped."""
+    entries = []
+    for path in files:
+        try:
+            status = path.stat()
+        except OSError:
+            continue
+        entries.append((max(status.st_mtime, status.st_atime), status.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    freed = 0
+    for _, size, path in sorted(entries, key=lambda entry: entry[0]):
+        if total - freed <= limit:
+            break
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        freed += size
+    return freed

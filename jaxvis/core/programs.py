@@ -43,7 +43,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxvis.core.files import write_whole
+from jaxvis.core.files import evict_least_recently_used, write_whole
 
 NOTICE_AFTER_S = 2.0  # announce compilations that take longer than this
 PARTITIONABLE_THREEFRY = False  # jax's default is True; the other form compiles faster on CPU
@@ -338,14 +338,7 @@ def _load_stored(path: Path, args: tuple) -> Restructured | None:
 
 def _evict(folder: Path, limit: int) -> None:
     """Delete the least recently used stored programs until the folder holds at most `limit` bytes."""
-    entries = sorted(((p.stat().st_mtime, p.stat().st_size, p) for p in folder.glob("*.jaxexport")),
-                     key=lambda entry: entry[0])
-    total = sum(size for _, size, _ in entries)
-    for _, size, stored in entries:
-        if total <= limit:
-            break
-        stored.unlink(missing_ok=True)
-        total -= size
+    evict_least_recently_used(folder.glob("*.jaxexport"), limit)
 
 
 def _notice_timer(name: str, location: Any) -> threading.Timer:
