@@ -43,6 +43,7 @@ COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/j
                   "/jax/core/compile/backend_compile_duration")
 _compiling = [0.0]
 _compile_totals = {"compile_s": 0.0, "test_s": 0.0, "tests": 0}
+_compiled_most: list[tuple[float, str]] = []  # (compile seconds, test) of every test, for the summary's top 10
 
 
 def _count_compile(event: str, duration: float, **_: object) -> None:
@@ -75,8 +76,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         _compile_totals["test_s"] += report.duration
         _compile_totals["tests"] += 1
-    _compile_totals["compile_s"] += dict(report.user_properties).get("compile_s", 0.0) if report.when == "teardown" \
-        else 0.0
+    if report.when == "teardown":
+        compiled = dict(report.user_properties).get("compile_s", 0.0)
+        _compile_totals["compile_s"] += compiled
+        _compiled_most.append((compiled, report.nodeid))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -85,7 +88,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _compile_totals["tests"]:
         terminalreporter.write_line(
             f"compiling (tracing, lowering, XLA) in the tests' own processes: {_compile_totals['compile_s']:.1f} s "
-            f"of {_compile_totals['test_s']:.0f} s spent in {_compile_totals['tests']} tests' calls")
+            f"of {_compile_totals['test_s']:.0f} s spent in {_compile_totals['tests']} tests' calls; most:")
+        for seconds, test in sorted(_compiled_most, reverse=True)[:10]:
+            terminalreporter.write_line(f"  {seconds:6.1f} s compiling  {test}")
     if MADE_CACHE is None or not os.path.isdir(MADE_CACHE):
         return
     from pathlib import Path
