@@ -12,7 +12,8 @@ import tempfile
 # Before jaxvis or jax are imported: keep the user's cache untouched and never try the network.  A cache made
 # here (not one the caller set) is measured in the run's summary and removed at its end.
 MADE_CACHE = None if "JAXVIS_CACHE" in os.environ else tempfile.mkdtemp(prefix="jaxvis-test-cache-")
-os.environ.setdefault("JAXVIS_CACHE", MADE_CACHE or "")
+if MADE_CACHE:
+    os.environ["JAXVIS_CACHE"] = MADE_CACHE
 os.environ.setdefault("JAXVIS_OFFLINE", "1")
 # XLA's persistent cache (under JAXVIS_CACHE) keeps every program, even those that compile fast: a test's
 # subprocess reuses what this worker compiled before (the variable passes to subprocesses).
@@ -24,6 +25,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one cache per pytest-xdist worker: 
     for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_threads, "1")
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -42,16 +44,14 @@ LONGEST_FILES_FIRST = ("test_methods.py", "test_attacks.py", "test_cli.py", "tes
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                   "/jax/core/compile/backend_compile_duration")
 _compiling = [0.0]
-_compile_totals = {"compile_s": 0.0, "test_s": 0.0, "tests": 0}
-_compiled_most: list[tuple[float, str]] = []  # (compile seconds, test) of every test, for the summary's top 10
+_call_totals = {"test_s": 0.0, "tests": 0}
+_compiled: list[tuple[float, str]] = []  # (compile seconds, test) of every test
 
 
 def _count_compile(event: str, duration: float, **_: object) -> None:
     if event in COMPILE_EVENTS:
         _compiling[0] += duration
 
-
-import jax  # noqa: E402
 
 jax.monitoring.register_event_duration_secs_listener(_count_compile)
 
@@ -74,36 +74,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Summed where the reports arrive (with pytest-xdist, the controller)."""
     if report.when == "call":
-        _compile_totals["test_s"] += report.duration
-        _compile_totals["tests"] += 1
+        _call_totals["test_s"] += report.duration
+        _call_totals["tests"] += 1
     if report.when == "teardown":
-        compiled = dict(report.user_properties).get("compile_s", 0.0)
-        _compile_totals["compile_s"] += compiled
-        _compiled_most.append((compiled, report.nodeid))
+        _compiled.append((dict(report.user_properties).get("compile_s", 0.0), report.nodeid))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Where the time went (compiling) and what the run kept in its jaxvis cache (all workers): compiled
     programs, of them the exported ones, and converted models -- the figures the docs' speed page quotes."""
-    if _compile_totals["tests"]:
+    if _call_totals["tests"]:
         terminalreporter.write_line(
-            f"compiling (tracing, lowering, XLA) in the tests' own processes: {_compile_totals['compile_s']:.1f} s "
-            f"of {_compile_totals['test_s']:.0f} s spent in {_compile_totals['tests']} tests' calls; most:")
-        for seconds, test in sorted(_compiled_most, reverse=True)[:10]:
+            f"compiling (tracing, lowering, XLA) in the tests' own processes: "
+            f"{sum(seconds for seconds, _ in _compiled):.1f} s of {_call_totals['test_s']:.0f} s spent in "
+            f"{_call_totals['tests']} tests' calls; most:")
+        for seconds, test in sorted(_compiled, reverse=True)[:10]:
             terminalreporter.write_line(f"  {seconds:6.1f} s compiling  {test}")
     if MADE_CACHE is None or not os.path.isdir(MADE_CACHE):
         return
     from pathlib import Path
 
-    from jaxvis.cli.cache import human, size, walk
+    from jaxvis.cli.cache import human, walk
 
-    files = list(walk(Path(MADE_CACHE)))
-    compiled = [f for f in files if "xla" in f.relative_to(MADE_CACHE).parts]
+    sizes = {f: f.lstat().st_size for f in walk(Path(MADE_CACHE))}
+    compiled = [f for f in sizes if "xla" in f.relative_to(MADE_CACHE).parts]
     exported = [f for f in compiled if f.suffix == ".jaxexport"]
-    total, programs = size(Path(MADE_CACHE)), sum(f.lstat().st_size for f in compiled)
+    total, programs = sum(sizes.values()), sum(sizes[f] for f in compiled)
     terminalreporter.write_line(
         f"jaxvis cache this run filled: {human(total)} -- compiled programs {human(programs)} "
-        f"({len(exported)} exported programs, {human(sum(f.lstat().st_size for f in exported))}), "
+        f"({len(exported)} exported programs, {human(sum(sizes[f] for f in exported))}), "
         f"the rest {human(total - programs)} (converted models, layer tables, run states)")
 
 

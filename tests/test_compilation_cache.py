@@ -155,11 +155,7 @@ def test_entries_an_unbounded_cache_wrote_do_not_stop_the_bounded_one(unconfigur
     from jax._src import lru_cache
 
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    location = enable_compilation_cache(tmp_path / "xla")  # bounded, into an empty folder
-    jax.config.update("jax_compilation_cache_max_size", -1)  # as an older jaxvis kept it: unbounded
-    from jax.experimental.compilation_cache import compilation_cache
-
-    compilation_cache.reset_cache()
+    location = enable_compilation_cache(tmp_path / "xla")  # jax's cache unbounded (jaxvis bounds it itself)
     jax.jit(lambda x: jnp.cos(x) * 1.75)(jnp.ones(7)).block_until_ready()
     old = {p.name.removesuffix("-cache"): p.stat().st_mtime_ns for p in location.iterdir()
            if p.name.endswith("-cache")}

@@ -65,7 +65,7 @@ def test_the_main_install_keeps_compiled_programs(tmp_path):
     hidden = modules_outside_the_main_install()
     assert "torch" in hidden and "pytest" in hidden  # the test extra's packages are hidden
     result = run_hiding(
-        f"""
+        """
         import jax.numpy as jnp, jaxvis
         from jaxvis.engine.optimize import optimize
         from jaxvis.pieces import objectives as O, param as P, transforms as T
