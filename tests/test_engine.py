@@ -160,7 +160,7 @@ def test_resume_after_a_kill_ends_with_the_same_images(tiny_cnn, tmp_path):
     """
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_4", "step_8"]
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_4", "step_4.sha256", "step_8", "step_8.sha256"]
     resumed = small_run(tiny_cnn, steps=12, checkpoint_dir=tmp_path, checkpoint_every=4, resume=True)
     np.testing.assert_allclose(resumed.images, uninterrupted.images, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(resumed.history, uninterrupted.history, rtol=1e-5, atol=1e-5)

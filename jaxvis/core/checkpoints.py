@@ -6,6 +6,13 @@ targets, weights), the parameterization, the transforms, the optimizer and its
 hyperparameters, steps, batch, ensemble, seed, ReLU redirection and a given
 start.  It is saved next to the orbax checkpoints; resuming compares it field
 by field and names what changed (`optimizer.learning_rate: 0.05 -> 0.2`).
+
+Damage (bit rot, a copy cut short): each checkpoint's files are listed with their SHA-256
+in `step_N.sha256` beside it, written once orbax has finished.  Resuming checks the newest
+checkpoint against its list (orbax reads some damaged files without noticing, and others
+with a raw error) and falls back to the older one, saying which it skipped and why; with no
+intact checkpoint left it stops with `DamagedCheckpointError`, naming the folder and how to
+start over.  The fingerprint is checked the same way.
 """
 
 from __future__ import annotations
@@ -21,14 +28,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.core.errors import JaxvisError
+from jaxvis.core.files import file_checksums, sha256, write_whole
 from jaxvis.core.run_state import differences, saved_steps
 from jaxvis.core.structure import describe, digest
 
 FINGERPRINT = "config.json"
+CHECKSUMS = ".sha256"  # `step_N.sha256`: {file under step_N: its SHA-256}, and the fingerprint's own
+START_OVER = "start over with --fresh (in Python: resume=False), which discards them, or use another --out"
 
 
 class ResumeMismatchError(JaxvisError):
     """A checkpoint belongs to a run that differs from the one asked for."""
+
+
+class DamagedCheckpointError(JaxvisError):
+    """No checkpoint of the run can be read intact (or its fingerprint is damaged)."""
 
 
 def fingerprint(**parts: Any) -> dict[str, Any]:
@@ -60,21 +74,31 @@ class Checkpoints:
         import orbax.checkpoint as ocp
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / FINGERPRINT).write_text(json.dumps(self.config, indent=1))
+        write_whole(self.directory / FINGERPRINT, json.dumps(self.config, indent=1).encode())
         target = (self.directory / f"step_{step}").resolve()
         checkpointer = ocp.StandardCheckpointer()
         leaves = [_storable(leaf) for leaf in jax.device_get(jax.tree_util.tree_leaves(state))]  # see `latest`
         checkpointer.save(target, {"state": leaves, "history": history, "step": step}, force=True)
         checkpointer.wait_until_finished()
+        sums = {**file_checksums(target), f"../{FINGERPRINT}": sha256(self.directory / FINGERPRINT)}
+        write_whole(self._checksums(step), json.dumps(sums, indent=1, sort_keys=True).encode())
         for old in self.steps()[:-2]:  # keep the two newest
             shutil.rmtree(self.directory / f"step_{old}", ignore_errors=True)
+            self._checksums(old).unlink(missing_ok=True)
 
     def check(self) -> None:
         """Raise `ResumeMismatchError` naming the differences if the saved run is another one."""
         path = self.directory / FINGERPRINT
         if not self.steps() or not path.exists():
             return
-        saved = json.loads(path.read_text())
+        damaged = DamagedCheckpointError(f"the record of the run in {path} is damaged, so its checkpoints cannot "
+                                         f"be checked against this run; {START_OVER}")
+        if self._fingerprint_damaged():
+            raise damaged
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise damaged from None
         changed = differences(saved, self.config)
         if changed:
             raise ResumeMismatchError(
@@ -91,16 +115,67 @@ class Checkpoints:
         steps = self.steps()
         if not steps:
             return None
-        self.check()
         leaves, structure = jax.tree_util.tree_flatten(abstract_state)
         target = {"state": [_storable(leaf) for leaf in leaves], "history": np.zeros(history_shape, np.float32),
                   "step": 0}
-        restored = ocp.StandardCheckpointer().restore((self.directory / f"step_{steps[-1]}").resolve(), target)
-        print(f"jaxvis: resuming from {self.directory / f'step_{steps[-1]}'}", file=sys.stderr)
-        state = jax.tree_util.tree_unflatten(structure, [
-            jnp.zeros(want.shape, want.dtype) if _empty(want) else jnp.asarray(got)
-            for want, got in zip(leaves, restored["state"])])
-        return state, np.asarray(restored["history"]), int(restored["step"])
+        self.check()
+        skipped = []
+        for step in reversed(steps):
+            folder = self.directory / f"step_{step}"
+            damage = self.damage(step)
+            if damage is None:
+                try:
+                    restored = ocp.StandardCheckpointer().restore(folder.resolve(), target)
+                except Exception as error:  # orbax and tensorstore raise many kinds on damaged files
+                    damage = f"orbax could not read it ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+            if damage is not None:
+                skipped.append(f"step_{step}: {damage}")
+                print(f"jaxvis: skipping the checkpoint {folder}: {damage}", file=sys.stderr)
+                continue
+            print(f"jaxvis: resuming from {folder}", file=sys.stderr)
+            state = jax.tree_util.tree_unflatten(structure, [
+                jnp.zeros(want.shape, want.dtype) if _empty(want) else jnp.asarray(got)
+                for want, got in zip(leaves, restored["state"])])
+            return state, np.asarray(restored["history"]), int(restored["step"])
+        raise DamagedCheckpointError(f"no intact checkpoint in {self.directory}:\n  " + "\n  ".join(skipped)
+                                     + f"\n{START_OVER}")
+
+    def damage(self, step: int) -> str | None:
+        """What is wrong with checkpoint `step` by its checksums (None: intact, or saved without checksums)."""
+        try:
+            expected = json.loads(self._checksums(step).read_text())
+        except FileNotFoundError:
+            return None  # saved before checksums were kept: orbax's own checks are all there is
+        except (OSError, ValueError) as error:
+            return f"its list of checksums {self._checksums(step).name} is damaged ({type(error).__name__})"
+        folder = self.directory / f"step_{step}"
+        for name, digest_wanted in sorted(expected.items()):
+            if name.startswith("../"):
+                continue  # the fingerprint (`check`)
+            path = folder / name
+            try:
+                found = sha256(path)
+            except OSError:
+                return f"its file {name} is missing or unreadable"
+            if found != digest_wanted:
+                return f"its file {name} does not match the checksum saved with it (damaged)"
+        return None
+
+    def _fingerprint_damaged(self) -> bool:
+        """Whether the fingerprint differs from its checksum in the newest readable list of checksums."""
+        for step in reversed(self.steps()):
+            try:
+                wanted = json.loads(self._checksums(step).read_text()).get(f"../{FINGERPRINT}")
+            except (OSError, ValueError, AttributeError):
+                continue
+            try:
+                return wanted is not None and sha256(self.directory / FINGERPRINT) != wanted
+            except OSError:
+                return True
+        return False
+
+    def _checksums(self, step: int) -> Path:
+        return self.directory / f"step_{step}{CHECKSUMS}"
 
     def remove(self) -> None:
         """Delete the checkpoints (a finished run needs them no more)."""
@@ -123,4 +198,4 @@ def _storable(leaf: Any) -> Any:
     return np.zeros(1, np.asarray(leaf).dtype)
 
 
-__all__ = ["Checkpoints", "ResumeMismatchError", "differences", "digest", "fingerprint"]
+__all__ = ["Checkpoints", "DamagedCheckpointError", "ResumeMismatchError", "differences", "digest", "fingerprint"]

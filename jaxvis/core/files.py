@@ -1,7 +1,9 @@
-"""Files written whole (readers see the old content or the new, never a part of it), and folders kept within a size."""
+"""Files written whole (readers see the old content or the new, never a part of it), their checksums, and folders
+kept within a size."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +18,17 @@ def write_whole(path: Path, data: bytes) -> None:
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256, hex."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """{path relative to `folder`: SHA-256} of every file under it."""
+    return {path.relative_to(folder).as_posix(): sha256(path) for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 def evict_least_recently_used(files: Iterable[Path], limit: int) -> int:
