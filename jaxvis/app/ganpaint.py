@@ -11,6 +11,11 @@ no new compile per stroke, per concept or per number of strokes.
 
     painter = Painter.for_generator(jaxvis.load("dcgan_faces"))
     server = serve(painter, port=0)        # prints nothing; server.server_address has the port
+
+Every request is answered, in JSON: a malformed one (not JSON, wrong types at any level, a missing
+or lying Content-Length, a body over `MAX_BODY`, more than `MAX_STROKES` strokes, a seed that is not
+a whole number in [0, 2^31)) with a 4xx saying what is wrong, an unexpected failure with a 500; the
+server goes on serving (`tests/test_ganpaint_requests.py` sends it generated requests).
 """
 
 from __future__ import annotations
@@ -40,10 +45,64 @@ from jaxvis.pieces.edits import AffineEdit, EditError, UnitEdit, checked_region,
 LAYER = "main.8"
 UNITS = 8  # top units per concept
 SAMPLES = 256  # faces dissected to choose them
+MAX_STROKES = 256  # strokes in one request
+MAX_BODY = 8 * 2**20  # bytes of a request's body: MAX_STROKES strokes of a 128 px mask fit
+READ_TIMEOUT_S = 10.0  # a client that sends less than its Content-Length is answered 408 after this
+SEEDS = 2**31  # seeds are 0 .. SEEDS - 1
 
 
 class PortInUseError(JaxvisError, OSError):
     """The port asked for is taken."""
+
+
+class BadRequest(JaxvisError, ValueError):
+    """A request the server answers with `status` (4xx) and this message."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        super().__init__(message)
+
+
+def body_length(content_length: str | None) -> int:
+    """The body's length from its Content-Length header, or `BadRequest` (411 missing, 400 not a count, 413 over
+    `MAX_BODY`) before any of it is read."""
+    if content_length is None:
+        raise BadRequest(411, "a POST needs a Content-Length header")
+    if not content_length.strip().isdigit():
+        raise BadRequest(400, f"Content-Length must be a whole number of bytes, not {content_length[:40]!r}")
+    length = int(content_length)
+    if length > MAX_BODY:
+        raise BadRequest(413, f"the body is {length} bytes; at most {MAX_BODY} are read (fewer or smaller strokes)")
+    return length
+
+
+def face_request(body: bytes) -> tuple[int, list[dict[str, str]]]:
+    """(seed, strokes) of a face request `{"seed": int, "strokes": [{"concept", "action", "mask"}, ...]}` (both
+    optional), or `BadRequest` (400) saying what is wrong; the strokes' values are checked by `Painter.face`."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError as err:  # (UnicodeDecodeError included)
+        raise BadRequest(400, f"the body is not JSON: {err}") from None
+    except RecursionError:
+        raise BadRequest(400, "the body's JSON is nested too deeply") from None
+    if not isinstance(request, dict):
+        raise BadRequest(400, f'the body must be a JSON object {{"seed": ..., "strokes": [...]}}, not a '
+                              f"{type(request).__name__}")
+    seed, strokes = request.get("seed", 0), request.get("strokes", [])
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEEDS:
+        raise BadRequest(400, f"seed must be a whole number from 0 to {SEEDS - 1}, got {str(seed)[:40]}")
+    if not isinstance(strokes, list):
+        raise BadRequest(400, f"strokes must be a list, not a {type(strokes).__name__}")
+    if len(strokes) > MAX_STROKES:
+        raise BadRequest(400, f"{len(strokes)} strokes; at most {MAX_STROKES} in one request")
+    for index, stroke in enumerate(strokes):
+        if not isinstance(stroke, dict):
+            raise BadRequest(400, f"stroke {index} must be an object with concept, action and mask, not a "
+                                  f"{type(stroke).__name__}")
+        wrong = [key for key in ("concept", "action", "mask") if not isinstance(stroke.get(key), str)]
+        if wrong:
+            raise BadRequest(400, f"stroke {index}'s {', '.join(wrong)} must be text (a mask: base64 bytes)")
+    return seed, strokes
 
 
 def paint(generator: Model, edit: AffineEdit, z: jax.Array) -> jax.Array:
@@ -119,11 +178,14 @@ def check_port(port: int, host: str = "127.0.0.1") -> None:
                                  "or 0 for a free one") from None
 
 
-def serve(painter: Painter, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+def serve(painter: Painter, port: int = 0, host: str = "127.0.0.1",
+          read_timeout_s: float = READ_TIMEOUT_S) -> ThreadingHTTPServer:
     """Start serving the page in a background thread; `PortInUseError` if `port` is taken (0: a free one)."""
     lock = threading.Lock()  # one stroke at a time through the compiled program
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = read_timeout_s  # on the connection's socket: a stalled client is let go
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             if self.path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", page(painter).encode())
@@ -138,16 +200,33 @@ def serve(painter: Painter, port: int = 0, host: str = "127.0.0.1") -> Threading
                 self._json(404, {"error": f"no such endpoint: {self.path}"})
                 return
             try:
-                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                seed = int(request.get("seed", 0))
-                if seed < 0:
-                    raise EditError(f"seed must be 0 or more, got {seed}")
+                seed, strokes = face_request(self._body())
                 start = time.perf_counter()
                 with lock:
-                    image = painter.face(seed, list(request.get("strokes", [])))
+                    image = painter.face(seed, strokes)
                 self._json(200, {"image": png_data_url(image), "ms": 1000 * (time.perf_counter() - start)})
-            except (EditError, ValueError, TypeError) as err:
+            except BadRequest as err:
+                self._json(err.status, {"error": str(err)})
+            except (EditError, ValueError) as err:  # a stroke's values (`Painter.stroke_edit`)
                 self._json(400, {"error": str(err)})
+            except Exception as err:  # answered, never a dropped connection
+                self._json(500, {"error": f"the server failed on this request ({type(err).__name__}: {err})"})
+
+        def _body(self) -> bytes:
+            length = body_length(self.headers.get("Content-Length"))
+            body = b""
+            while len(body) < length:
+                try:
+                    chunk = self.rfile.read1(length - len(body))
+                except TimeoutError:  # the client stalled (`timeout`)
+                    break
+                if not chunk:  # the client closed its side
+                    break
+                body += chunk
+            if len(body) < length:
+                self.close_connection = True
+                raise BadRequest(408, f"the body ended after {len(body)} of its {length} bytes (Content-Length)")
+            return body
 
         def _json(self, status: int, payload: Any) -> None:
             self._send(status, "application/json", json.dumps(payload).encode())
