@@ -181,6 +181,53 @@ def test_the_lock_excludes_a_second_holder_and_a_dead_holders_lock_is_taken_over
     assert f"taking over the lock of process {gone}" in capsys.readouterr().err
 
 
+def test_a_second_command_on_an_output_folder_in_use_stops_at_once_naming_the_holder(capsys, tmp_path,
+                                                                                      tiny_cnn_by_name):
+    """Two processes on one --out: while one holds the folder (as every writing command does from its request
+    checks to its last write), `jaxvis attack` on it stops before loading anything, naming the holder's pid and
+    host.  Once the holder is killed (SIGKILL: its lock stays behind), the next command takes the lock over with a
+    note, runs, and leaves no lock.  Mutation that fails it: a command not taking the output lock (the attack runs)."""
+    import socket
+    import time
+
+    out = tmp_path / "shared" / "out"
+    code = f"""
+        import time
+        from pathlib import Path
+        from jaxvis.cli.common import holding_output
+        with holding_output(Path({str(out)!r})):
+            print("holding", flush=True)
+            time.sleep(600)
+    """
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        start = time.perf_counter()
+        second = subprocess.run([sys.executable, "-m", "jaxvis.cli", "attack", "mobilenet_v2", "sample:chelsea",
+                                 "--out", str(out)], capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"(pid {holder.pid} on {socket.gethostname()}) is writing to {out}" in second.stderr
+        assert "converting" not in second.stderr and "pgd:" not in second.stderr  # stopped before the model
+        print(f"refused in {time.perf_counter() - start:.1f} s")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / ".jaxvis-lock").exists()  # left behind by the killed holder
+    code, _, err = run(capsys, "visualize", tiny_cnn_by_name, "features.8", "--channels", "2", "--size", "32",
+                       "--steps", "2", "--out", str(out))
+    assert code == 0 and f"taking over the lock of process {holder.pid}" in err, err
+    assert (out / "run.json").exists() and not (out / ".jaxvis-lock").exists()
+
+
+def test_a_command_that_fails_once_it_holds_its_output_leaves_no_folder_it_made(capsys, tmp_path):
+    """A weight file that is not one, found out while the model loads (after the output lock is taken): neither
+    the output folder nor the parents the lock made stay behind (`locked` removing only the lock fails it)."""
+    out, weights = tmp_path / "new" / "out", tmp_path / "weights.pth"
+    weights.write_bytes(b"not a checkpoint" * 64)
+    code, _, err = run(capsys, "attack", "mobilenet_v2", "sample:chelsea", "--weights", str(weights), "--out", str(out))
+    assert code == 2 and "weights.pth" in err and not (tmp_path / "new").exists(), err
+
+
 def test_cache_lists_what_jaxvis_keeps_with_sizes_and_clears_one_kind(capsys, tmp_path, monkeypatch):
     import socket
 

@@ -40,6 +40,8 @@ EPILOG = """examples:
   jaxvis concepts concepts/ && jaxvis dissect mobilenet_v2 features.7 --data concepts/
   jaxvis gan edit dcgan_faces --remove eye          the units of a face generator that draw eyes, removed
 
+A command holds its --out folder while it writes it (a .jaxvis-lock file in it): a second jaxvis on the same
+folder stops at once, naming the process and host that hold it.
 'jaxvis COMMAND --help' shows a command's options and examples."""
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from jaxvis.cli.common import (DEFAULT_OUT, VIEW, add_parser, check_counts, class_probabilities, classify_view,
-                               load_model)
+                               holding_output, load_model)
 from jaxvis.core.errors import JaxvisError
 
 RANKINGS = ("carried", "rose", "fell", "pushed")  # jaxvis.analysis.attribution's, here so that --help needs no jax
@@ -145,24 +145,25 @@ def run_attack(args: argparse.Namespace) -> None:
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"attack-{args.method}-{arch.name}")
     from jaxvis.methods import attacks
 
-    model = load_model(args.name, args.weights)
-    clean = class_probabilities(model, photos)
-    labels = clean.argmax(-1)  # untargeted: move each photo off the model's own clean class
-    targets = None if target is None else np.full(len(photos), target)
-    if targets is not None and (targets == labels).any():
-        first = int(np.flatnonzero(targets == labels)[0])
-        raise JaxvisError(f"{args.images[first]} is already classified as the target class {target}; choose "
-                          "another --target")
-    out = prepare_output(out)
-    print(f"{args.method}: {len(photos)} images on {model.name}", file=sys.stderr)
-    start = time.perf_counter()
-    result = getattr(attacks, args.method)(model, photos, labels, targets=targets, **options)
-    took = time.perf_counter() - start
-    if swept(options):
-        write_robustness_curve(out, model, args, photos, clean, result, options, took)
-        return
-    explained = explain_units(model, args, photos, labels, result) if args.explain else None
-    _write(out, model, args, photos, clean, result, options, took, explained)
+    with holding_output(out):
+        model = load_model(args.name, args.weights)
+        clean = class_probabilities(model, photos)
+        labels = clean.argmax(-1)  # untargeted: move each photo off the model's own clean class
+        targets = None if target is None else np.full(len(photos), target)
+        if targets is not None and (targets == labels).any():
+            first = int(np.flatnonzero(targets == labels)[0])
+            raise JaxvisError(f"{args.images[first]} is already classified as the target class {target}; choose "
+                              "another --target")
+        out = prepare_output(out)
+        print(f"{args.method}: {len(photos)} images on {model.name}", file=sys.stderr)
+        start = time.perf_counter()
+        result = getattr(attacks, args.method)(model, photos, labels, targets=targets, **options)
+        took = time.perf_counter() - start
+        if swept(options):
+            write_robustness_curve(out, model, args, photos, clean, result, options, took)
+            return
+        explained = explain_units(model, args, photos, labels, result) if args.explain else None
+        _write(out, model, args, photos, clean, result, options, took, explained)
 
 
 def eps_folder(eps: float) -> str:

@@ -52,6 +52,18 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
 
 
+OUTPUT_LOCK = ".jaxvis-lock"  # in an output folder while a command writes it
+
+
+def holding_output(out: Path) -> Any:
+    """A context holding `out` for this command: a second jaxvis writing to it stops at once, naming this process
+    and host (`jaxvis.core.run_state.locked`, O_EXCL).  Taken after the request checks, before the model loads;
+    the folder it makes is removed again if the command ends without writing to it."""
+    from jaxvis.core.run_state import locked
+
+    return locked(out, OUTPUT_LOCK, f"is writing to {out}")
+
+
 def run_directory(out: Path) -> Path:
     """Where an interrupted run in `out` keeps its optimization state: under the cache, keyed on `out`."""
     from jaxvis.core.cache_dirs import runs_dir

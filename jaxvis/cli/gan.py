@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import DEFAULT_OUT, HelpFormatter, check_counts, load_model
+from jaxvis.cli.common import DEFAULT_OUT, HelpFormatter, check_counts, holding_output, load_model
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
 
 COMMANDS = ("gan", "ganpaint")
@@ -108,24 +108,25 @@ def run_dissect(args: argparse.Namespace) -> None:
         raise JaxvisError(f"--quantile must lie strictly between 0 and 1, got {args.quantile}")
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"gan-dissect-{arch.name}-{args.layer}")
     landmark_model()  # the segmenter is installed, before the model loads
-    generator = load_model(arch.name, None)
-    start = time.perf_counter()
-    found = dissect(generator, args.layer, samples=args.samples, seed=args.seed, quantile=args.quantile,
-                    iou_threshold=args.iou, batch_size=args.batch_size)
-    out = prepare_output(out)
-    shown_units = [u.unit for u in found.ranked() if u.detector][:32] or [u.unit for u in found.ranked()[:8]]
-    images = found.survey.read(needed_images(found.survey, shown_units, [], 6))
-    strips = np.stack([example_strip(found.survey, unit, images, count=6) for unit in shown_units])
-    labels = [f"unit_{found.units[u].unit}_{found.units[u].concept}" for u in shown_units]
-    record = {"config": {"command": "gan dissect", "model": arch.name, "layer": args.layer, "samples": args.samples,
-                         "seed": args.seed, "quantile": args.quantile, "iou_threshold": args.iou},
-              **found.as_dict(), "environment": environment(), "total_s": time.perf_counter() - start}
-    (out / "dissection.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    paths = write_gallery(out, f"{arch.name} {args.layer}: units and the concepts they draw (top samples)", strips,
-                          labels, [found.units[u].iou for u in shown_units], record, stem="examples",
-                          value_name="IoU", columns=1)
-    print(found.table())
-    print(f"{found.images} faces; {out / 'dissection.json'}; top samples of the detectors: {paths['index']}")
+    with holding_output(out):
+        generator = load_model(arch.name, None)
+        start = time.perf_counter()
+        found = dissect(generator, args.layer, samples=args.samples, seed=args.seed, quantile=args.quantile,
+                        iou_threshold=args.iou, batch_size=args.batch_size)
+        out = prepare_output(out)
+        shown_units = [u.unit for u in found.ranked() if u.detector][:32] or [u.unit for u in found.ranked()[:8]]
+        images = found.survey.read(needed_images(found.survey, shown_units, [], 6))
+        strips = np.stack([example_strip(found.survey, unit, images, count=6) for unit in shown_units])
+        labels = [f"unit_{found.units[u].unit}_{found.units[u].concept}" for u in shown_units]
+        record = {"config": {"command": "gan dissect", "model": arch.name, "layer": args.layer, "samples": args.samples,
+                             "seed": args.seed, "quantile": args.quantile, "iou_threshold": args.iou},
+                  **found.as_dict(), "environment": environment(), "total_s": time.perf_counter() - start}
+        (out / "dissection.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+        paths = write_gallery(out, f"{arch.name} {args.layer}: units and the concepts they draw (top samples)", strips,
+                              labels, [found.units[u].iou for u in shown_units], record, stem="examples",
+                              value_name="IoU", columns=1)
+        print(found.table())
+        print(f"{found.images} faces; {out / 'dissection.json'}; top samples of the detectors: {paths['index']}")
 
 
 def run_edit(args: argparse.Namespace) -> None:
@@ -161,37 +162,38 @@ def run_edit(args: argparse.Namespace) -> None:
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / name)
     if units is None:
         landmark_model()
-    generator = load_model(arch.name, None)
-    start = time.perf_counter()
-    found = None
-    if units is None:
-        found = dissect(generator, args.layer, samples=args.samples, progress=True)
-        units = concept_units(found, concept, args.k)
-    z = latents(args.count, generator.arch.latent_size, args.seed)
-    if adding:
-        levels = np.asarray(found.thresholds if found is not None else
-                            _top_levels(generator, args.layer, args.samples), np.float32)
-        edit = UnitEdit.setting(args.layer, units, width, levels, region)
-    else:
-        edit = UnitEdit.removing(args.layer, units, width, region)
-    before, after = drawn(generator, None, z), drawn(generator, edit, z)
-    change = np.abs(after - before).mean(axis=-1, keepdims=True)
-    difference = np.repeat(change / max(float(change.max()), 1e-6), 3, axis=-1)
-    out = prepare_output(out)
-    images = np.concatenate([before, after, difference])
-    labels = [f"{kind}_{i}" for kind in ("before", "after", "change") for i in range(args.count)]
-    values = [0.0] * args.count + [float(c.mean()) for c in change] * 2
-    record = {"config": {"command": "gan edit", "model": arch.name, "layer": args.layer, "concept": concept,
-                         "edit": "add" if adding else "remove", "units": units, "seed": args.seed,
-                         "count": args.count, "region": args.region},
-              "mean_pixel_change": [float(c.mean()) for c in change], "environment": environment(),
-              "total_s": time.perf_counter() - start}
-    paths = write_gallery(out, f"{arch.name}: {'adding' if adding else 'removing'} {concept} ({len(units)} units of "
-                          f"{args.layer})", images, labels, values, record, stem="face", value_name="mean change",
-                          columns=args.count)
-    print(f"{'added' if adding else 'removed'} {concept} with units {units} of {args.layer} on {args.count} faces "
-          f"(seed {args.seed}): rows before / after / change in {paths['sheet']}; gallery: {paths['index']}",
-          file=sys.stderr)
+    with holding_output(out):
+        generator = load_model(arch.name, None)
+        start = time.perf_counter()
+        found = None
+        if units is None:
+            found = dissect(generator, args.layer, samples=args.samples, progress=True)
+            units = concept_units(found, concept, args.k)
+        z = latents(args.count, generator.arch.latent_size, args.seed)
+        if adding:
+            levels = np.asarray(found.thresholds if found is not None else
+                                _top_levels(generator, args.layer, args.samples), np.float32)
+            edit = UnitEdit.setting(args.layer, units, width, levels, region)
+        else:
+            edit = UnitEdit.removing(args.layer, units, width, region)
+        before, after = drawn(generator, None, z), drawn(generator, edit, z)
+        change = np.abs(after - before).mean(axis=-1, keepdims=True)
+        difference = np.repeat(change / max(float(change.max()), 1e-6), 3, axis=-1)
+        out = prepare_output(out)
+        images = np.concatenate([before, after, difference])
+        labels = [f"{kind}_{i}" for kind in ("before", "after", "change") for i in range(args.count)]
+        values = [0.0] * args.count + [float(c.mean()) for c in change] * 2
+        record = {"config": {"command": "gan edit", "model": arch.name, "layer": args.layer, "concept": concept,
+                             "edit": "add" if adding else "remove", "units": units, "seed": args.seed,
+                             "count": args.count, "region": args.region},
+                  "mean_pixel_change": [float(c.mean()) for c in change], "environment": environment(),
+                  "total_s": time.perf_counter() - start}
+        title = f"{arch.name}: {'adding' if adding else 'removing'} {concept} ({len(units)} units of {args.layer})"
+        paths = write_gallery(out, title, images, labels, values, record, stem="face", value_name="mean change",
+                              columns=args.count)
+        print(f"{'added' if adding else 'removed'} {concept} with units {units} of {args.layer} on {args.count} faces "
+              f"(seed {args.seed}): rows before / after / change in {paths['sheet']}; gallery: {paths['index']}",
+              file=sys.stderr)
 
 
 def _top_levels(generator: Any, layer: str, samples: int) -> np.ndarray:

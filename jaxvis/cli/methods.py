@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, cell_labels, check_counts, class_probabilities,
-                               finish, integer_list, load_model, number_list, plain, record, run_directory,
-                               stage_saver, weights_identity, write_grid_page)
+                               finish, holding_output, integer_list, load_model, number_list, plain, record,
+                               run_directory, stage_saver, weights_identity, write_grid_page)
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
 from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_request
 from jaxvis.engine.run_config import RunConfig
@@ -201,7 +201,7 @@ def run_invert(args: argparse.Namespace) -> None:
     state_dir = run_directory(out)
     request = {"model": arch.name, "method": args.method, "classes": classes.tolist(),
                "weights": weights_identity(args.weights), **options, **sweep}
-    with locked(state_dir):
+    with holding_output(out), locked(state_dir):
         continuing = not args.fresh and saved_request(state_dir) is not None
         if continuing:
             check_same_request(state_dir, request)  # before loading anything
@@ -305,25 +305,26 @@ def run_dream(args: argparse.Namespace) -> None:
         image = resize(image, round(image.shape[0] * scale), round(image.shape[1] * scale))
     check_octaves(arch, image.shape[0], image.shape[1], args.octaves, args.octave_scale)
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"dream-{arch.name}")
-    model = load_model(args.name, args.weights)
-    out = prepare_output(out)
-    grid = Grid.of(step_size=args.step_size, jitter=args.jitter)
-    labels = cell_labels(grid, ["dream"])
-    start = time.perf_counter()
-    with stages_said(out):
-        result = dream(model, image, layers, octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps,
-                       tile_size=args.tile_size, step_size=divided(args.step_size, 255), jitter=args.jitter,
-                       seed=args.seed, on_stage=stage_saver(out, labels))
-    options = {"image": source, "layers": layers, "octaves": args.octaves, "octave_scale": args.octave_scale,
-               "steps": args.steps, "tile_size": args.tile_size, "step_size_0_255": args.step_size,
-               "jitter": args.jitter}
-    run_record = record(model, "dream", options, result, start)
-    title = f"{model.name}: DeepDream on {', '.join(layers)}"
-    finish(out, title, np.concatenate([image[None], result.images[:, 0]]), ["input", *labels],
-           [float("nan"), *map(float, result.objective)], run_record, stem="image",
-           curves=[None, *(result.history[:, k] for k in range(len(labels)))])
-    if grid.swept:
-        write_grid_page(out, title, grid, ["dream"], "image", [list(map(float, result.objective))], heading="")
+    with holding_output(out):
+        model = load_model(args.name, args.weights)
+        out = prepare_output(out)
+        grid = Grid.of(step_size=args.step_size, jitter=args.jitter)
+        labels = cell_labels(grid, ["dream"])
+        start = time.perf_counter()
+        with stages_said(out):
+            result = dream(model, image, layers, octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps,
+                           tile_size=args.tile_size, step_size=divided(args.step_size, 255), jitter=args.jitter,
+                           seed=args.seed, on_stage=stage_saver(out, labels))
+        options = {"image": source, "layers": layers, "octaves": args.octaves, "octave_scale": args.octave_scale,
+                   "steps": args.steps, "tile_size": args.tile_size, "step_size_0_255": args.step_size,
+                   "jitter": args.jitter}
+        run_record = record(model, "dream", options, result, start)
+        title = f"{model.name}: DeepDream on {', '.join(layers)}"
+        finish(out, title, np.concatenate([image[None], result.images[:, 0]]), ["input", *labels],
+               [float("nan"), *map(float, result.objective)], run_record, stem="image",
+               curves=[None, *(result.history[:, k] for k in range(len(labels)))])
+        if grid.swept:
+            write_grid_page(out, title, grid, ["dream"], "image", [list(map(float, result.objective))], heading="")
 
 
 def run_reconstruct(args: argparse.Namespace) -> None:
@@ -341,24 +342,25 @@ def run_reconstruct(args: argparse.Namespace) -> None:
     check_image_size(arch, size, size)
     originals = np.stack([read_photo(source, size, arch.min_size, arch.name) for source in sources])
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"reconstruct-{arch.name}")
-    model = load_model(args.name, args.weights)
-    out = prepare_output(out)
-    sweep = {"learning_rate": args.lr, "lambda_tv": args.lambda_tv, "lambda_alpha": args.lambda_alpha}
-    grid = Grid.of(**sweep)
-    start = time.perf_counter()
-    result = reconstruct(model, originals, args.layer, steps=args.steps, seed=args.seed, **sweep)
-    rebuilt_labels = [f"{k}-{args.layer}" for k in range(len(originals))]
-    labels = [f"{k}-original" for k in range(len(originals))] + cell_labels(grid, rebuilt_labels)
-    values = [float("nan")] * len(originals) + list(map(float, result.objective))
-    curves = [None] * len(originals) + [result.history[:, k] for k in range(len(result.objective))]
-    run_record = record(model, "reconstruct", {"images": sources, "layer": args.layer, "size": size,
-                                               "steps": args.steps, **sweep}, result, start)
-    title = f"{model.name}: reconstructions from {args.layer}"
-    finish(out, title, np.concatenate([originals, result.images[:, 0]]), labels, values, run_record, stem="image",
-           curves=curves)
-    if grid.swept:
-        by_cell = result.objective.reshape(-1, len(originals))
-        write_grid_page(out, title, grid, rebuilt_labels, "image", by_cell.T.tolist(), heading="")
+    with holding_output(out):
+        model = load_model(args.name, args.weights)
+        out = prepare_output(out)
+        sweep = {"learning_rate": args.lr, "lambda_tv": args.lambda_tv, "lambda_alpha": args.lambda_alpha}
+        grid = Grid.of(**sweep)
+        start = time.perf_counter()
+        result = reconstruct(model, originals, args.layer, steps=args.steps, seed=args.seed, **sweep)
+        rebuilt_labels = [f"{k}-{args.layer}" for k in range(len(originals))]
+        labels = [f"{k}-original" for k in range(len(originals))] + cell_labels(grid, rebuilt_labels)
+        values = [float("nan")] * len(originals) + list(map(float, result.objective))
+        curves = [None] * len(originals) + [result.history[:, k] for k in range(len(result.objective))]
+        run_record = record(model, "reconstruct", {"images": sources, "layer": args.layer, "size": size,
+                                                   "steps": args.steps, **sweep}, result, start)
+        title = f"{model.name}: reconstructions from {args.layer}"
+        finish(out, title, np.concatenate([originals, result.images[:, 0]]), labels, values, run_record, stem="image",
+               curves=curves)
+        if grid.swept:
+            by_cell = result.objective.reshape(-1, len(originals))
+            write_grid_page(out, title, grid, rebuilt_labels, "image", by_cell.T.tolist(), heading="")
 
 
 def run_style(args: argparse.Namespace) -> None:
@@ -381,31 +383,34 @@ def run_style(args: argparse.Namespace) -> None:
     content = read_photo(content_source, args.size, arch.min_size, arch.name)
     style = read_photo(style_source, args.size, arch.min_size, arch.name)
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"style-{arch.name}")
-    model = load_model(args.name, args.weights)
-    out = prepare_output(out)
-    options = {"style_layers": layers, "content_layer": args.content_layer, "param": args.param,
-               "optimizer": args.optimizer, "steps": args.steps, "pyramid": args.pyramid,
-               "style_weight": args.style_weight, "content_weight": args.content_weight, "learning_rate": args.lr}
-    grid = Grid.of(style_weight=args.style_weight, content_weight=args.content_weight, learning_rate=args.lr)
-    labels = cell_labels(grid, ["result"])
-    start = time.perf_counter()
-    with stages_said(out):  # each stage's images: per cell, the image and the content and style it carries
-        result = transfer_style(model, content, style, seed=args.seed, on_stage=stage_saver(out, [
-            f"{name}{label.removeprefix('result')}" for label in labels for name in ("x", "content", "style")]),
-            **options)
-    losses = [style_losses(model, image, content, style, layers, args.content_layer) for image in result.images[:, 0]]
-    run_record = record(model, "style", {"content": content_source, "style": style_source, "size": args.size,
-                                         **options}, result, start)
-    run_record["losses"] = {"result": losses[0] if len(losses) == 1 else dict(zip(labels, losses)),
-                            "content_image": style_losses(model, content, content, style, layers, args.content_layer)}
-    title = f"{model.name}: style transfer"
-    finish(out, title, np.concatenate([np.stack([content, style]), result.images[:, 0]]),
-           ["content", "style", *labels], [float("nan"), float("nan"), *(loss["style"] for loss in losses)],
-           run_record, stem="image", value_name="style loss",
-           curves=[None, None, *(result.history[:, k] for k in range(len(labels)))])
-    if grid.swept:
-        write_grid_page(out, title, grid, ["result"], "image", [[loss["style"] for loss in losses]],
-                        value_name="style loss", heading="")
+    with holding_output(out):
+        model = load_model(args.name, args.weights)
+        out = prepare_output(out)
+        options = {"style_layers": layers, "content_layer": args.content_layer, "param": args.param,
+                   "optimizer": args.optimizer, "steps": args.steps, "pyramid": args.pyramid,
+                   "style_weight": args.style_weight, "content_weight": args.content_weight, "learning_rate": args.lr}
+        grid = Grid.of(style_weight=args.style_weight, content_weight=args.content_weight, learning_rate=args.lr)
+        labels = cell_labels(grid, ["result"])
+        start = time.perf_counter()
+        with stages_said(out):  # each stage's images: per cell, the image and the content and style it carries
+            result = transfer_style(model, content, style, seed=args.seed, on_stage=stage_saver(out, [
+                f"{name}{label.removeprefix('result')}" for label in labels for name in ("x", "content", "style")]),
+                **options)
+        losses = [style_losses(model, image, content, style, layers, args.content_layer)
+                  for image in result.images[:, 0]]
+        run_record = record(model, "style", {"content": content_source, "style": style_source, "size": args.size,
+                                             **options}, result, start)
+        run_record["losses"] = {"result": losses[0] if len(losses) == 1 else dict(zip(labels, losses)),
+                                "content_image": style_losses(model, content, content, style, layers,
+                                                              args.content_layer)}
+        title = f"{model.name}: style transfer"
+        finish(out, title, np.concatenate([np.stack([content, style]), result.images[:, 0]]),
+               ["content", "style", *labels], [float("nan"), float("nan"), *(loss["style"] for loss in losses)],
+               run_record, stem="image", value_name="style loss",
+               curves=[None, None, *(result.history[:, k] for k in range(len(labels)))])
+        if grid.swept:
+            write_grid_page(out, title, grid, ["result"], "image", [[loss["style"] for loss in losses]],
+                            value_name="style loss", heading="")
 
 
 def divided(value: float | list[float], by: float) -> float | list[float]:

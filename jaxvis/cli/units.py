@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import DEFAULT_OUT, add_parser, check_counts, load_model
+from jaxvis.cli.common import DEFAULT_OUT, add_parser, check_counts, holding_output, load_model
 from jaxvis.core.errors import JaxvisError
 
 COMMANDS = ("concepts", "dissect", "ablate", "examples", "atlas")
@@ -136,15 +136,16 @@ def run_dissect(args: argparse.Namespace) -> None:
         raise JaxvisError(f"--quantile must lie strictly between 0 and 1 and --iou between 0 and 1; got "
                           f"{args.quantile} and {args.iou}")
     data = read_concepts(args.data)  # layout errors before the model loads
-    model = load_model(args.name, args.weights)
-    result = dissect(model, args.layer, data, quantile=args.quantile, iou_threshold=args.iou, size=args.size,
-                     seg_size=args.seg_size, batch_size=args.batch_size)
-    out = prepare_output(out)
-    record = {"command": "dissect", "data": str(args.data), **result.as_dict(), "environment": environment()}
-    (out / "dissection.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    print(result.table())
-    print(f"{result.images} images, {result.images_per_s['tally']:.1f} images/s in the tally; "
-          f"{out / 'dissection.json'}")
+    with holding_output(out):
+        model = load_model(args.name, args.weights)
+        result = dissect(model, args.layer, data, quantile=args.quantile, iou_threshold=args.iou, size=args.size,
+                         seg_size=args.seg_size, batch_size=args.batch_size)
+        out = prepare_output(out)
+        record = {"command": "dissect", "data": str(args.data), **result.as_dict(), "environment": environment()}
+        (out / "dissection.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+        print(result.table())
+        print(f"{result.images} images, {result.images_per_s['tally']:.1f} images/s in the tally; "
+              f"{out / 'dissection.json'}")
 
 
 def run_ablate(args: argparse.Namespace) -> None:
@@ -157,30 +158,31 @@ def run_ablate(args: argparse.Namespace) -> None:
     target = class_index(args.target, arch.num_classes)
     check_counts(top=args.top)
     images = ablate.ablation_images(args.data)  # layout errors before the model loads
-    model = load_model(args.name, args.weights)
-    ranking = ablate.rank_units(model, args.layer, images, target, size=args.size, batch_size=args.batch_size)
-    curve = ablate.curve(model, args.layer, images, ranking, size=args.size, batch_size=args.batch_size)
-    out = prepare_output(out)
-    name = class_names()[target]
-    (out / "curve.svg").write_text(curve_svg(curve, name), encoding="utf-8")
-    record = {"command": "ablate", "model": model.name, "layer": args.layer, "class": name, "metric": curve.metric,
-              "images_of_class": ranking.images, "baseline": ranking.baseline,
-              "top_units": [{"unit": u, "accuracy_drop": float(ranking.accuracy_drop[u]),
-                             "logit_drop": float(ranking.logit_drop[u])} for u in ranking.top(args.top)],
-              "curve": {"k": list(curve.ks), "class_top": curve.target_top.tolist(),
-                        "class_random": curve.target_random.tolist(), "others_top": curve.others_top.tolist(),
-                        "others_random": curve.others_random.tolist()},
-              "environment": environment()}
-    (out / "ablation.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    print(f"{name}: {ranking.images} images; {curve.metric} {ranking.baseline:.2f} with every unit of {args.layer}")
-    print(f"units whose removal alone hurts {name} most ({curve.metric}; ties by the class's mean logit):")
-    print(f"{'unit':>5}  {'drop':>6}  {'logit drop':>10}")
-    for unit in ranking.top(args.top):
-        print(f"{unit:>5}  {ranking.accuracy_drop[unit]:>+6.2f}  {ranking.logit_drop[unit]:>+10.3f}")
-    print(f"{'k':>5}  {name[:12]:>12} (top k)  (random k)  other classes (top k)  (random k)")
-    for row in zip(curve.ks, curve.target_top, curve.target_random, curve.others_top, curve.others_random):
-        print(f"{row[0]:>5}  {row[1]:>20.2f}  {row[2]:>10.2f}  {row[3]:>21.2f}  {row[4]:>10.2f}")
-    print(f"curve: {out / 'curve.svg'}; record: {out / 'ablation.json'}")
+    with holding_output(out):
+        model = load_model(args.name, args.weights)
+        ranking = ablate.rank_units(model, args.layer, images, target, size=args.size, batch_size=args.batch_size)
+        curve = ablate.curve(model, args.layer, images, ranking, size=args.size, batch_size=args.batch_size)
+        out = prepare_output(out)
+        name = class_names()[target]
+        (out / "curve.svg").write_text(curve_svg(curve, name), encoding="utf-8")
+        record = {"command": "ablate", "model": model.name, "layer": args.layer, "class": name, "metric": curve.metric,
+                  "images_of_class": ranking.images, "baseline": ranking.baseline,
+                  "top_units": [{"unit": u, "accuracy_drop": float(ranking.accuracy_drop[u]),
+                                 "logit_drop": float(ranking.logit_drop[u])} for u in ranking.top(args.top)],
+                  "curve": {"k": list(curve.ks), "class_top": curve.target_top.tolist(),
+                            "class_random": curve.target_random.tolist(), "others_top": curve.others_top.tolist(),
+                            "others_random": curve.others_random.tolist()},
+                  "environment": environment()}
+        (out / "ablation.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+        print(f"{name}: {ranking.images} images; {curve.metric} {ranking.baseline:.2f} with every unit of {args.layer}")
+        print(f"units whose removal alone hurts {name} most ({curve.metric}; ties by the class's mean logit):")
+        print(f"{'unit':>5}  {'drop':>6}  {'logit drop':>10}")
+        for unit in ranking.top(args.top):
+            print(f"{unit:>5}  {ranking.accuracy_drop[unit]:>+6.2f}  {ranking.logit_drop[unit]:>+10.3f}")
+        print(f"{'k':>5}  {name[:12]:>12} (top k)  (random k)  other classes (top k)  (random k)")
+        for row in zip(curve.ks, curve.target_top, curve.target_random, curve.others_top, curve.others_random):
+            print(f"{row[0]:>5}  {row[1]:>20.2f}  {row[2]:>10.2f}  {row[3]:>21.2f}  {row[4]:>10.2f}")
+        print(f"curve: {out / 'curve.svg'}; record: {out / 'ablation.json'}")
 
 
 def curve_svg(curve: Any, name: str, width: int = 460, height: int = 270) -> str:
@@ -248,13 +250,14 @@ def run_atlas(args: argparse.Namespace) -> None:
     if concepts is None and any((Path(args.data) / name).exists() for name in ("index.csv", "concepts.csv")):
         concepts = args.data
     concepts = None if concepts is None else read_concepts(concepts)  # layout errors before the model loads
-    model = load_model(args.name, args.weights)
-    start = time.perf_counter()
-    site = build_atlas(model, args.layer, args.data, prepare_output(out), units=units, concepts=concepts,
-                       directions=args.directions, top=args.top, steps=args.steps, fv_size=args.fv_size,
-                       size=args.size, batch_size=args.batch_size, seed=args.seed)
-    print(f"atlas of {len(units)} units of {args.layer} in {site} ({time.perf_counter() - start:.0f} s): open "
-          f"{site / 'index.html'}", file=sys.stderr)
+    with holding_output(out):
+        model = load_model(args.name, args.weights)
+        start = time.perf_counter()
+        site = build_atlas(model, args.layer, args.data, prepare_output(out), units=units, concepts=concepts,
+                           directions=args.directions, top=args.top, steps=args.steps, fv_size=args.fv_size,
+                           size=args.size, batch_size=args.batch_size, seed=args.seed)
+        print(f"atlas of {len(units)} units of {args.layer} in {site} ({time.perf_counter() - start:.0f} s): open "
+              f"{site / 'index.html'}", file=sys.stderr)
 
 
 def run_examples(args: argparse.Namespace) -> None:
@@ -264,27 +267,30 @@ def run_examples(args: argparse.Namespace) -> None:
 
     arch, out = _checked(args, "examples")
     units = _units(args, arch)
-    model = load_model(args.name, args.weights)
-    start = time.perf_counter()
-    found = survey(model, args.layer, args.data, k=args.top, directions=args.directions, seed=args.seed,
-                   size=args.size, batch_size=args.batch_size)
-    shown = needed_images(found, units, list(range(args.directions)), args.top)
-    images = found.read(shown)
-    strips = [example_strip(found, u, images, count=args.top) for u in units]
-    strips += [example_strip(found, d, images, directions=True, count=args.top) for d in range(args.directions)]
-    labels = [f"unit {u}" for u in units] + [f"direction {d}" for d in range(args.directions)]
-    values = [float(found.top.values[u, 0]) for u in units] + \
-        [float(found.directions_top.values[d, 0]) for d in range(args.directions)]
-    out = prepare_output(out)
-    record = {"config": {"command": "examples", "model": model.name, "layer": args.layer, "units": units,
-                         "directions": args.directions, "top": args.top, "seed": args.seed, "data": str(args.data)},
-              "images": len(found.paths), "images_per_s": found.images_per_s, "total_s": time.perf_counter() - start,
-              "top_images": {label: [str(found.paths[i]) for i in np.asarray(top.images[index, :args.top]) if i >= 0]
-                             for label, top, index in
-                             [(f"unit {u}", found.top, u) for u in units] +
-                             [(f"direction {d}", found.directions_top, d) for d in range(args.directions)]}}
-    paths = write_gallery(out, f"{model.name} {args.layer}: dataset examples, units and random directions",
-                          np.stack(strips), [label.replace(" ", "_") for label in labels], values, record,
-                          stem="examples", value_name="peak activation", columns=1)
-    print(f"{len(units)} units and {args.directions} random directions over {len(found.paths)} images "
-          f"({found.images_per_s:.1f} images/s) in {out}  (gallery: {paths['index']})", file=sys.stderr)
+    with holding_output(out):
+        model = load_model(args.name, args.weights)
+        start = time.perf_counter()
+        found = survey(model, args.layer, args.data, k=args.top, directions=args.directions, seed=args.seed,
+                       size=args.size, batch_size=args.batch_size)
+        shown = needed_images(found, units, list(range(args.directions)), args.top)
+        images = found.read(shown)
+        strips = [example_strip(found, u, images, count=args.top) for u in units]
+        strips += [example_strip(found, d, images, directions=True, count=args.top) for d in range(args.directions)]
+        labels = [f"unit {u}" for u in units] + [f"direction {d}" for d in range(args.directions)]
+        values = [float(found.top.values[u, 0]) for u in units] + \
+            [float(found.directions_top.values[d, 0]) for d in range(args.directions)]
+        out = prepare_output(out)
+        record = {"config": {"command": "examples", "model": model.name, "layer": args.layer, "units": units,
+                             "directions": args.directions, "top": args.top, "seed": args.seed, "data": str(args.data)},
+                  "images": len(found.paths), "images_per_s": found.images_per_s,
+                  "total_s": time.perf_counter() - start,
+                  "top_images": {label: [str(found.paths[i]) for i in np.asarray(top.images[index, :args.top])
+                                         if i >= 0]
+                                 for label, top, index in
+                                 [(f"unit {u}", found.top, u) for u in units] +
+                                 [(f"direction {d}", found.directions_top, d) for d in range(args.directions)]}}
+        paths = write_gallery(out, f"{model.name} {args.layer}: dataset examples, units and random directions",
+                              np.stack(strips), [label.replace(" ", "_") for label in labels], values, record,
+                              stem="examples", value_name="peak activation", columns=1)
+        print(f"{len(units)} units and {args.directions} random directions over {len(found.paths)} images "
+              f"({found.images_per_s:.1f} images/s) in {out}  (gallery: {paths['index']})", file=sys.stderr)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from converters.resolve import user_weight_file
-from jaxvis.cli.common import (DEFAULT_OUT, add_parser, cell_suffix, check_counts, integer_list, load_model, minutes,
-                               number_list, run_directory, weights_identity, write_grid_page)
+from jaxvis.cli.common import (DEFAULT_OUT, add_parser, cell_suffix, check_counts, holding_output, integer_list,
+                               load_model, minutes, number_list, run_directory, weights_identity, write_grid_page)
 from jaxvis.core.errors import JaxvisError
 from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_steps
 from jaxvis.engine.sweeps import Grid, unit_groups
@@ -113,7 +113,7 @@ def run_visualize(args: argparse.Namespace) -> None:
     state_dir = run_directory(out)
     request = {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
                "group_size": args.group_size, "weights": weights_identity(args.weights), **options}
-    with locked(state_dir):
+    with holding_output(out), locked(state_dir):
         where = None if args.fresh else resume_point(state_dir, len(groups), args.steps)
         if where:
             check_same_request(state_dir, request)

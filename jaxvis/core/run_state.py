@@ -3,8 +3,10 @@
 The command line saves the request of a resumable run (`request.json`) next to its
 checkpoints, so that the same command continues it and a changed one is refused,
 naming the changed fields, before any weights load.  A lock file (created with
-O_EXCL, holding pid and host) keeps two identical commands from continuing one run
-at once; the lock of a process that is gone from this host is taken over.
+O_EXCL, which works on NFS too, holding pid and host) keeps two identical commands
+from continuing one run at once, and two commands from writing one output folder;
+the lock of a process that is gone from this host is taken over, with a note (one
+held from another host never is).
 """
 
 from __future__ import annotations
@@ -61,10 +63,10 @@ def save_request(directory: Path, request: dict[str, Any]) -> None:
     (directory / REQUEST).write_text(json.dumps(request, indent=1, sort_keys=True))
 
 
-def lock_holder(directory: Path) -> dict[str, Any] | None:
+def lock_holder(directory: Path, name: str = LOCK) -> dict[str, Any] | None:
     """{"pid", "host"} of the process holding the folder's lock, or None if unlocked (or unreadable)."""
     try:
-        return json.loads((directory / LOCK).read_text())
+        return json.loads((directory / name).read_text())
     except (OSError, ValueError):
         return None
 
@@ -83,20 +85,23 @@ def is_alive(holder: dict[str, Any]) -> bool:
 
 
 @contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    """Hold `directory`'s lock while the block runs; `RunLockedError` if a live process holds it."""
+def locked(directory: Path, name: str = LOCK, doing: str | None = None) -> Iterator[None]:
+    """Hold `directory`'s lock (the file `name`) while the block runs; `RunLockedError` if a live process holds
+    it, saying what that process is `doing` (default: running this command with this --out)."""
+    made = [folder for folder in (directory, *directory.parents) if not folder.exists()]  # deepest first
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / LOCK
+    path = directory / name
+    doing = doing or f"is running this command with this --out (its state: {directory})"
     me = {"pid": os.getpid(), "host": socket.gethostname()}
     for _attempt in range(2):
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            holder = lock_holder(directory) or {}
+            holder = lock_holder(directory, name) or {}
             if is_alive(holder):
                 raise RunLockedError(
-                    f"another jaxvis (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) is running this "
-                    f"command with this --out (its state: {directory}); wait for it to finish, or use another --out"
+                    f"another jaxvis (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) {doing}; wait for "
+                    "it to finish, or use another --out"
                 ) from None
             print(f"jaxvis: taking over the lock of process {holder.get('pid', '?')}, which is no longer running",
                   file=sys.stderr)
@@ -110,10 +115,12 @@ def locked(directory: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        if lock_holder(directory) == me:
+        if lock_holder(directory, name) == me:
             path.unlink(missing_ok=True)
-        if directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()  # only the lock was there: leave nothing behind
+        for folder in [directory, *made[1:]]:  # only the lock was there: leave nothing behind
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
 
 
 def check_same_request(state_dir: Path, request: dict[str, Any]) -> None:
