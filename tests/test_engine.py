@@ -166,6 +166,47 @@ def test_resume_after_a_kill_ends_with_the_same_images(tiny_cnn, tmp_path):
     np.testing.assert_allclose(resumed.history, uninterrupted.history, rtol=1e-5, atol=1e-5)
 
 
+def test_sigterm_keeps_the_last_finished_chunk_and_the_rerun_continues_from_it(tiny_cnn, tmp_path, capsys):
+    """SIGTERM (what SLURM and Kubernetes send before preemption), turned into an interrupt as the command line
+    does: the engine saves the last finished chunk (no periodic checkpoint was due) and the process exits 143;
+    resuming from that step ends as an uninterrupted run.  Mutation that fails it: `drive` not handing its progress
+    to the engine on an interrupt (nothing saved)."""
+    import re
+    import signal
+    import time
+
+    code = f"""
+        import sys
+        {TINY_IN_SUBPROCESS}
+        from test_engine import small_run
+        from jaxvis.cli import Terminated, sigterm_interrupts
+        small_run(model, steps=4)  # compiled before the signal can come
+        print("compiled", flush=True)
+        with sigterm_interrupts():
+            try:
+                small_run(model, steps=100_000, checkpoint_dir={str(tmp_path)!r}, checkpoint_every=100_000)
+            except Terminated:
+                sys.exit(143)
+    """
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "compiled", child.stderr.read()[-2000:]
+        time.sleep(1.0)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 143, err[-2000:]
+    saved = int(re.search(r"saved step (\d+) of 100000", err).group(1))
+    assert saved > 0 and sorted(p.name for p in tmp_path.glob("step_*")) == [f"step_{saved}", f"step_{saved}.sha256"]
+    resumed = small_run(tiny_cnn, steps=100_000, checkpoint_dir=tmp_path, checkpoint_every=100_000, resume=True,
+                        stop_after=saved + 8)
+    assert f"resuming from {tmp_path / f'step_{saved}'}" in capsys.readouterr().err
+    uninterrupted = small_run(tiny_cnn, steps=100_000, stop_after=saved + 8)
+    np.testing.assert_allclose(resumed.images, uninterrupted.images, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [

@@ -10,7 +10,9 @@
 
 Every command checks its whole request (model, layers, units, sizes, files,
 output folder) before any weights load or anything compiles, and reports bad
-input as one line on stderr with exit status 2.
+input as one line on stderr with exit status 2.  SIGTERM (what SLURM and
+Kubernetes send before preemption) is taken as Ctrl-C is: the run keeps its last
+finished chunk, says how to continue, and exits with status 143.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import argparse
 import difflib
 import os
 import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import converters
 from jaxvis.cli import attack, cache, gan, info, methods, units, visualize
@@ -45,6 +50,27 @@ folder stops at once, naming the process and host that hold it.
 'jaxvis COMMAND --help' shows a command's options and examples."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that a run ends as an interrupted one does."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While the block runs, SIGTERM raises `Terminated` in the main thread (elsewhere: left as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(invoked(argv))
@@ -55,12 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        code = args.run(args) or 0
+        with sigterm_interrupts():
+            code = args.run(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
     except (JaxvisError, converters.ConversionError) as err:
         print(f"jaxvis: error: {in_flag_words(str(err))}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("jaxvis: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("jaxvis: interrupted", file=sys.stderr)
         return 130

@@ -20,6 +20,7 @@ randomly transformed *views* per step, the objective averaged over them.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -207,8 +208,14 @@ def optimize(
     advance = with_progress_bar(advance, bar, len(cell_units))
     if store is not None and checkpoint_every:
         advance = with_checkpoints(advance, store, checkpoint_every, steps)
+
+    def keep_on_interrupt(progress: Progress) -> None:
+        if store is not None and progress.done > begin.done and progress.done not in store.steps():
+            store.save(progress.done, progress.state, progress.history)
+            print(f"jaxvis: saved step {progress.done} of {steps} in {store.directory}", file=sys.stderr)
+
     try:
-        end = drive(advance, begin, last, chunk, checkpoint_every)
+        end = drive(advance, begin, last, chunk, checkpoint_every, keep_on_interrupt)
     finally:
         bar.close()
     return replace(_result(end, cell_units, timings), grid=(cells,) if cells > 1 else ())
@@ -290,13 +297,20 @@ class Progress(NamedTuple):
 Advance = Callable[[Progress, int], Progress]  # run `length` more steps
 
 
-def drive(advance: Advance, progress: Progress, last: int, chunk: int, checkpoint_every: int) -> Progress:
-    """Advance in chunks (ending on checkpoint steps) until `last` steps are done."""
-    while progress.done < last:
-        length = min(chunk, last - progress.done)
-        if checkpoint_every:
-            length = min(length, checkpoint_every - progress.done % checkpoint_every)
-        progress = advance(progress, length)
+def drive(advance: Advance, progress: Progress, last: int, chunk: int, checkpoint_every: int,
+          interrupted: Callable[[Progress], None] = lambda _: None) -> Progress:
+    """Advance in chunks (ending on checkpoint steps) until `last` steps are done.  On an interrupt (Ctrl-C, or
+    SIGTERM as the command line turns it into one) `interrupted` gets the last finished chunk's progress (the
+    engine saves it where it keeps checkpoints) before the interrupt goes on."""
+    try:
+        while progress.done < last:
+            length = min(chunk, last - progress.done)
+            if checkpoint_every:
+                length = min(length, checkpoint_every - progress.done % checkpoint_every)
+            progress = advance(progress, length)
+    except KeyboardInterrupt:
+        interrupted(progress)
+        raise
     return progress
 
 
