@@ -3,15 +3,26 @@ request before jax is imported."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxvis.core.errors import InvalidImageError, UnitRangeError, UnknownArchitectureError, UnknownLayerError
 from jaxvis.models.catalog import card, card_of
-from jaxvis.models.request import OBJECTIVE_NAMES, PARAM_NAMES, check_request
+from jaxvis.models.request import OBJECTIVE_NAMES, PARAM_NAMES, check_request, parse_spec
+
+RANGES = st.builds("{}-{}".format, st.integers(0, 10**15), st.integers(0, 10**15))
+UNIT_TEXT = st.text(alphabet="0123456789-, \t@", max_size=24) | st.text(max_size=12) | RANGES | \
+    st.lists(RANGES | st.integers(0, 200).map(str), min_size=1, max_size=4).map(",".join)
+NUMBER_TEXT = st.text(max_size=16) | st.lists(st.floats() | st.integers(-10**20, 10**20), min_size=1, max_size=4).map(
+    lambda values: ",".join(map(str, values)))
 
 
 def test_the_catalog_matches_every_model():
@@ -64,3 +75,39 @@ print(json.dumps({{"status": status, "jax": "jax" in sys.modules}}))
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer == {"status": 2, "jax": False} and message in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(text=UNIT_TEXT)
+def test_any_unit_text_gives_the_units_it_lists_or_a_unit_range_error(text):
+    """Property: `LAYER:TEXT` is either every unit the text lists (checked with a plain reader here), all within the
+    layer, or a `UnitRangeError` -- never another exception, and never a range built before it is checked (a range
+    to 10^15 would not finish: the mutation that expands first)."""
+    try:
+        spec = parse_spec(card("mobilenet_v2"), f"features.14:{text}")
+    except UnitRangeError as err:
+        assert str(err)
+        return
+    listed, units_text = [], text.partition("@")[0]
+    for part in units_text.split(",") if units_text else []:  # no text: no units
+        first, _, last = part.strip().partition("-")
+        listed += list(range(int(first), int(last or first) + 1))
+    assert spec.units.dtype == np.int32 and spec.units.tolist() == listed and all(0 <= u < 160 for u in listed)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(text=NUMBER_TEXT)
+def test_any_hyperparameter_list_is_finite_numbers_or_a_clear_error(text):
+    """Property: a swept option's value (`--lr 0.02,0.05`, `--jitter 4,8`) reads as the finite numbers it lists or
+    is refused with argparse's error -- `nan` and `inf` included (mutation: accepting them)."""
+    from jaxvis.cli.common import number_list
+
+    for kind in (float, int):
+        try:
+            value = number_list(text, kind)
+        except argparse.ArgumentTypeError as err:
+            assert "expected" in str(err)
+            continue
+        values = value if isinstance(value, list) else [value]
+        assert values == [kind(part) for part in text.split(",")]
+        assert all(type(v) is kind and math.isfinite(v) for v in values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -114,12 +115,14 @@ def finish(out: Path, title: str, images: np.ndarray, labels: list[str], values:
 
 
 def number_list(text: str, kind: type = float) -> Any:
-    """A number, or a comma list of numbers (a swept value)."""
+    """A number, or a comma list of numbers (a swept value); finite ones only (`nan` and `inf` are refused)."""
     try:
         values = [kind(part) for part in text.split(",")]
+        if not all(math.isfinite(value) for value in values):
+            raise ValueError(text)
     except ValueError:
         what = ("a whole number or a comma list of whole numbers" if kind is int else
-                "a number or a comma list of numbers")
+                "a finite number or a comma list of finite numbers")
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     return values[0] if len(values) == 1 else values
 

@@ -155,9 +155,7 @@ def run_edit(args: argparse.Namespace) -> None:
     width = arch.layers[args.layer]
     units = None
     if args.units != "auto":
-        units = parse_units(args.units).tolist()
-        if any(u >= width for u in units):
-            raise JaxvisError(f"unit {max(units)} is out of range for {args.layer}: valid units are 0-{width - 1}")
+        units = parse_units(args.units, width, f"for {args.layer} of {arch.name}").tolist()
     name = f"gan-edit-{arch.name}-{'add' if adding else 'remove'}-{concept}"
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / name)
     if units is None:

@@ -225,12 +225,7 @@ def curve_svg(curve: Any, name: str, width: int = 460, height: int = 270) -> str
 def _units(args: argparse.Namespace, arch: Any) -> list[int]:
     from jaxvis.models.request import parse_units
 
-    units = parse_units(args.units).tolist()
-    width = arch.layers[args.layer]
-    bad = [u for u in units if u >= width]
-    if bad:
-        raise JaxvisError(f"unit {bad[0]} is out of range for {args.layer} of {arch.name}: valid units are "
-                          f"0-{width - 1}")
+    units = parse_units(args.units, arch.layers[args.layer], f"for {args.layer} of {arch.name}").tolist()
     if args.directions < 0 or args.top < 1:
         raise JaxvisError("--directions must be at least 0 and --top at least 1")
     return units

@@ -41,16 +41,22 @@ def parse_token(text: str) -> str | tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def parse_units(text: str) -> np.ndarray:
-    """`"7"`, `"0-15"`, `"3,7,9"`, `"0-3,8"` -> indices, in the order given."""
+def parse_units(text: str, channels: int, where: str = "") -> np.ndarray:
+    """`"7"`, `"0-15"`, `"3,7,9"`, `"0-3,8"` -> indices, in the order given, each checked against the layer's
+    `channels` before any range is expanded (`0-99999999999` is refused at once, not built); `where` names the
+    layer in the error (`for features.14 of mobilenet_v2`)."""
     units: list[int] = []
     for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part, re.ASCII)
         if not match:
             raise UnitRangeError(f"cannot read units {text!r}: use 7, 0-15 or 3,7,9")
         first, last = int(match.group(1)), int(match.group(2) or match.group(1))
         if last < first:
             raise UnitRangeError(f"empty unit range {part.strip()!r}: write it low-high")
+        if last >= channels:
+            place = f" {where}" if where else ""
+            raise UnitRangeError(f"unit {max(first, channels)} is out of range{place}: it has {channels} channels, "
+                                 f"so valid units are 0-{channels - 1}.")
         units.extend(range(first, last + 1))
     return np.asarray(units, np.int32)
 
@@ -68,13 +74,7 @@ def parse_spec(card: Any, spec: str) -> UnitSpec:
     if layer not in card.layers:
         raise UnknownLayerError([layer], card.name, list(card.layers))
     channels = card.layers[layer]
-    units = parse_units(units_text) if units_text else np.arange(0)
-    bad = units[(units < 0) | (units >= channels)]
-    if bad.size:
-        raise UnitRangeError(
-            f"unit {int(bad[0])} is out of range for {layer} of {card.name}: it has {channels} "
-            f"channels, so valid units are 0-{channels - 1}."
-        )
+    units = parse_units(units_text, channels, f"for {layer} of {card.name}") if units_text else np.zeros(0, np.int32)
     return UnitSpec(layer, units, channels, token)
 
 
