@@ -66,12 +66,14 @@ def test_one_liner_returns_float_images_of_the_requested_shape(tiny_cnn):
 
 
 def test_unit_specs():
-    np.testing.assert_array_equal(parse_units("7"), [7])
-    np.testing.assert_array_equal(parse_units("0-3,9"), [0, 1, 2, 3, 9])
+    np.testing.assert_array_equal(parse_units("7", 16), [7])
+    np.testing.assert_array_equal(parse_units("0-3,9", 16), [0, 1, 2, 3, 9])
     with pytest.raises(UnitRangeError, match="low-high"):
-        parse_units("5-2")
+        parse_units("5-2", 16)
     with pytest.raises(UnitRangeError, match="cannot read"):
-        parse_units("a-b")
+        parse_units("a-b", 16)
+    with pytest.raises(UnitRangeError, match="unit 16 is out of range: it has 16 channels"):
+        parse_units("3,9-99999999999", 16)  # checked before the range is built
 
 
 def test_out_of_range_unit_names_the_valid_range(mobilenet):

@@ -122,7 +122,7 @@ def number_list(text: str, kind: type = float) -> Any:
             raise ValueError(text)
     except ValueError:
         what = ("a whole number or a comma list of whole numbers" if kind is int else
-                "a finite number or a comma list of finite numbers")
+                "a number or a comma list of numbers (finite ones: not nan or inf)")
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
     return values[0] if len(values) == 1 else values
 
