@@ -94,7 +94,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     from pathlib import Path
 
-    from jaxvis.cli.cache import human, walk
+    from jaxvis.cli.cache import walk
+    from jaxvis.core.files import human
 
     sizes = {f: f.lstat().st_size for f in walk(Path(MADE_CACHE))}
     compiled = [f for f in sizes if "xla" in f.relative_to(MADE_CACHE).parts]
@@ -135,20 +136,9 @@ def tiny_cnn():
 def tiny_cnn_by_name(monkeypatch, tiny_cnn):
     """The CLI knows `tiny_cnn` by name in this test (registered, with its catalog card; every command's
     `load_model` gives it)."""
-    import importlib
+    from helpers import use_tiny_cnn_by_name
 
-    from jaxvis.models import catalog
-    from jaxvis.models import ARCHITECTURES
-
-    monkeypatch.setitem(ARCHITECTURES, "tiny_cnn", tiny_cnn.arch)
-    cards = {**catalog._read(), "tiny_cnn": catalog.card_of(tiny_cnn.arch)}
-    monkeypatch.setattr(catalog, "_read", lambda: cards)
-    for name in ("attack", "gan", "info", "methods", "units", "visualize"):
-        module = importlib.import_module(f"jaxvis.cli.{name}")
-        real = module.load_model
-        monkeypatch.setattr(module, "load_model", lambda arch, weights, real=real: tiny_cnn if arch == "tiny_cnn"
-                            else real(arch, weights))
-    return "tiny_cnn"
+    return use_tiny_cnn_by_name(tiny_cnn, monkeypatch.setattr, monkeypatch.setitem)
 
 
 @pytest.fixture(scope="session")

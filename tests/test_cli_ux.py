@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,25 @@ def test_the_lock_excludes_a_second_holder_and_a_dead_holders_lock_is_taken_over
     with locked(folder):
         assert lock_holder(folder)["pid"] == os.getpid()
     assert f"taking over the lock of process {gone}" in capsys.readouterr().err
+
+
+def test_an_empty_lock_is_someone_taking_it_now_or_one_a_kill_left_long_ago(tmp_path, capsys):
+    """A kill between the lock's creation and its one write leaves it empty: refused while that can still be a live
+    process at work (under a minute), taken over with a note after.  Mutation that fails it: an empty lock read as
+    a live holder on another host (never taken over)."""
+    from jaxvis.core.run_state import STALE_EMPTY_LOCK_S, RunLockedError, lock_holder, locked
+
+    folder = tmp_path / "state"
+    folder.mkdir()
+    (folder / "lock").write_bytes(b"")
+    with pytest.raises(RunLockedError, match="taking the lock .* at this moment"):
+        with locked(folder):
+            pass
+    long_ago = time.time() - STALE_EMPTY_LOCK_S - 1
+    os.utime(folder / "lock", (long_ago, long_ago))
+    with locked(folder):
+        assert lock_holder(folder)["pid"] == os.getpid()
+    assert "taking over the lock of a process that was stopped while taking it" in capsys.readouterr().err
 
 
 def test_a_second_command_on_an_output_folder_in_use_stops_at_once_naming_the_holder(capsys, tmp_path,

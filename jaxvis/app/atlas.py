@@ -36,7 +36,8 @@ from jaxvis.analysis.units.dissect import Dissection
 from jaxvis.analysis.units.examples import example_strip, needed_images
 from jaxvis.analysis.units.survey import Survey, survey
 from jaxvis.app.gallery import environment
-from jaxvis.data.io import save_image
+from jaxvis.core.files import write_files
+from jaxvis.data.io import png_bytes
 from jaxvis.models.model import Model
 
 CLASSES_SHOWN = 5  # classes listed per unit under "removing it changes"
@@ -110,20 +111,26 @@ def removal_pictures(generator: Model, layer: str, found: Survey, units: list[in
 def write_images(out: Path, found: Survey, dissection: Dissection | None, units: list[int], pictures: np.ndarray,
                  changes: list[tuple], top: int, directions: int) -> list[UnitPage]:
     shown = found.read(needed_images(found, units, list(range(directions)), top))
+    files: dict[Path, bytes] = {}
     pages = []
     for row, unit in enumerate(units):
-        visualization = save_image(pictures[row], out / "images" / f"fv-{unit}.png").relative_to(out)
-        strip = save_image(example_strip(found, unit, shown, count=top), out / "images" / f"examples-{unit}.png")
-        thumbs = tuple(str(save_image(shown[int(i)], out / "images" / f"top-{unit}-{slot}.png").relative_to(out))
-                       for slot, i in enumerate(np.asarray(found.top.images[unit, :THUMBS])) if i >= 0)
+        visualization, strip = Path("images") / f"fv-{unit}.png", Path("images") / f"examples-{unit}.png"
+        files[out / visualization] = png_bytes(pictures[row])
+        files[out / strip] = png_bytes(example_strip(found, unit, shown, count=top))
+        thumbs = []
+        for slot, i in enumerate(np.asarray(found.top.images[unit, :THUMBS])):
+            if i >= 0:
+                thumbs.append(Path("images") / f"top-{unit}-{slot}.png")
+                files[out / thumbs[-1]] = png_bytes(shown[int(i)])
         label = dissection.units[unit] if dissection is not None else None
         pages.append(UnitPage(
-            unit, str(visualization), str(strip.relative_to(out)), thumbs,
+            unit, str(visualization), str(strip), tuple(str(thumb) for thumb in thumbs),
             None if label is None else (label.concept, label.category, label.iou, label.detector),
             () if label is None else label.runners_up, changes[row], float(found.top.values[unit, 0])))
     for direction in range(directions):
-        save_image(example_strip(found, direction, shown, directions=True, count=top),
-                   out / "images" / f"direction-{direction}.png")
+        files[out / "images" / f"direction-{direction}.png"] = png_bytes(
+            example_strip(found, direction, shown, directions=True, count=top))
+    write_files(files)
     return pages
 
 
@@ -161,7 +168,6 @@ def _concept_text(page: UnitPage) -> str:
 
 def write_site(out: Path, model: str, layer: str, pages: list[UnitPage], found: Survey,
                dissection: Dissection | None, metric: str, directions: int, steps: int) -> None:
-    (out / "units").mkdir(parents=True, exist_ok=True)
     cards = []
     for page in pages:
         thumbs = "".join(f'<img src="{t}" alt="top image {i + 1} of unit {page.unit}">' for i, t in enumerate(page.thumbs))
@@ -181,22 +187,20 @@ def write_site(out: Path, model: str, layer: str, pages: list[UnitPage], found: 
     else:
         intro = (f"<p>{len(pages)} units of {html.escape(layer)}: feature visualizations ({steps} steps), "
                  f"top images of {len(found.paths)}, ablation effects as {html.escape(metric)}.</p>{summary}")
-    (out / "index.html").write_text(_page(f"{model} {layer}", intro + '<div id="units">' + "".join(cards) + "</div>"),
-                                    encoding="utf-8")
+    files = {out / "index.html": _page(f"{model} {layer}", intro + '<div id="units">' + "".join(cards) + "</div>")}
     for page in pages:
-        (out / "units" / f"unit-{page.unit}.html").write_text(
-            unit_page(model, layer, page, pages, metric, directions), encoding="utf-8")
+        files[out / "units" / f"unit-{page.unit}.html"] = unit_page(model, layer, page, pages, metric, directions)
     strips = "".join(f'<h2 id="direction-{d}">direction {d}</h2><img class="strip" src="images/direction-{d}.png" '
                      f'alt="top images of random direction {d}">' for d in range(directions))
-    (out / "directions.html").write_text(
-        _page(f"{model} {layer}: random directions", "<p>Top images of random unit-norm directions of the layer's "
-              "channel space, for comparison with its units (Szegedy et al. 2013, §3).</p>" + strips),
-        encoding="utf-8")
+    files[out / "directions.html"] = _page(
+        f"{model} {layer}: random directions", "<p>Top images of random unit-norm directions of the layer's "
+        "channel space, for comparison with its units (Szegedy et al. 2013, §3).</p>" + strips)
     record = {"model": model, "layer": layer, "metric": metric, "environment": environment(),
               "units": [page.__dict__ for page in pages],
               "top_images": {page.unit: [str(found.paths[i]) for i in np.asarray(found.top.images[page.unit]) if i >= 0]
                              for page in pages}}
-    (out / "atlas.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    files[out / "atlas.json"] = json.dumps(record, indent=1, default=str)
+    write_files({path: text.encode() for path, text in files.items()})
 
 
 def unit_page(model: str, layer: str, page: UnitPage, pages: list[UnitPage], metric: str, directions: int) -> str:

@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from jaxvis.core.errors import JaxvisError
-from jaxvis.data.io import save_image, to_uint8
+from jaxvis.core.files import write_files
+from jaxvis.data.io import png_bytes, to_uint8
 
 CURVE_POINTS = 120  # objective curves are drawn through at most this many points
 
@@ -177,15 +178,15 @@ def write_gallery(directory: Path, title: str, images: np.ndarray, labels: Seque
     sheet (default: about square); links: (href, text) of other pages, shown at the top.
     """
     files = [f"{stem}_{label}.png" for label in labels]
-    for image, name in zip(images, files):
-        save_image(image, directory / name)
-    sheet = directory / "contact_sheet.png"
-    Image.fromarray(contact_sheet(images, list(labels), columns)).save(sheet)
     curves = list(curves) if curves is not None else [None] * len(files)
     page = gallery_page(title, files, labels, values, curves, value_name, record.get("config", {}), links)
-    (directory / "index.html").write_text(page, encoding="utf-8")
-    (directory / "run.json").write_text(json.dumps(record, indent=1, default=_jsonable), encoding="utf-8")
-    return {"sheet": sheet, "index": directory / "index.html", "record": directory / "run.json"}
+    paths = {"sheet": directory / "contact_sheet.png", "index": directory / "index.html",
+             "record": directory / "run.json"}
+    write_files({**{directory / name: png_bytes(image) for image, name in zip(images, files)},
+                 paths["sheet"]: png_bytes(contact_sheet(images, list(labels), columns)),
+                 paths["index"]: page.encode(),
+                 paths["record"]: json.dumps(record, indent=1, default=_jsonable).encode()})
+    return paths
 
 
 def grid_page(title: str, axes: Sequence[str], values: Sequence[Sequence[Any]], units: Sequence[str],

@@ -26,6 +26,7 @@ import numpy as np
 from jaxvis.cli.common import (DEFAULT_OUT, VIEW, add_parser, check_counts, class_probabilities, classify_view,
                                holding_output, load_model)
 from jaxvis.core.errors import JaxvisError
+from jaxvis.core.files import write_files, write_whole
 
 RANKINGS = ("carried", "rose", "fell", "pushed")  # jaxvis.analysis.attribution's, here so that --help needs no jax
 
@@ -193,9 +194,9 @@ def write_robustness_curve(out: Path, model: Any, args: argparse.Namespace, phot
     record = {"config": {"command": "attack", "model": model.name, "method": args.method, "images": args.images,
                          "norm": results[0].norm_name, **options},
               "environment": environment(), "total_s": took, "curve": rows}
-    (out / "run.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     title = f"{model.name}: {args.method} robustness curve ({len(photos)} images)"
-    (out / "index.html").write_text(robustness_page(title, rows, results[0].norm_name), encoding="utf-8")
+    write_files({out / "run.json": json.dumps(record, indent=1).encode(),
+                 out / "index.html": robustness_page(title, rows, results[0].norm_name).encode()})
     for row in rows:
         print(f"eps {row['eps']:.4g}: {row['held']}/{row['images']} images resisted the attack as saved "
               f"({row['fooled']} fooled in float32)")
@@ -224,12 +225,12 @@ def _write(out: Path, model: Any, args: argparse.Namespace, photos: np.ndarray, 
            links: list[tuple[str, str]] = ()) -> None:
     from jaxvis.app.gallery import environment, write_gallery
     from jaxvis.data.imagenet import class_names
-    from jaxvis.data.io import to_float, to_uint8
+    from jaxvis.data.io import npy_bytes, to_float, to_uint8
 
     names = class_names()
     quantized = [to_float(to_uint8(image)) for image in result.images]  # the pixels of the PNGs to be saved
     after = png_probabilities(model, quantized)
-    np.save(out / "adversarial.npy", result.images.astype(np.float32))
+    write_whole(out / "adversarial.npy", npy_bytes(result.images.astype(np.float32)))
     images, labels, values, per_image = [], [], [], []
     for k, source in enumerate(args.images):
         before_class, after_class = int(clean[k].argmax()), int(after[k].argmax())

@@ -10,6 +10,7 @@ from typing import Any
 
 from jaxvis.cli.common import add_parser, print_table
 from jaxvis.core.cache_dirs import cache_dir, compilation_dir, gan_dir, runs_dir
+from jaxvis.core.files import human
 
 COMMANDS = ("cache",)
 KINDS = ("runs", "programs", "models", "gan")
@@ -66,14 +67,6 @@ def walk(path: Path) -> Iterator[Path]:
     elif path.is_dir():
         for entry in path.iterdir():
             yield from walk(entry)
-
-
-def human(count: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return ""
 
 
 def in_use(path: Path) -> bool:

@@ -7,13 +7,15 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jaxvis.core.errors import JaxvisError
+from jaxvis.core.files import WriteRefusedError, write_whole
 
 DEFAULT_OUT = Path("jaxvis-out")
 
@@ -56,13 +58,32 @@ def print_table(rows: Sequence[Sequence[str]]) -> None:
 OUTPUT_LOCK = ".jaxvis-lock"  # in an output folder while a command writes it
 
 
-def holding_output(out: Path) -> Any:
+@contextmanager
+def holding_output(out: Path) -> Iterator[None]:
     """A context holding `out` for this command: a second jaxvis writing to it stops at once, naming this process
     and host (`jaxvis.core.run_state.locked`, O_EXCL).  Taken after the request checks, before the model loads;
-    the folder it makes is removed again if the command ends without writing to it."""
+    the folder it makes is removed again if the command ends without writing to it.  A write the filesystem
+    refuses (full, over quota, read-only) is reported with what of the run is kept for the same command again."""
     from jaxvis.core.run_state import locked
 
-    return locked(out, OUTPUT_LOCK, f"is writing to {out}")
+    with locked(out, OUTPUT_LOCK, f"is writing to {out}"):
+        try:
+            yield
+        except WriteRefusedError as error:
+            raise WriteRefusedError(f"{error}\n{what_is_kept(run_directory(out))}", error.errno) from None
+
+
+def what_is_kept(state_dir: Path) -> str:
+    """What a rerun of a command stopped by a refused write starts from: its run state in `state_dir`, if any."""
+    from jaxvis.core.run_state import saved_steps
+
+    saved = sorted({step for folder in (state_dir, *state_dir.rglob("*")) if folder.is_dir()
+                    for step in saved_steps(folder)[-1:]})
+    if not saved:
+        return ("nothing of this run is kept but the files written whole: once there is room, the same command "
+                "again computes it anew (files already written are left as they are)")
+    return (f"its optimization state is kept in {state_dir} (checkpoints up to step {saved[-1]}): once there is room, "
+            "the same command again continues from it and writes only the files that are missing or differ")
 
 
 def run_directory(out: Path) -> Path:
@@ -154,7 +175,7 @@ def write_grid_page(out: Path, title: str, grid: Any, labels: Sequence[str], ste
     files = [[f"{stem}_{label}{suffix}{image_suffix}.png" for suffix in suffixes] for label in labels]
     page = grid_page(f"{title}: {' x '.join(grid.axes)}", grid.axes, grid.values, list(labels), files, values,
                      value_name, stem if heading is None else heading)
-    (out / "grid.html").write_text(page, encoding="utf-8")
+    write_whole(out / "grid.html", page.encode())
 
 
 def minutes(seconds: float) -> str:

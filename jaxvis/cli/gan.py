@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxvis.cli.common import DEFAULT_OUT, HelpFormatter, check_counts, holding_output, load_model
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
+from jaxvis.core.files import write_whole
 
 COMMANDS = ("gan", "ganpaint")
 DISSECT_EXAMPLES = """  jaxvis gan dissect dcgan_faces main.8                     512 sampled faces (segmented once, cached)
@@ -121,7 +122,7 @@ def run_dissect(args: argparse.Namespace) -> None:
         record = {"config": {"command": "gan dissect", "model": arch.name, "layer": args.layer, "samples": args.samples,
                              "seed": args.seed, "quantile": args.quantile, "iou_threshold": args.iou},
                   **found.as_dict(), "environment": environment(), "total_s": time.perf_counter() - start}
-        (out / "dissection.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+        write_whole(out / "dissection.json", json.dumps(record, indent=1).encode())
         paths = write_gallery(out, f"{arch.name} {args.layer}: units and the concepts they draw (top samples)", strips,
                               labels, [found.units[u].iou for u in shown_units], record, stem="examples",
                               value_name="IoU", columns=1)

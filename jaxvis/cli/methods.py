@@ -25,7 +25,7 @@ from jaxvis.cli.common import (DEFAULT_OUT, add_common, add_parser, cell_labels,
                                finish, holding_output, integer_list, load_model, number_list, plain, record,
                                run_directory, stage_saver, weights_identity, write_grid_page)
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
-from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_request
+from jaxvis.core.run_state import continue_or_start, locked, save_request
 from jaxvis.engine.run_config import RunConfig
 from jaxvis.engine.sweeps import Grid
 
@@ -202,11 +202,7 @@ def run_invert(args: argparse.Namespace) -> None:
     request = {"model": arch.name, "method": args.method, "classes": classes.tolist(),
                "weights": weights_identity(args.weights), **options, **sweep}
     with holding_output(out), locked(state_dir):
-        continuing = not args.fresh and saved_request(state_dir) is not None
-        if continuing:
-            check_same_request(state_dir, request)  # before loading anything
-        else:
-            discard_state(state_dir)
+        continuing = continue_or_start(state_dir, request, args.fresh)
         model = load_model(args.name, args.weights)
         out = prepare_output(out)
         save_request(state_dir, request)
@@ -220,24 +216,24 @@ def run_invert(args: argparse.Namespace) -> None:
             result = invert(model, classes, method=args.method, on_stage=stage_saver(out, labels),
                             config=RunConfig(checkpoint_dir=state_dir / "stages"), **options,
                             **inversion_sweep(args.method, sweep))
-    shutil.rmtree(state_dir, ignore_errors=True)  # complete: nothing to continue
-    images = result.images[:, 0]
-    targets = np.tile(classes, len(grid.cells))
-    probabilities = class_probabilities(model, images, model.input_size)
-    values = [float(p[c]) for p, c in zip(probabilities, targets)]
-    run_record = record(model, "invert", {"method": args.method, "classes": classes.tolist(), **plain(options),
-                                          **sweep}, result, start)
-    run_record["classes"] = {label: {"probability": value, "top1": class_names()[int(np.argmax(p))]}
-                             for label, value, p in zip(labels, values, probabilities)}
-    curves = [result.history[:, k] for k in range(result.history.shape[1])] if result.history.shape[1] == len(labels) \
-        else None
-    title = f"{model.name}: {args.method} inversion"
-    finish(out, title, images, labels, values, run_record, stem="class", value_name="p(target)", curves=curves)
-    if grid.swept:
-        per_class = np.asarray(values).reshape(-1, len(classes)).T.tolist()
-        write_grid_page(out, title, grid, class_labels, "class", per_class, value_name="p(target)")
-    for line in missed_targets(run_record["classes"], [class_names()[c] for c in targets]):
-        print(line)
+        images = result.images[:, 0]
+        targets = np.tile(classes, len(grid.cells))
+        probabilities = class_probabilities(model, images, model.input_size)
+        values = [float(p[c]) for p, c in zip(probabilities, targets)]
+        run_record = record(model, "invert", {"method": args.method, "classes": classes.tolist(), **plain(options),
+                                              **sweep}, result, start)
+        run_record["classes"] = {label: {"probability": value, "top1": class_names()[int(np.argmax(p))]}
+                                 for label, value, p in zip(labels, values, probabilities)}
+        curves = [result.history[:, k] for k in range(result.history.shape[1])] \
+            if result.history.shape[1] == len(labels) else None
+        title = f"{model.name}: {args.method} inversion"
+        finish(out, title, images, labels, values, run_record, stem="class", value_name="p(target)", curves=curves)
+        if grid.swept:
+            per_class = np.asarray(values).reshape(-1, len(classes)).T.tolist()
+            write_grid_page(out, title, grid, class_labels, "class", per_class, value_name="p(target)")
+        for line in missed_targets(run_record["classes"], [class_names()[c] for c in targets]):
+            print(line)
+    shutil.rmtree(state_dir, ignore_errors=True)  # complete and written: nothing to continue
 
 
 def inversion_sweep(method: str, sweep: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,8 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import DEFAULT_OUT, add_parser, check_counts, holding_output, load_model
+from jaxvis.cli.common import (DEFAULT_OUT, add_parser, check_counts, holding_output, load_model, run_directory,
+                               weights_identity)
 from jaxvis.core.errors import JaxvisError
+from jaxvis.core.files import write_whole
+from jaxvis.core.run_state import continue_or_start, locked, save_request
 
 COMMANDS = ("concepts", "dissect", "ablate", "examples", "atlas")
 CONCEPTS_EXAMPLES = """  jaxvis concepts concepts/                     about 130 images: 28 photos x 3 crops, 48 collages
@@ -53,6 +57,10 @@ def add_commands(commands: Any) -> None:
                          help="IoU at which a unit counts as a detector (NetDissect's 0.04)")
     dissect.add_argument("--seg-size", type=int, help="label maps are compared at this size (default: half the "
                          "input size, Broden's 112 at 224)")
+    dissect.add_argument("--checkpoint-every", type=int, default=50,
+                         help="batches between saved states of the two passes over the data (an interrupted "
+                              "dissection continues with the same command)")
+    dissect.add_argument("--fresh", action="store_true", help="start over, discarding an interrupted run's state")
     dissect.set_defaults(run=run_dissect)
 
     ablate = add_parser(commands, "ablate", "remove the units a class depends on most and watch its accuracy "
@@ -130,22 +138,30 @@ def run_dissect(args: argparse.Namespace) -> None:
     from jaxvis.app.gallery import environment, prepare_output
     from jaxvis.data.segmentation import read_concepts
 
-    _, out = _checked(args, "dissect")
-    check_counts(seg_size=args.seg_size)
+    arch, out = _checked(args, "dissect")
+    check_counts(seg_size=args.seg_size, checkpoint_every=args.checkpoint_every)
     if not 0 < args.quantile < 1 or not 0 <= args.iou <= 1:
         raise JaxvisError(f"--quantile must lie strictly between 0 and 1 and --iou between 0 and 1; got "
                           f"{args.quantile} and {args.iou}")
     data = read_concepts(args.data)  # layout errors before the model loads
-    with holding_output(out):
+    state_dir = run_directory(out)
+    request = {"model": arch.name, "layer": args.layer, "data": str(Path(args.data).resolve()),
+               "quantile": args.quantile, "iou": args.iou, "size": args.size, "seg_size": args.seg_size,
+               "batch_size": args.batch_size, "weights": weights_identity(args.weights)}
+    with holding_output(out), locked(state_dir):
+        continue_or_start(state_dir, request, args.fresh)
         model = load_model(args.name, args.weights)
+        save_request(state_dir, request)
         result = dissect(model, args.layer, data, quantile=args.quantile, iou_threshold=args.iou, size=args.size,
-                         seg_size=args.seg_size, batch_size=args.batch_size)
+                         seg_size=args.seg_size, batch_size=args.batch_size, checkpoint_dir=state_dir / "dissect",
+                         every=args.checkpoint_every)
         out = prepare_output(out)
         record = {"command": "dissect", "data": str(args.data), **result.as_dict(), "environment": environment()}
-        (out / "dissection.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+        write_whole(out / "dissection.json", json.dumps(record, indent=1).encode())
         print(result.table())
         print(f"{result.images} images, {result.images_per_s['tally']:.1f} images/s in the tally; "
               f"{out / 'dissection.json'}")
+    shutil.rmtree(state_dir, ignore_errors=True)  # complete and written: nothing to continue
 
 
 def run_ablate(args: argparse.Namespace) -> None:
@@ -164,7 +180,7 @@ def run_ablate(args: argparse.Namespace) -> None:
         curve = ablate.curve(model, args.layer, images, ranking, size=args.size, batch_size=args.batch_size)
         out = prepare_output(out)
         name = class_names()[target]
-        (out / "curve.svg").write_text(curve_svg(curve, name), encoding="utf-8")
+        write_whole(out / "curve.svg", curve_svg(curve, name).encode())
         record = {"command": "ablate", "model": model.name, "layer": args.layer, "class": name, "metric": curve.metric,
                   "images_of_class": ranking.images, "baseline": ranking.baseline,
                   "top_units": [{"unit": u, "accuracy_drop": float(ranking.accuracy_drop[u]),
@@ -173,7 +189,7 @@ def run_ablate(args: argparse.Namespace) -> None:
                             "class_random": curve.target_random.tolist(), "others_top": curve.others_top.tolist(),
                             "others_random": curve.others_random.tolist()},
                   "environment": environment()}
-        (out / "ablation.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+        write_whole(out / "ablation.json", json.dumps(record, indent=1).encode())
         print(f"{name}: {ranking.images} images; {curve.metric} {ranking.baseline:.2f} with every unit of {args.layer}")
         print(f"units whose removal alone hurts {name} most ({curve.metric}; ties by the class's mean logit):")
         print(f"{'unit':>5}  {'drop':>6}  {'logit drop':>10}")

@@ -18,8 +18,11 @@ start over.  The fingerprint is checked the same way.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.core.errors import JaxvisError
-from jaxvis.core.files import file_checksums, sha256, write_whole
+from jaxvis.core.files import WriteRefusedError, file_checksums, human, refusal, sha256, write_whole
 from jaxvis.core.run_state import differences, saved_steps
 from jaxvis.core.structure import describe, digest
 
@@ -48,6 +51,18 @@ class DamagedCheckpointError(JaxvisError):
 def fingerprint(**parts: Any) -> dict[str, Any]:
     """The run's parts described (`structure.describe`) and flattened to dotted keys."""
     return _flatten(describe(parts))
+
+
+@contextmanager
+def _quiet_orbax() -> Iterator[None]:
+    """Orbax's log records (absl) held back while the block runs."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -71,20 +86,52 @@ class Checkpoints:
         self.directory, self.config = Path(directory), config
 
     def save(self, step: int, state: Any, history: np.ndarray) -> None:
+        """Save checkpoint `step`; a full disk, a used-up quota or a read-only filesystem raises
+        `WriteRefusedError` saying which checkpoint is kept, and leaves no part of this one behind."""
         import orbax.checkpoint as ocp
 
-        self.directory.mkdir(parents=True, exist_ok=True)
-        write_whole(self.directory / FINGERPRINT, json.dumps(self.config, indent=1).encode())
         target = (self.directory / f"step_{step}").resolve()
-        checkpointer = ocp.StandardCheckpointer()
         leaves = [_storable(leaf) for leaf in jax.device_get(jax.tree_util.tree_leaves(state))]  # see `latest`
-        checkpointer.save(target, {"state": leaves, "history": history, "step": step}, force=True)
-        checkpointer.wait_until_finished()
-        sums = {**file_checksums(target), f"../{FINGERPRINT}": sha256(self.directory / FINGERPRINT)}
-        write_whole(self._checksums(step), json.dumps(sums, indent=1, sort_keys=True).encode())
+        try:
+            write_whole(self.directory / FINGERPRINT, json.dumps(self.config, indent=1).encode())
+            checkpointer = ocp.StandardCheckpointer()
+            with _quiet_orbax():  # a failure is raised here, clearly; orbax would also log its thread's traceback
+                checkpointer.save(target, {"state": leaves, "history": history, "step": step}, force=True)
+                checkpointer.wait_until_finished()
+            sums = {**file_checksums(target), f"../{FINGERPRINT}": sha256(self.directory / FINGERPRINT)}
+            write_whole(self._checksums(step), json.dumps(sums, indent=1, sort_keys=True).encode())
+        except Exception as error:
+            reason = refusal(error)
+            if reason is None:
+                raise
+            self._discard(step)
+            kept = self.steps()
+            raise WriteRefusedError(
+                f"cannot save the optimization state of step {step} in {self.directory}: {reason} (it needs about "
+                f"{human(sum(leaf.nbytes for leaf in leaves) + history.nbytes)}); "
+                + (f"the checkpoint of step {kept[-1]} is kept" if kept else "no earlier checkpoint of it is kept"),
+                getattr(error, "errno", None)) from None
         for old in self.steps()[:-2]:  # keep the two newest
             shutil.rmtree(self.directory / f"step_{old}", ignore_errors=True)
             self._checksums(old).unlink(missing_ok=True)
+
+    def save_or_warn(self, step: int, state: Any, history: np.ndarray) -> bool:
+        """`save`, or, where the filesystem refuses it, a warning that the run goes on without it (what is
+        computed is not lost unless the run is interrupted before a later save succeeds); whether it saved."""
+        try:
+            self.save(step, state, history)
+        except WriteRefusedError as error:
+            print(f"jaxvis: warning: {error}; the run goes on, but an interruption now loses what was not "
+                  "saved (free some space, or point JAXVIS_CACHE at another disk)", file=sys.stderr)
+            return False
+        return True
+
+    def _discard(self, step: int) -> None:
+        """Remove what a failed save of `step` left: orbax's temporary folder, or a checkpoint without its list."""
+        for partial in self.directory.glob(f"step_{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        if not self._checksums(step).exists():
+            shutil.rmtree(self.directory / f"step_{step}", ignore_errors=True)
 
     def check(self) -> None:
         """Raise `ResumeMismatchError` naming the differences if the saved run is another one."""

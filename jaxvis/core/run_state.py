@@ -16,12 +16,14 @@ import os
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from jaxvis.core.errors import JaxvisError
+from jaxvis.core.files import WriteRefusedError, refusal, write_whole
 
 REQUEST = "request.json"
 LOCK = "lock"
@@ -59,8 +61,12 @@ def saved_request(directory: Path) -> dict[str, Any] | None:
 
 
 def save_request(directory: Path, request: dict[str, Any]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / REQUEST).write_text(json.dumps(request, indent=1, sort_keys=True))
+    """Keep the request next to the run's checkpoints; where the filesystem refuses it, warn and go on (the
+    checkpoints' own fingerprint still guards a resume)."""
+    try:
+        write_whole(directory / REQUEST, json.dumps(request, indent=1, sort_keys=True).encode())
+    except WriteRefusedError as error:
+        print(f"jaxvis: warning: {error}; the run goes on without it", file=sys.stderr)
 
 
 def lock_holder(directory: Path, name: str = LOCK) -> dict[str, Any] | None:
@@ -88,30 +94,17 @@ def is_alive(holder: dict[str, Any]) -> bool:
 def locked(directory: Path, name: str = LOCK, doing: str | None = None) -> Iterator[None]:
     """Hold `directory`'s lock (the file `name`) while the block runs; `RunLockedError` if a live process holds
     it, saying what that process is `doing` (default: running this command with this --out)."""
-    made = [folder for folder in (directory, *directory.parents) if not folder.exists()]  # deepest first
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
-    doing = doing or f"is running this command with this --out (its state: {directory})"
+    made = [folder for folder in (directory, *directory.parents) if not folder.exists()]  # deepest first
     me = {"pid": os.getpid(), "host": socket.gethostname()}
-    for _attempt in range(2):
-        try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = lock_holder(directory, name) or {}
-            if is_alive(holder):
-                raise RunLockedError(
-                    f"another jaxvis (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) {doing}; wait for "
-                    "it to finish, or use another --out"
-                ) from None
-            print(f"jaxvis: taking over the lock of process {holder.get('pid', '?')}, which is no longer running",
-                  file=sys.stderr)
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(descriptor, "w") as file:
-            json.dump(me, file)
-        break
-    else:
-        raise RunLockedError(f"could not lock {directory}: another process took it meanwhile")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _take(path, me, doing or f"is running this command with this --out (its state: {directory})")
+    except OSError as error:
+        reason = refusal(error)
+        if reason is None or isinstance(error, JaxvisError):
+            raise
+        raise WriteRefusedError(f"cannot take the lock {path}: {reason}", error.errno) from None
     try:
         yield
     finally:
@@ -123,6 +116,48 @@ def locked(directory: Path, name: str = LOCK, doing: str | None = None) -> Itera
             folder.rmdir()
 
 
+STALE_EMPTY_LOCK_S = 60  # a lock still empty this long after it was made lost its holder between create and write
+
+
+def _take(path: Path, me: dict[str, Any], doing: str) -> None:
+    """Create the lock file `path` with O_EXCL holding `me`, taking over the lock of a process gone from this
+    host (or an empty one a holder killed between creating and writing it left long ago)."""
+    for _attempt in range(2):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_holder(path.parent, path.name)
+            if holder is None and _age(path) < STALE_EMPTY_LOCK_S:
+                raise RunLockedError(f"another jaxvis is taking the lock {path} at this moment; wait for it to "
+                                     "finish, or use another --out") from None
+            if holder is not None and is_alive(holder):
+                raise RunLockedError(
+                    f"another jaxvis (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) {doing}; wait for "
+                    "it to finish, or use another --out"
+                ) from None
+            gone = f"process {holder.get('pid', '?')}, which is no longer running" if holder else \
+                "a process that was stopped while taking it"
+            print(f"jaxvis: taking over the lock of {gone}", file=sys.stderr)
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            os.write(descriptor, json.dumps(me).encode())  # one write: the lock is empty or whole
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(descriptor)
+        return
+    raise RunLockedError(f"could not lock {path.parent}: another process took it meanwhile")
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
 def check_same_request(state_dir: Path, request: dict[str, Any]) -> None:
     """Refuse to continue an interrupted run that was asked for differently, naming what changed."""
     saved = saved_request(state_dir)
@@ -131,6 +166,17 @@ def check_same_request(state_dir: Path, request: dict[str, Any]) -> None:
         raise JaxvisError("an interrupted run with this --out was started with other settings; what changed:\n  "
                           + "\n  ".join(changed) + f"\nrun it as it was to continue it, add --fresh to start over "
                           f"(its state in {state_dir} is discarded), or use another --out")
+
+
+def continue_or_start(state_dir: Path, request: dict[str, Any], fresh: bool) -> bool:
+    """Whether the run continues an interrupted one in `state_dir` (refused, naming what changed, if it was asked
+    for differently); with `fresh`, or nothing saved, its state is discarded and it starts over."""
+    continuing = not fresh and saved_request(state_dir) is not None
+    if continuing:
+        check_same_request(state_dir, request)  # before anything loads
+    else:
+        discard_state(state_dir)
+    return continuing
 
 
 def discard_state(state_dir: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxvis.core.errors import JaxvisError
+from jaxvis.core.files import write_whole
 
 SAMPLE_PREFIX = "sample:"
 
@@ -44,11 +46,26 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.asarray(np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5, np.uint8)
 
 
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """A float (H, W, 3) image in [0, 1], or uint8 pixels (H, W, 3) or (H, W), encoded as PNG."""
+    pixels = np.asarray(pixels)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels if pixels.dtype == np.uint8 else to_uint8(pixels)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """`array` in NumPy's .npy format."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
 def save_image(image: np.ndarray, path: str | Path) -> Path:
-    """Write a float (H, W, 3) image in [0, 1] as PNG, creating the folder."""
+    """Write a float (H, W, 3) image in [0, 1] (or uint8 pixels) as PNG, whole (`jaxvis.core.files.write_whole`),
+    creating the folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(image)).save(path)
+    write_whole(path, png_bytes(image))
     return path
 
 

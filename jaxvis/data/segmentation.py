@@ -37,6 +37,7 @@ skipped, never fatal.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 import threading
@@ -222,6 +223,15 @@ def _integer(value: str, where: str) -> int:
         return int(value)
     except ValueError:
         raise DatasetError(f"{where}: {value!r} is not an integer.") from None
+
+
+def concepts_csv(rows: Sequence[tuple[int, str, str]]) -> bytes:
+    """The simple layout's `concepts.csv` for (id, name, category) rows, as `read_simple` reads it."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["id", "name", "category"])
+    writer.writerows(rows)
+    return text.getvalue().encode()
 
 
 def read_simple(root: Path) -> ConceptDataset:

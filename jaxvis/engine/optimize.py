@@ -37,7 +37,7 @@ from jaxvis.core.errors import JaxvisError, UnknownLayerError
 from jaxvis.core.progress import progress_bar
 from jaxvis.core.structure import digest
 from jaxvis.engine.plan import (FROM_SEED, FROM_STATE, FROM_THETA, RUN_CHUNK, Inputs, Plan, State, init_state,
-                                placeholder_state, render, stack_plans)
+                                placeholder_state, stack_plans)
 from jaxvis.models.model import Model
 from jaxvis.pieces.objectives import INPUT, Objective
 from jaxvis.pieces.optimizers import Optimizer, as_optimizer
@@ -202,6 +202,8 @@ def optimize(
     begin = _start(plan, inputs, init, positions, devices, steps, store if resume else None, timings)
     last = min(steps, stop_after) if stop_after is not None else steps
     advance = compiled_chunks(plan, model, inputs, timings)
+    if begin.images is None and begin.done:  # restored: its images as a run that never stopped renders them
+        begin = advance(begin, 0)._replace(reports=None)
     advance = end_when_finished(advance, plan, last)
     advance = stop_on_nonfinite(advance, cell_units, timings)
     bar = progress_bar(progress, steps, description or objectives.name, unit="step", done=begin.done)
@@ -210,8 +212,8 @@ def optimize(
         advance = with_checkpoints(advance, store, checkpoint_every, steps)
 
     def keep_on_interrupt(progress: Progress) -> None:
-        if store is not None and progress.done > begin.done and progress.done not in store.steps():
-            store.save(progress.done, progress.state, progress.history)
+        if store is not None and progress.done > begin.done and progress.done not in store.steps() and \
+                store.save_or_warn(progress.done, progress.state, progress.history):
             print(f"jaxvis: saved step {progress.done} of {steps} in {store.directory}", file=sys.stderr)
 
     try:
@@ -398,7 +400,7 @@ def with_checkpoints(advance: Advance, store: Checkpoints, every: int, steps: in
     def saved(progress: Progress, length: int) -> Progress:
         after = advance(progress, length)
         if after.done % every == 0 or after.done == steps:
-            store.save(after.done, after.state, after.history)
+            store.save_or_warn(after.done, after.state, after.history)
         return after
 
     return saved
@@ -415,8 +417,7 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
         restored = resume_from.latest(abstract, history.shape)
         if restored is not None:
             state, saved_history, done = restored
-            state = _shard(state, devices)
-            return Progress(state, render(plan, state), saved_history, done)
+            return Progress(_shard(state, devices), None, saved_history, done)  # rendered by the chunk program
     start = time.perf_counter()
     if init is None:  # the chunk program draws the first state itself
         state, begin_with = placeholder_state(plan, inputs), FROM_SEED

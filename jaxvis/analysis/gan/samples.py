@@ -19,7 +19,6 @@ a generator unchanged; their `paths` are the drawn images, for pictures.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,9 @@ from jaxvis.analysis.units.stream import pad_batch
 from jaxvis.core.progress import progress_bar
 from jaxvis.core.structure import digest
 from jaxvis.data.datasets import DatasetError
-from jaxvis.data.io import save_image
-from jaxvis.data.segmentation import ConceptDataset, Concepts, SegmentedImage
+from jaxvis.core.files import write_whole
+from jaxvis.data.io import npy_bytes, save_image
+from jaxvis.data.segmentation import ConceptDataset, Concepts, SegmentedImage, concepts_csv
 from jaxvis.models.model import Model, apply
 
 LAYERS = ("color", "part")  # mask files per sample, in the order the data set reads them
@@ -123,7 +123,7 @@ def sample_concepts(generator: Model, count: int, *, seed: int = 0, root: str | 
                 bar.update(1)
     finally:
         bar.close()
-    np.save(root / "latents.npy", z)
+    write_whole(root / "latents.npy", npy_bytes(z))
     rows = concept_rows()
     names = ("-",) + tuple(name for _, name, _ in rows)
     categories = tuple(dict.fromkeys(category for _, _, category in rows))
@@ -132,11 +132,7 @@ def sample_concepts(generator: Model, count: int, *, seed: int = 0, root: str | 
 
 
 def _write_concepts(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "concepts.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["id", "name", "category"])
-        writer.writerows(concept_rows())
+    write_whole(root / "concepts.csv", concepts_csv(concept_rows()))
 
 
 def _write_sample(item: SegmentedImage, image: np.ndarray) -> None:
@@ -146,7 +142,5 @@ def _write_sample(item: SegmentedImage, image: np.ndarray) -> None:
     parts = faces.segment(stored).labels
     colours = colour_names(stored) + len(faces.PARTS)
     for layer, labels in zip(LAYERS, (colours, parts)):
-        path = item.layers[LAYERS.index(layer)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(labels.astype(np.uint8)).save(path)
+        save_image(labels.astype(np.uint8), item.layers[LAYERS.index(layer)])
     save_image(stored, item.image)

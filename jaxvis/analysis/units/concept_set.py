@@ -22,15 +22,15 @@ it can be downloaded), pass its folder instead: `jaxvis.data.segmentation` reads
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from jaxvis.core.files import write_whole
 from jaxvis.data.io import center_crop_resize, read_image, save_image
+from jaxvis.data.segmentation import concepts_csv
 
 SIZE = 224
 # Broden's colour names (its label.csv, category "color") and a prototype sRGB colour for each.
@@ -123,13 +123,9 @@ def build_concept_set(root: str | os.PathLike, *, crops_per_photo: int = 3, coll
                       photos: list[str] | None = None, size: int = SIZE) -> Path:
     """Write the concept set under `root` (simple layout) and return `root`; the same seed, the same set."""
     root = Path(root)
-    (root / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = concept_rows()
-    with open(root / "concepts.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["id", "name", "category"])
-        writer.writerows(rows)
+    write_whole(root / "concepts.csv", concepts_csv(rows))
     ids = {name: concept for concept, name, _ in rows}
     backgrounds = []
     for source in photos if photos is not None else photo_sources():
@@ -148,8 +144,6 @@ def build_concept_set(root: str | os.PathLike, *, crops_per_photo: int = 3, coll
 
 def _write(root: Path, name: str, image: np.ndarray, masks: dict[str, np.ndarray]) -> None:
     save_image(image, root / "images" / f"{name}.png")
-    folder = root / "masks" / name
-    folder.mkdir(parents=True, exist_ok=True)
     for layer, mask in masks.items():
-        Image.fromarray(mask.astype(np.uint8), mode="L").save(folder / f"{layer}.png")
+        save_image(mask.astype(np.uint8), root / "masks" / name / f"{layer}.png")
 

@@ -20,6 +20,7 @@ to `seg_size` (default: half of it, Broden's 224 -> 112).
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import numpy as np
 
 from jaxvis.analysis.units import iou, stream
 from jaxvis.analysis.units.survey import BATCH, LayerShapeError, Survey, survey, unit_maps
+from jaxvis.core.checkpoints import Checkpoints, fingerprint
 from jaxvis.core.structure import piece
 from jaxvis.data.datasets import DatasetError
 from jaxvis.data.segmentation import ConceptDataset, Concepts, read_concepts
@@ -143,16 +145,20 @@ def check_spatial(model: Model, layer: str, size: int) -> None:
 
 def dissect(model: Model, layer: str, data: Any, *, quantile: float = QUANTILE, iou_threshold: float = IOU_THRESHOLD,
             size: int | None = None, seg_size: int | None = None, batch_size: int = BATCH, progress: bool = True,
-            checkpoint_dir: str | os.PathLike | None = None) -> Dissection:
-    """Label every unit of `layer` with the concept its top activations segment best (module docstring)."""
+            checkpoint_dir: str | os.PathLike | None = None, every: int = 50) -> Dissection:
+    """Label every unit of `layer` with the concept its top activations segment best (module docstring).
+
+    checkpoint_dir: the survey's and the tally's streams keep their state there every `every` batches (and at
+    their ends), so that the same call after an interruption continues where they stopped; removed once done."""
     size = size or model.input_size
     seg_size = seg_size or size // 2
     check_spatial(model, layer, size)
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must lie strictly between 0 and 1, got {quantile}")
     dataset = concept_data(data)
+    kept = None if checkpoint_dir is None else Path(checkpoint_dir)
     found = survey(model, layer, dataset, k=TOP_K, size=size, batch_size=batch_size, progress=progress,
-                   checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / "survey")
+                   checkpoint_dir=None if kept is None else kept / "survey", every=every, keep_finished=True)
     thresholds = found.quantile(1 - quantile).astype(np.float32)
     batch_size = stream.device_batch(batch_size)
 
@@ -165,8 +171,14 @@ def dissect(model: Model, layer: str, data: Any, *, quantile: float = QUANTILE, 
     concepts = dataset.concepts
     spec = TallySpec(thresholds, concepts.category, layer)
     state = iou.init(len(thresholds), len(concepts), len(concepts.categories))
+    store = None if kept is None else Checkpoints(kept / "tally", fingerprint(
+        model=model.name, weights=model.variables, layer=layer, thresholds=thresholds, size=size, seg_size=seg_size,
+        batch_size=batch_size, images=[str(item.image) for item in dataset.items], concepts=list(concepts.names)))
     done = stream.run(tally_step, "dissection tally", model, spec, state, batches, batch_size=batch_size,
-                      total=len(dataset), progress=progress)
+                      total=len(dataset), progress=progress, checkpoints=store, every=every)
+    if kept is not None:
+        shutil.rmtree(kept / "survey", ignore_errors=True)
+        store.remove()  # finished: nothing left to resume
     scores = iou.iou(jax.device_get(done.state), concepts.category)
     units = tuple(label_unit(unit, scores[unit], concepts, iou_threshold) for unit in range(len(thresholds)))
     return Dissection(model.name, layer, units, thresholds, scores, concepts, quantile, iou_threshold,

@@ -11,9 +11,9 @@ counts: `jaxvis.analysis.units.topk`, `quantiles`, `iou`).  `run` feeds it batch
   size rounded up to a multiple of the device count) and the state is kept
   replicated: XLA reduces each device's contribution, so results equal one
   device's (tested with 8 forced CPU devices);
-- with `checkpoints`, the state is saved with orbax every `every` batches
-  next to the run's fingerprint, and a rerun continues after the last saved
-  batch (`Checkpoints` refuses a changed run, naming what changed);
+- with `checkpoints`, the state is saved with orbax every `every` batches and
+  at the end, next to the run's fingerprint, and a rerun continues after the
+  last saved batch (`Checkpoints` refuses a changed run, naming what changed);
 - a progress bar counts images; the result says how many images per second.
 
 Many hosts: run one process per host under `jax.distributed.initialize()`,
@@ -107,17 +107,20 @@ def run(step: Step, name: str, model: Any, spec: Any, state: Any, batches: Batch
     state = jax.device_put(state, replicated) if replicated is not None else state
     compiled = program(step, name)
     bar = progress_bar(progress, total, name, unit="img", done=min(first * batch_size, total))
-    counted, started = 0, time.perf_counter()
+    counted, finished, started = 0, first, time.perf_counter()
     try:
         for index, arrays in enumerate(batches(first), start=first):
             valid = np.arange(batch_size) < len(arrays[0])
             fed = [_place(array, batch_size, data, replicated) for array in (*arrays, valid)]
             state = compiled(placement, model, spec, state, *fed)
             counted += len(arrays[0])
+            finished = index + 1
             bar.update(len(arrays[0]))
             if checkpoints is not None and every and (index + 1) % every == 0:
-                checkpoints.save(index + 1, state, np.zeros(1, np.float32))  # no history
+                checkpoints.save_or_warn(index + 1, state, np.zeros(1, np.float32))  # no history
         state = jax.block_until_ready(state)
+        if checkpoints is not None and finished > first and (not every or finished % every):  # the end, kept too
+            checkpoints.save_or_warn(finished, state, np.zeros(1, np.float32))
     finally:
         bar.close()
     if counted == 0 and first == 0:

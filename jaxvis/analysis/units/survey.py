@@ -154,8 +154,11 @@ def image_batches(source: ConceptDataset | list[LabelledImage], size: int, batch
 
 def survey(model: Model, layer: str, data: Any, *, k: int = K, directions: int = 0, seed: int = 0,
            size: int | None = None, batch_size: int = BATCH, progress: bool = True,
-           checkpoint_dir: str | os.PathLike | None = None, every: int = 50) -> Survey:
-    """Stream `data` (`image_source`) once through `model` up to `layer`; see the module docstring."""
+           checkpoint_dir: str | os.PathLike | None = None, every: int = 50, keep_finished: bool = False) -> Survey:
+    """Stream `data` (`image_source`) once through `model` up to `layer`; see the module docstring.
+
+    checkpoint_dir: keep the stream's state there every `every` batches, and continue from it; once finished
+    it is removed, unless `keep_finished` (a caller with more to do after the survey removes it itself)."""
     size = size or model.input_size
     height, width, units = layer_map_shape(model, layer, size)
     if not isinstance(k, int) or k < 1:
@@ -174,7 +177,7 @@ def survey(model: Model, layer: str, data: Any, *, k: int = K, directions: int =
         store = Checkpoints(checkpoint_dir, config)
     done = stream.run(survey_step, "unit survey", model, spec, state, batches, batch_size=batch_size,
                       total=len(paths), progress=progress, checkpoints=store, every=every)
-    if store is not None:
+    if store is not None and not keep_finished:
         store.remove()  # finished: nothing left to resume
     found = jax.device_get(done.state)
     return Survey(layer, paths, found.units, found.directions, np.asarray(chosen), found.sketch,
