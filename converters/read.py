@@ -120,6 +120,8 @@ def _read_torch(path: Path, zipped: bool) -> Any:
         raise WeightFileError(f"weight file {path} is corrupt or truncated, or not a PyTorch checkpoint: {err}.{hint}") from None
     except OSError as err:
         raise WeightFileError(f"cannot read weight file {path}: {err}") from err
+    except Exception as err:  # a damaged archive or pickle: zipfile, the unpickler, struct and NumPy raise many kinds
+        raise WeightFileError(f"weight file {path} is corrupt or truncated ({type(err).__name__}: {err}).") from None
 
 
 def _looks_like_text(path: Path) -> bool:

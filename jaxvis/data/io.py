@@ -20,13 +20,22 @@ class ImageReadError(JaxvisError, OSError):
 
 def read_image(source: str | Path) -> np.ndarray:
     """An RGB image as float32 (H, W, 3) in [0, 1] from a file, or `sample:NAME` (chelsea, coffee and brick
-    ship with jaxvis; the rest of scikit-image's photos need scikit-image)."""
+    ship with jaxvis; the rest of scikit-image's photos need scikit-image).
+
+    8-bit images of any mode are converted by Pillow (greyscale repeated, a palette looked up, CMYK converted,
+    alpha dropped); 16-bit greyscale is scaled from [0, 65535] and floating-point greyscale read as [0, 1], not
+    clipped to 8 bits as Pillow's RGB conversion would.  An image over Pillow's decompression-bomb limit is
+    refused before it is decoded."""
     if str(source).startswith(SAMPLE_PREFIX):
         return _sample(str(source)[len(SAMPLE_PREFIX):])
     path = Path(source)
     try:
         with Image.open(path) as image:
-            return to_float(np.asarray(image.convert("RGB")))
+            return _rgb(image)
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path} has more pixels than Pillow decodes ({2 * Image.MAX_IMAGE_PIXELS}, twice "
+                             "PIL.Image.MAX_IMAGE_PIXELS: its guard against decompression bombs); shrink the image "
+                             "first (or, trusting the file, raise PIL.Image.MAX_IMAGE_PIXELS in Python).") from None
     except FileNotFoundError:
         raise ImageReadError(f"image {path} does not exist.") from None
     except IsADirectoryError:
@@ -35,6 +44,17 @@ def read_image(source: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path} is not an image file Pillow can read (PNG, JPEG, ...).") from None
     except OSError as err:
         raise ImageReadError(f"cannot read image {path}: {err}") from err
+
+
+WIDE_GREYSCALE = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I": 65535.0, "F": 1.0}  # mode: full scale
+
+
+def _rgb(image: Image.Image) -> np.ndarray:
+    """An opened image's pixels as float32 RGB in [0, 1]."""
+    if image.mode in WIDE_GREYSCALE:
+        grey = np.clip(np.asarray(image, np.float32) / WIDE_GREYSCALE[image.mode], 0.0, 1.0)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return to_float(np.asarray(image.convert("RGB")))
 
 
 def to_float(pixels: np.ndarray) -> np.ndarray:

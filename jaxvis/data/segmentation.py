@@ -144,7 +144,7 @@ class ConceptDataset:
         return resize(image, size, size), labels
 
     def _check_ids(self, label_map: np.ndarray, source: Path) -> None:
-        unknown = np.unique(label_map[label_map >= len(self.concepts)])
+        unknown = np.unique(label_map[(label_map < 0) | (label_map >= len(self.concepts))])
         if unknown.size:
             listing = "concepts.csv" if self.layout == "simple" else "label.csv"
             raise DatasetError(f"mask {source} has concept ids {unknown[:10].tolist()} that {listing} does not "
@@ -177,6 +177,9 @@ def read_label_map(path: Path) -> np.ndarray:
             return np.asarray(image, np.int32)
     except FileNotFoundError:
         raise ImageReadError(f"label map {path} does not exist.") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"label map {path} has more pixels than Pillow decodes (its guard against "
+                             "decompression bombs).") from None
     except OSError as err:
         raise ImageReadError(f"cannot read label map {path}: {err}") from err
 
@@ -216,6 +219,8 @@ def _rows(path: Path, needed: Sequence[str]) -> list[dict[str, str]]:
             return list(reader)
     except FileNotFoundError:
         raise DatasetError(f"{path} is missing. {_LAYOUTS}") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DatasetError(f"{path} is not a UTF-8 CSV file ({error}).") from None
 
 
 def _integer(value: str, where: str) -> int:
@@ -223,6 +228,13 @@ def _integer(value: str, where: str) -> int:
         return int(value)
     except ValueError:
         raise DatasetError(f"{where}: {value!r} is not an integer.") from None
+
+
+def _number(value: str, where: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise DatasetError(f"{where}: {value!r} is not a number.") from None
 
 
 def concepts_csv(rows: Sequence[tuple[int, str, str]]) -> bytes:
@@ -265,14 +277,21 @@ def _masks_of(root: Path, image: Path) -> tuple[Path, ...]:
 def read_broden(root: Path) -> ConceptDataset:
     categories = tuple(row["name"] for row in _rows(root / "category.csv", ("name",)))
     labels = _rows(root / "label.csv", ("number", "name"))
-    size = max(_integer(row["number"], f"{root / 'label.csv'}, column number") for row in labels) + 1
+    numbers = [_integer(row["number"], f"{root / 'label.csv'}, column number") for row in labels]
+    if not numbers or min(numbers) < 0:
+        raise DatasetError(f"{root / 'label.csv'}: concept numbers must be integers from 0, one per row.")
+    size = max(numbers) + 1
     names = [NO_CONCEPT] * size
-    for row in labels:
-        names[int(row["number"])] = row["name"]
+    for number, row in zip(numbers, labels):
+        names[number] = row["name"]
     coverage = np.zeros((size, len(categories)))
     for k, name in enumerate(categories):
-        for row in _rows(root / f"c_{name}.csv", ("number", "coverage")):
-            coverage[int(row["number"]), k] = float(row["coverage"] or 0)
+        listing = root / f"c_{name}.csv"
+        for row in _rows(listing, ("number", "coverage")):
+            number = _integer(row["number"], f"{listing}, column number")
+            if not 0 <= number < size:
+                raise DatasetError(f"{listing}: concept {number} is not in {root / 'label.csv'} (0..{size - 1}).")
+            coverage[number, k] = _number(row["coverage"] or "0", f"{listing}, column coverage")
     category = coverage.argmax(axis=1).astype(np.int32)  # the primary category (first on ties)
     index = _rows(root / "index.csv", ("image", "sh", "sw"))
     items = []
