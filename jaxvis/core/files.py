@@ -1,10 +1,12 @@
 """Files written whole (readers see the old content or the new, never a part of it), their checksums, and folders
 kept within a size.
 
-Every file jaxvis writes for a user (images, pages, records) and for itself (run state, converted models,
-compiled programs) goes through `write_whole`, so that a full disk, a used-up quota or a read-only
-filesystem is met in one place: `WriteRefusedError` names the path and what the filesystem said, the
-temporary file is removed, and the file keeps its old content (or stays absent).  `write_files` writes a
+Every file jaxvis writes itself -- for a user (images, pages, records) and for its own use (run requests,
+checksum lists, converted models, stored programs) -- goes through `write_whole`, so that a full disk, a
+used-up quota or a read-only filesystem is met in one place: `WriteRefusedError` names the path and what the
+filesystem said, the temporary file is removed, and the file keeps its old content (or stays absent).
+Orbax's checkpoints and jax's compilation cache are written by those libraries; `refusal` recognises their
+errors too (`jaxvis.core.checkpoints` turns them into the same error).  `write_files` writes a
 command's outputs, skipping files already holding the same bytes (a rerun after freeing space writes only
 what is missing) and saying how much is left to write when a write is refused.  Tests inject faults at
 the N-th write by replacing `_put`, the one place bytes reach a file.
