@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import threading
 import time
@@ -33,12 +32,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from jaxvis.analysis.gan.dissect import concept_units, dissect
 from jaxvis.analysis.gan.samples import BATCH, latents, require_generator, sample_concepts
 from jaxvis.core.errors import JaxvisError
 from jaxvis.core.programs import Program
+from jaxvis.data.io import png_bytes
 from jaxvis.models.model import Model
 from jaxvis.pieces.edits import AffineEdit, EditError, UnitEdit, checked_region, unit_mask
 
@@ -161,9 +160,8 @@ class Painter:
 
 
 def png_data_url(image: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    """A float image in [0, 1] as a PNG data URL, 8-bit as the gallery's PNGs (`jaxvis.data.io.png_bytes`)."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
 def check_port(port: int, host: str = "127.0.0.1") -> None:
