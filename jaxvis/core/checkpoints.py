@@ -21,6 +21,8 @@ import json
 import logging
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,15 +56,36 @@ def fingerprint(**parts: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def _quiet_orbax() -> Iterator[None]:
-    """Orbax's log records (absl) held back while the block runs."""
+def orbax_checkpointer(join_s: float = 30.0) -> Iterator[Any]:
+    """An orbax `StandardCheckpointer`, closed at the end, its log records (absl) held back: a failure is
+    raised clearly, not also logged with orbax's thread's traceback.  Where the block raises, the threads it
+    started are waited for (up to `join_s`): after one of orbax's writes fails, its other serialization threads
+    go on writing into the temporary folder, and would recreate it after it is removed."""
+    import orbax.checkpoint as ocp
+
+    before = set(threading.enumerate())
     logger = logging.getLogger("absl")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
+    checkpointer = ocp.StandardCheckpointer()
     try:
-        yield
+        yield checkpointer
+    except BaseException:
+        _close_quietly(checkpointer)
+        for thread in set(threading.enumerate()) - before:
+            thread.join(join_s)
+        raise
+    else:
+        checkpointer.close()  # its metadata thread would otherwise outlive it
     finally:
         logger.setLevel(level)
+
+
+def _close_quietly(checkpointer: Any) -> None:
+    try:
+        checkpointer.close()
+    except Exception:  # noqa: BLE001 -- the error that brought us here is the one to report
+        pass
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -88,14 +111,11 @@ class Checkpoints:
     def save(self, step: int, state: Any, history: np.ndarray) -> None:
         """Save checkpoint `step`; a full disk, a used-up quota or a read-only filesystem raises
         `WriteRefusedError` saying which checkpoint is kept, and leaves no part of this one behind."""
-        import orbax.checkpoint as ocp
-
         target = (self.directory / f"step_{step}").resolve()
         leaves = [_storable(leaf) for leaf in jax.device_get(jax.tree_util.tree_leaves(state))]  # see `latest`
         try:
             write_whole(self.directory / FINGERPRINT, json.dumps(self.config, indent=1).encode())
-            checkpointer = ocp.StandardCheckpointer()
-            with _quiet_orbax():  # a failure is raised here, clearly; orbax would also log its thread's traceback
+            with orbax_checkpointer() as checkpointer:  # a failure is raised here, clearly
                 checkpointer.save(target, {"state": leaves, "history": history, "step": step}, force=True)
                 checkpointer.wait_until_finished()
             sums = {**file_checksums(target), f"../{FINGERPRINT}": sha256(self.directory / FINGERPRINT)}
@@ -126,10 +146,17 @@ class Checkpoints:
             return False
         return True
 
-    def _discard(self, step: int) -> None:
-        """Remove what a failed save of `step` left: orbax's temporary folder, or a checkpoint without its list."""
-        for partial in self.directory.glob(f"step_{step}.orbax-checkpoint-tmp*"):
-            shutil.rmtree(partial, ignore_errors=True)
+    def _discard(self, step: int, settle_s: float = 0.1, tries: int = 20) -> None:
+        """Remove what a failed save of `step` left: orbax's temporary folder, or a checkpoint without its list.
+        tensorstore's C++ writes still in flight can recreate the temporary folder after it is removed: it is
+        removed again until it stays away for `settle_s` (at most `tries` times)."""
+        for _ in range(tries):
+            partials = list(self.directory.glob(f"step_{step}.orbax-checkpoint-tmp*"))
+            for partial in partials:
+                shutil.rmtree(partial, ignore_errors=True)
+            if not partials:
+                break
+            time.sleep(settle_s)
         if not self._checksums(step).exists():
             shutil.rmtree(self.directory / f"step_{step}", ignore_errors=True)
 
@@ -157,8 +184,6 @@ class Checkpoints:
 
     def latest(self, abstract_state: Any, history_shape: tuple[int, int]) -> tuple[Any, np.ndarray, int] | None:
         """(state, history, steps done) of the newest checkpoint, or None if there is none."""
-        import orbax.checkpoint as ocp
-
         steps = self.steps()
         if not steps:
             return None
@@ -172,7 +197,8 @@ class Checkpoints:
             damage = self.damage(step)
             if damage is None:
                 try:
-                    restored = ocp.StandardCheckpointer().restore(folder.resolve(), target)
+                    with orbax_checkpointer() as checkpointer:
+                        restored = checkpointer.restore(folder.resolve(), target)
                 except Exception as error:  # orbax and tensorstore raise many kinds on damaged files
                     damage = f"orbax could not read it ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
             if damage is not None:

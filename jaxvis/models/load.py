@@ -21,6 +21,7 @@ import numpy as np
 
 import converters
 from jaxvis.core.cache_dirs import CACHE_ENV, cache_dir  # noqa: F401  (re-exported)
+from jaxvis.core.checkpoints import orbax_checkpointer
 from jaxvis.core.errors import UnknownArchitectureError
 from jaxvis.models import ARCHITECTURES
 from jaxvis.models.converted import read_converted, write_converted
@@ -136,13 +137,11 @@ def _write_cached(location: Path, variables: dict[str, Any]) -> None:
 
 def save_checkpoint(location: Path, variables: dict[str, Any]) -> bool:
     """Write variables as an orbax checkpoint; a failure (read-only cache ...) is reported, not raised."""
-    import orbax.checkpoint as ocp
-
     try:
         location.parent.mkdir(parents=True, exist_ok=True)
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(location.resolve(), variables, force=True)
-        checkpointer.wait_until_finished()
+        with orbax_checkpointer() as checkpointer:
+            checkpointer.save(location.resolve(), variables, force=True)
+            checkpointer.wait_until_finished()
         return True
     except Exception as err:
         print(f"jaxvis: could not write converted weights to {location}: {err}", file=sys.stderr)
