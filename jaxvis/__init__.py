@@ -62,8 +62,13 @@ MOVED = {  # module paths of the flat layout (until 0.1) -> where they live now;
 }
 
 
+SHORT = {"jaxvis.distributed": "jaxvis.core.distributed"}  # public short module paths (no warning)
+
+
 def moved_to(name: str) -> str | None:
     """Where an old module path lives now (`jaxvis.attacks.pgd` -> `jaxvis.methods.attacks.pgd`), else None."""
+    if name in SHORT:
+        return SHORT[name]
     if name in MOVED:
         return MOVED[name]
     parent, _, child = name.rpartition(".")
@@ -79,6 +84,8 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec: Any) -> types.ModuleType:
         new = moved_to(spec.name)
+        if spec.name in SHORT:
+            return importlib.import_module(new)
         warnings.warn(f"{spec.name} moved to {new}; the old path goes in the next release", DeprecationWarning,
                       stacklevel=3)
         return importlib.import_module(new)
@@ -91,6 +98,8 @@ sys.meta_path.insert(0, _MovedModules())
 
 
 def __getattr__(name: str) -> Any:
+    if f"jaxvis.{name}" in SHORT:
+        return importlib.import_module(f"jaxvis.{name}")
     if name not in _WHERE:
         raise AttributeError(f"module 'jaxvis' has no attribute {name!r}")
     value = getattr(importlib.import_module(_WHERE[name]), name)

@@ -258,22 +258,25 @@ def brute_force_tally(acts, thresholds, labels, category, concepts, categories):
     return both, activated, labelled
 
 
-def use_tiny_cnn_by_name(model: Model, setattr=setattr, setitem=None) -> str:
-    """Make the CLI know `model` (a `tiny_cnn()`) by its name: registered, with its catalog card, and given by every
-    command's `load_model`.  `setattr`/`setitem` default to plain assignment (a subprocess); a test passes
-    monkeypatch's, so that it is undone."""
+def use_tiny_cnn_by_name(model: Model | None = None, setattr=setattr, setitem=None) -> str:
+    """Make the CLI know `model` (a `tiny_cnn()`; None: built when the command loads it, so that nothing touches
+    jax's devices before the command, as `jax.distributed` needs) by its name: registered, with its catalog card,
+    and given by every command's `load_model`.  `setattr`/`setitem` default to plain assignment (a subprocess); a
+    test passes monkeypatch's, so that it is undone."""
     import importlib
 
     from jaxvis.models import ARCHITECTURES, catalog
 
-    name = model.arch.name
-    (setitem or (lambda mapping, key, value: mapping.__setitem__(key, value)))(ARCHITECTURES, name, model.arch)
-    cards = {**catalog._read(), name: catalog.card_of(model.arch)}
+    arch = model.arch if model is not None else TINY_CNN
+    given = (lambda: model) if model is not None else tiny_cnn
+    name = arch.name
+    (setitem or (lambda mapping, key, value: mapping.__setitem__(key, value)))(ARCHITECTURES, name, arch)
+    cards = {**catalog._read(), name: catalog.card_of(arch)}
     setattr(catalog, "_read", lambda: cards)
     for command in ("attack", "gan", "info", "methods", "units", "visualize"):
         module = importlib.import_module(f"jaxvis.cli.{command}")
         real = module.load_model
-        setattr(module, "load_model", lambda arch, weights, real=real: model if arch == name else real(arch, weights))
+        setattr(module, "load_model", lambda arch, weights, real=real: given() if arch == name else real(arch, weights))
     return name
 
 

@@ -189,6 +189,14 @@ def stop_before_work(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.setattr(module, "load_model", stop)
     for module, name in WORK.values():
         monkeypatch.setattr(importlib.import_module(module), name, stop)
+    real_join = importlib.import_module("jaxvis.cli.distributed").join
+
+    def join(args):  # a command across processes stops before it starts the distributed runtime
+        if args.coordinator or args.num_processes or args.distributed:
+            raise RequestChecked
+        real_join(args)
+
+    monkeypatch.setattr(importlib.import_module("jaxvis.cli.distributed"), "join", join)
 
 
 def command_parser(argv: tuple[str, ...]):

@@ -24,12 +24,14 @@ import re
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import converters
 from jaxvis.cli import attack, cache, gan, info, methods, units, visualize
 from jaxvis.cli.common import HelpFormatter
+from jaxvis.core import distributed
 from jaxvis.core.errors import JaxvisError
 
 DESCRIPTION = "Understand vision networks by optimizing their input: feature visualization, class inversion, " \
@@ -80,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
+    return distributed.end(run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; its exit status (errors said in one line)."""
     try:
         with sigterm_interrupts():
             code = args.run(args) or 0
@@ -96,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return reader_went_away()
+    except Exception:
+        if not distributed.running():
+            raise
+        traceback.print_exc()  # then out at once (`distributed.end`): the other processes must not wait for it
+        return 1
 
 
 def reader_went_away() -> int:

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from converters.resolve import user_weight_file
-from jaxvis.cli.common import (DEFAULT_OUT, add_parser, cell_suffix, check_counts, holding_output, integer_list,
-                               load_model, minutes, number_list, run_directory, weights_identity, write_grid_page)
+from jaxvis.cli.common import (DEFAULT_OUT, add_parser, cell_suffix, check_counts, integer_list, load_model, minutes,
+                               number_list, weights_identity, write_grid_page)
+from jaxvis.cli import distributed as across
 from jaxvis.core.errors import JaxvisError
-from jaxvis.core.run_state import check_same_request, discard_state, locked, save_request, saved_steps
+from jaxvis.core.run_state import check_same_request, discard_state, save_request, saved_steps
 from jaxvis.engine.sweeps import Grid, unit_groups
 
 EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps (~4 min, 2 CPU cores)
@@ -25,7 +26,8 @@ EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, 
                                                      a sweep: every combination in one program; grid.html shows it
 An interrupted run (Ctrl-C) keeps its optimization state under $JAXVIS_CACHE/runs/ (default ~/.cache/jaxvis):
 the same command again continues it ("resuming at step S of T"); a changed one is refused, naming what
-changed, unless --fresh starts it over. The state is removed once the run is complete (`jaxvis cache` lists it)."""
+changed, unless --fresh starts it over. The state is removed once the run is complete (`jaxvis cache` lists it).
+""" + across.EXAMPLE
 
 
 COMMANDS = ("visualize",)
@@ -82,6 +84,7 @@ def add_commands(commands: Any) -> None:
                      help="continue an interrupted run with the same --out (the same command does so by itself)")
     vis.add_argument("--fresh", action="store_true", help="start over, discarding an interrupted run's state")
     vis.add_argument("--checkpoint-every", type=int, default=64, help="steps between saved optimization states")
+    across.add_options(vis)
     vis.set_defaults(run=run_visualize)
 
 
@@ -104,30 +107,35 @@ def run_visualize(args: argparse.Namespace) -> None:
     out = check_output(Path(args.out) if args.out else DEFAULT_OUT / f"{arch.name}-{layer}")
     if args.weights:
         user_weight_file(args.weights)
+    across.check(args)
 
     options = dict(objective=args.objective, size=args.size, steps=args.steps, seed=args.seed, param=args.param,
                    batch=args.images, ensemble=args.ensemble, relu_override_steps=args.relu_override_steps,
                    **{name: getattr(args, name) for name in SWEEPABLE})
     cells = len(Grid.of(**{name: getattr(args, name) for name in SWEEPABLE}).cells)
     groups = unit_groups(units, cells, args.group_size)
-    state_dir = run_directory(out)
+    state_dir = across.state_directory(args, out)
     request = {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
                "group_size": args.group_size, "weights": weights_identity(args.weights), **options}
-    with holding_output(out), locked(state_dir):
-        where = None if args.fresh else resume_point(state_dir, len(groups), args.steps)
-        if where:
-            check_same_request(state_dir, request)
-        else:
-            discard_state(state_dir)  # --fresh, or nothing saved to continue from
-        grid_note = f" x {cells} sweep cells" if cells > 1 else ""
-        print(f"jaxvis: {arch.name} {layer}: {len(units)} units{grid_note} x {args.steps} steps in {len(groups)} "
-              f"group{'s' if len(groups) > 1 else ''} of up to {len(groups[0])} units{grid_note}; optimization "
-              f"state in {state_dir}", file=sys.stderr)
-        if where:
-            print(f"jaxvis: resuming at step {where}", file=sys.stderr)
+    across.join(args)
+    with across.holding(out, state_dir) as writes:
+        if writes:  # process 0 (the only one without --num-processes)
+            where = None if args.fresh else resume_point(state_dir, len(groups), args.steps)
+            if where:
+                check_same_request(state_dir, request)
+            else:
+                discard_state(state_dir)  # --fresh, or nothing saved to continue from
+            grid_note = f" x {cells} sweep cells" if cells > 1 else ""
+            print(f"jaxvis: {arch.name} {layer}: {len(units)} units{grid_note} x {args.steps} steps in "
+                  f"{len(groups)} group{'s' if len(groups) > 1 else ''} of up to {len(groups[0])} units{grid_note}"
+                  f"{across.note()}; optimization state in {state_dir}", file=sys.stderr)
+            if where:
+                print(f"jaxvis: resuming at step {where}", file=sys.stderr)
         model = load_model(args.name, args.weights)
-        save_request(state_dir, request)
-        _visualize(args, arch, layer, token, model, groups, options, prepare_output(out), state_dir)
+        if writes:
+            save_request(state_dir, request)
+        _visualize(args, arch, layer, token, model, groups, options, prepare_output(out) if writes else out,
+                   state_dir, writes)
 
 
 def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
@@ -141,8 +149,9 @@ def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
 
 
 def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, model: Any, groups: list[Any],
-               options: dict[str, Any], out: Path, state_dir: Path) -> None:
-    """Run the groups in order, writing the gallery after each, and remove the state once all are done."""
+               options: dict[str, Any], out: Path, state_dir: Path, writes: bool = True) -> None:
+    """Run the groups in order, writing the gallery after each (where this process `writes`: process 0), and
+    remove the state once all are done."""
     import numpy as np
 
     from jaxvis.app.gallery import environment, write_gallery
@@ -160,7 +169,8 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
     try:
         for number, group in enumerate(groups, 1):
             spec = f"{layer}:{','.join(str(u) for u in group)}{token}"
-            print(f"[{number}/{len(groups)}] {arch.name} {spec}", file=sys.stderr)
+            if writes:
+                print(f"[{number}/{len(groups)}] {arch.name} {spec}", file=sys.stderr)
             began = time.perf_counter()
             try:
                 _, result = run_visualization(model, spec, checkpoint_dir=state_dir / f"group_{number}",
@@ -168,6 +178,10 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
             except OptimizationDiverged as err:
                 result = err.result
                 print(f"jaxvis: {err}", file=sys.stderr)
+            if not writes:  # process 0 gathers the results and writes them
+                if result.steps < args.steps:
+                    raise JaxvisError(f"stopped at step {result.steps} (process 0 says why)")
+                continue
             for k, (unit, unit_images, value) in enumerate(zip(result.units, result.images, result.objective)):
                 suffix = suffixes[k // len(group)]  # the engine's entries: grid cell x unit, cell-major
                 for j, image in enumerate(unit_images):
@@ -196,6 +210,8 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
         print(f"jaxvis: interrupted; finished groups are in {out}; the same command again continues from the last "
               f"saved step (--fresh starts over)", file=sys.stderr)
         raise
+    if not writes:
+        return
     shutil.rmtree(state_dir, ignore_errors=True)  # complete: nothing to resume
     print(f"{len(images)} images in {out} after {minutes(time.perf_counter() - start)}  "
           f"(contact sheet: {paths['sheet']}, gallery: {paths['index']}"

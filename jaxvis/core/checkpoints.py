@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis.core.distributed import from_lead, host, is_lead, process_count
 from jaxvis.core.errors import JaxvisError
 from jaxvis.core.files import WriteRefusedError, file_checksums, human, refusal, sha256, write_whole
 from jaxvis.core.run_state import differences, saved_steps
@@ -67,7 +68,9 @@ def orbax_checkpointer(join_s: float = 30.0) -> Iterator[Any]:
     logger = logging.getLogger("absl")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
-    checkpointer = ocp.StandardCheckpointer()
+    alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(),
+                                               active_processes={jax.process_index()})  # process 0 writes alone
+    checkpointer = ocp.StandardCheckpointer(multiprocessing_options=alone)
     try:
         yield checkpointer
     except BaseException:
@@ -108,11 +111,15 @@ class Checkpoints:
     def __init__(self, directory: str | Path, config: dict[str, Any]):
         self.directory, self.config = Path(directory), config
 
-    def save(self, step: int, state: Any, history: np.ndarray) -> None:
+    def save(self, step: int, state: Any, history: np.ndarray, count: int | None = None) -> None:
         """Save checkpoint `step`; a full disk, a used-up quota or a read-only filesystem raises
-        `WriteRefusedError` saying which checkpoint is kept, and leaves no part of this one behind."""
+        `WriteRefusedError` saying which checkpoint is kept, and leaves no part of this one behind.
+        count: keep only the first `count` entries of every leaf's leading axis (the engine drops the units
+        it padded for its devices, so a checkpoint does not depend on how many devices or processes ran)."""
         target = (self.directory / f"step_{step}").resolve()
-        leaves = [_storable(leaf) for leaf in jax.device_get(jax.tree_util.tree_leaves(state))]  # see `latest`
+        leaves = [_storable(leaf[:count]) for leaf in host(jax.tree_util.tree_leaves(state))]  # see `latest`
+        if not is_lead():
+            return  # across processes, process 0 keeps the run's checkpoints
         try:
             write_whole(self.directory / FINGERPRINT, json.dumps(self.config, indent=1).encode())
             with orbax_checkpointer() as checkpointer:  # a failure is raised here, clearly
@@ -135,11 +142,11 @@ class Checkpoints:
             shutil.rmtree(self.directory / f"step_{old}", ignore_errors=True)
             self._checksums(old).unlink(missing_ok=True)
 
-    def save_or_warn(self, step: int, state: Any, history: np.ndarray) -> bool:
+    def save_or_warn(self, step: int, state: Any, history: np.ndarray, count: int | None = None) -> bool:
         """`save`, or, where the filesystem refuses it, a warning that the run goes on without it (what is
         computed is not lost unless the run is interrupted before a later save succeeds); whether it saved."""
         try:
-            self.save(step, state, history)
+            self.save(step, state, history, count)
         except WriteRefusedError as error:
             print(f"jaxvis: warning: {error}; the run goes on, but an interruption now loses what was not "
                   "saved (free some space, or point JAXVIS_CACHE at another disk)", file=sys.stderr)
@@ -183,7 +190,30 @@ class Checkpoints:
             )
 
     def latest(self, abstract_state: Any, history_shape: tuple[int, int]) -> tuple[Any, np.ndarray, int] | None:
-        """(state, history, steps done) of the newest checkpoint, or None if there is none."""
+        """(state, history, steps done) of the newest checkpoint, or None if there is none.  Across processes,
+        process 0 reads it and sends it to the others (a collective: every process calls this)."""
+        if process_count() == 1:
+            return self._read_latest(abstract_state, history_shape)
+        found, failure = None, None
+        if is_lead():
+            try:
+                found = self._read_latest(abstract_state, history_shape)
+            except Exception as error:  # noqa: BLE001 -- raised below, once the others know
+                failure = error
+        status = int(from_lead(np.int32(-1 if failure is not None else 0 if found is None else found[2])))
+        if failure is not None:
+            raise failure
+        if status < 0:
+            raise JaxvisError("process 0 could not resume this run (its message says why)")
+        if status == 0:
+            return None
+        blank = (jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract_state),
+                 np.zeros(history_shape, np.float32))
+        state, history = from_lead(found[:2] if found is not None else blank)
+        return state, np.asarray(history), status
+
+    def _read_latest(self, abstract_state: Any, history_shape: tuple[int, int]
+                     ) -> tuple[Any, np.ndarray, int] | None:
         steps = self.steps()
         if not steps:
             return None

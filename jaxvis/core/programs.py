@@ -230,13 +230,16 @@ def _compiled_export(exported: Any, leaves: list, results: Any) -> tuple[Restruc
 
 
 def _stored_path(location: Path, name: str, args: tuple) -> Path | None:
-    """Where the executable for `args` is kept, or None if its structure holds code from elsewhere.
+    """Where the executable for `args` is kept, or None if its structure holds code from elsewhere (or it
+    runs across processes).
 
     A function's code is not part of a pytree's structure, only its name, so only programs
     whose every static function or class is jaxvis's own (covered by the source digest)
     are stored; others rely on XLA's persistent cache (which keys on the lowered program).
     """
     if not all(getattr(c, "__module__", "").split(".")[0] in OWN_MODULES for c in _static_callables(args)):
+        return None
+    if jax.process_count() > 1:  # a program over several processes' devices: XLA's cache only
         return None
     leaves, treedef = jax.tree_util.tree_flatten(args)
     structure = re.sub(r" at 0x[0-9a-f]+", "", str(treedef))

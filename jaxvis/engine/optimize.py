@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from jaxvis.core.checkpoints import Checkpoints, fingerprint
+from jaxvis.core.distributed import host, is_lead, process_count
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
 from jaxvis.core.progress import progress_bar
 from jaxvis.core.structure import digest
@@ -181,7 +182,8 @@ def optimize(
         plans = [plan_for(c) for c in range(cells)]
         plan = stack_plans(plans, len(units))
     cell_units = np.tile(units, cells)
-    devices = jax.local_devices()
+    count = len(cell_units)  # the entries run; the devices may need a few more (padding)
+    devices = jax.devices()  # every process's, under jax.distributed (`jaxvis.core.distributed`)
     positions = _pad_to_multiple(np.arange(len(cell_units)), len(devices))
     plan = _map_swept(plan, lambda values: _shard(_take(values, positions), devices))
     identities = _shard(_unit_identities(cell_units)[positions], devices)
@@ -206,14 +208,16 @@ def optimize(
         begin = advance(begin, 0)._replace(reports=None)
     advance = end_when_finished(advance, plan, last)
     advance = stop_on_nonfinite(advance, cell_units, timings)
-    bar = progress_bar(progress, steps, description or objectives.name, unit="step", done=begin.done)
+    bar = progress_bar(progress and is_lead(), steps, description or objectives.name, unit="step", done=begin.done)
     advance = with_progress_bar(advance, bar, len(cell_units))
     if store is not None and checkpoint_every:
-        advance = with_checkpoints(advance, store, checkpoint_every, steps)
+        advance = with_checkpoints(advance, store, checkpoint_every, steps, count)
 
     def keep_on_interrupt(progress: Progress) -> None:
+        if process_count() > 1:  # the processes are interrupted at different points: no collective now
+            return
         if store is not None and progress.done > begin.done and progress.done not in store.steps() and \
-                store.save_or_warn(progress.done, progress.state, progress.history):
+                store.save_or_warn(progress.done, progress.state, progress.history[:, :count], count):
             print(f"jaxvis: saved step {progress.done} of {steps} in {store.directory}", file=sys.stderr)
 
     try:
@@ -328,7 +332,7 @@ def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str,
         if compile_times is not None:
             timings.update(compile_times.as_dict())
         state, values, images, reports = executable(*args)
-        values = np.asarray(computed(values))[:length]
+        values = host(computed(values))[:length]
         elapsed = time.perf_counter() - start
         if "first_chunk_s" not in timings:
             timings["first_chunk_s"] = elapsed  # includes any compilation
@@ -361,7 +365,7 @@ def end_when_finished(advance: Advance, plan: Plan, last: int) -> Advance:
     def ended(progress: Progress, length: int) -> Progress:
         after = advance(progress, length)
         finished = plan.optimizer.finished(after.state.opt_state)
-        if finished is None or after.done >= last or not np.all(np.asarray(finished)):
+        if finished is None or after.done >= last or not np.all(host(finished)):
             return after
         history = after.history.copy()
         history[after.done : last] = history[after.done - 1]
@@ -396,11 +400,13 @@ def with_progress_bar(advance: Advance, bar: Any, count: int) -> Advance:
     return shown
 
 
-def with_checkpoints(advance: Advance, store: Checkpoints, every: int, steps: int) -> Advance:
+def with_checkpoints(advance: Advance, store: Checkpoints, every: int, steps: int, count: int) -> Advance:
+    """Save every `every` steps and at the end: the first `count` entries (the units, not their padding)."""
+
     def saved(progress: Progress, length: int) -> Progress:
         after = advance(progress, length)
         if after.done % every == 0 or after.done == steps:
-            store.save_or_warn(after.done, after.state, after.history)
+            store.save_or_warn(after.done, after.state, after.history[:, :count], count)
         return after
 
     return saved
@@ -412,12 +418,15 @@ def with_checkpoints(advance: Advance, store: Checkpoints, every: int, steps: in
 def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices: list, steps: int,
            resume_from: Checkpoints | None, timings: dict[str, float]) -> Progress:
     history = np.zeros((steps, len(positions)), np.float32)
-    if resume_from is not None:
-        abstract = jax.eval_shape(init_state, plan, inputs.seed, inputs.identities)
-        restored = resume_from.latest(abstract, history.shape)
+    if resume_from is not None:  # saved without the padding (`with_checkpoints`): padded again here
+        count = int(positions.max()) + 1
+        abstract = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct((count, *leaf.shape[1:]), leaf.dtype),
+                                          jax.eval_shape(init_state, plan, inputs.seed, inputs.identities))
+        restored = resume_from.latest(abstract, (steps, count))
         if restored is not None:
             state, saved_history, done = restored
-            return Progress(_shard(state, devices), None, saved_history, done)  # rendered by the chunk program
+            return Progress(_shard(_on_device(_take(state, positions)), devices), None, saved_history[:, positions],
+                            done)  # its images rendered by the chunk program
     start = time.perf_counter()
     if init is None:  # the chunk program draws the first state itself
         state, begin_with = placeholder_state(plan, inputs), FROM_SEED
@@ -432,12 +441,11 @@ def _start(plan: Plan, inputs: Inputs, init: Any, positions: np.ndarray, devices
 def _result(progress: Progress, units: np.ndarray, timings: dict[str, float]) -> Result:
     if progress.images is None:  # nothing ran yet
         raise JaxvisError("no step was run (steps=0 or stop_after=0)")
-    images = np.asarray(progress.images)[: len(units)]
-    opt_state, theta = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[: len(units)],
-                                               (progress.state.opt_state, progress.state.theta))
+    images, opt_state, theta, moved, reports = jax.tree_util.tree_map(
+        lambda leaf: leaf[: len(units)], host((progress.images, progress.state.opt_state, progress.state.theta,
+                                               progress.state.moved, progress.reports)))
     return Result(images, progress.history[: progress.done, : len(units)].copy(), units, progress.done, dict(timings),
-                  moved=np.asarray(progress.state.moved)[: len(units)], opt_state=opt_state, theta=theta,
-                  report=None if progress.reports is None else np.asarray(progress.reports)[: len(units)])
+                  moved=moved, opt_state=opt_state, theta=theta, report=reports)
 
 
 def _unit_array(units: Array | np.ndarray | None) -> np.ndarray:
@@ -530,12 +538,21 @@ def _pad_to_multiple(positions: np.ndarray, devices: int) -> np.ndarray:
 
 
 def _shard(tree: Any, devices: list) -> Any:
-    """Split the leading (unit) axis across local devices; a no-op on one device."""
+    """Split the leading (unit) axis across the devices (every process's, across processes); a no-op on one."""
     if len(devices) == 1:
         return tree
     mesh = jax.sharding.Mesh(np.asarray(devices), ("units",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("units"))
-    return jax.device_put(tree, sharding)
+    if process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def global_array(leaf: Any) -> Any:  # each process holds the whole value and places its own shards
+        if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+            return leaf
+        whole = np.asarray(leaf)
+        return jax.make_array_from_callback(whole.shape, sharding, lambda index: whole[index])
+
+    return jax.tree_util.tree_map(global_array, tree)
 
 
 def _unit_list(units: np.ndarray | None) -> str:
