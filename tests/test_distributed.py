@@ -11,6 +11,7 @@ differently: a few units drift by up to 17 levels in 40 steps, see docs/distribu
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +153,44 @@ def test_incomplete_options_are_refused_before_anything_starts(capsys, tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and said in err and not (tmp_path / "out").exists(), err
     assert "jax" not in sys.modules or not sys.modules["jax"].distributed.is_initialized()
+
+
+COUNT_ROWS = """
+    import atexit, sys
+    from jaxvis.analysis.units import stream
+    real_place, seen = stream._place, set()
+    def place(array, batch_size, data, replicated):
+        placed = real_place(array, batch_size, data, replicated)
+        if data is not None and not isinstance(array, stream.Whole):
+            seen.add((placed.shape[0], sum(shard.data.shape[0] for shard in placed.addressable_shards)))
+        return placed
+    stream._place = place
+    atexit.register(lambda: print("rows of a batch placed here:", sorted(seen), file=sys.stderr))"""
+
+
+def dissection(folder: Path) -> dict[str, Any]:
+    """A dissection's results: every unit's label and scores, and the summary (timings left out)."""
+    record = json.loads((folder / "dissection.json").read_text())
+    return {key: record[key] for key in ("images", "units", "summary")}
+
+
+def test_a_dissection_over_two_processes_labels_every_unit_as_one_process_does(tmp_path, launched):
+    """The survey's and the tally's batches split over two processes' devices: the same labels, scores and
+    image count as one process with one device (the statistics are counts and top-k lists: they merge exactly)."""
+    from jaxvis.analysis.units.concept_set import build_concept_set
+
+    concepts = build_concept_set(tmp_path / "concepts", crops_per_photo=2, collages=10, size=64,
+                                 photos=["sample:chelsea", "sample:coffee", "sample:astronaut"])
+    args = ["dissect", "tiny_cnn", "features.8", "--data", str(concepts), "--batch-size", "4", "--checkpoint-every", "2"]
+    cache = tmp_path / "cache"
+    code, err = ended(launched([*args, "--out", str(tmp_path / "one")], cache))
+    assert code == 0, err[-3000:]
+    both = [launched(each, cache, COUNT_ROWS) for each in across(2, free_port(), [*args, "--out", str(tmp_path / "two")])]
+    (lead_code, lead_err), (other_code, other_err) = ended(both[0]), ended(both[1])
+    assert lead_code == 0 and other_code == 0, lead_err[-3000:] + other_err[-3000:]
+    one, two = dissection(tmp_path / "one"), dissection(tmp_path / "two")
+    assert two["images"] == one["images"] == 16
+    assert two == one
+    assert "Traceback" not in other_err and not (tmp_path / "two" / ".jaxvis-lock").exists()
+    for err in (lead_err, other_err):  # each process placed half of every batch of 4 on its device
+        assert "rows of a batch placed here: [(4, 2)]" in err, err[-2000:]

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.cli.common import (DEFAULT_OUT, add_parser, check_counts, holding_output, load_model, run_directory,
-                               weights_identity)
+from jaxvis.cli import distributed as across
+from jaxvis.cli.common import DEFAULT_OUT, add_parser, check_counts, holding_output, load_model, weights_identity
 from jaxvis.core.errors import JaxvisError
 from jaxvis.core.files import write_whole
-from jaxvis.core.run_state import continue_or_start, locked, save_request
+from jaxvis.core.run_state import continue_or_start, save_request
 
 COMMANDS = ("concepts", "dissect", "ablate", "examples", "atlas")
 CONCEPTS_EXAMPLES = """  jaxvis concepts concepts/                     about 130 images: 28 photos x 3 crops, 48 collages
@@ -61,6 +61,7 @@ def add_commands(commands: Any) -> None:
                          help="batches between saved states of the two passes over the data (an interrupted "
                               "dissection continues with the same command)")
     dissect.add_argument("--fresh", action="store_true", help="start over, discarding an interrupted run's state")
+    across.add_options(dissect)
     dissect.set_defaults(run=run_dissect)
 
     ablate = add_parser(commands, "ablate", "remove the units a class depends on most and watch its accuracy "
@@ -144,17 +145,23 @@ def run_dissect(args: argparse.Namespace) -> None:
         raise JaxvisError(f"--quantile must lie strictly between 0 and 1 and --iou between 0 and 1; got "
                           f"{args.quantile} and {args.iou}")
     data = read_concepts(args.data)  # layout errors before the model loads
-    state_dir = run_directory(out)
+    across.check(args)
+    state_dir = across.state_directory(args, out)
     request = {"model": arch.name, "layer": args.layer, "data": str(Path(args.data).resolve()),
                "quantile": args.quantile, "iou": args.iou, "size": args.size, "seg_size": args.seg_size,
                "batch_size": args.batch_size, "weights": weights_identity(args.weights)}
-    with holding_output(out), locked(state_dir):
-        continue_or_start(state_dir, request, args.fresh)
+    across.join(args)
+    with across.holding(out, state_dir) as writes:
+        if writes:  # process 0 (the only one without --num-processes)
+            continue_or_start(state_dir, request, args.fresh)
         model = load_model(args.name, args.weights)
-        save_request(state_dir, request)
+        if writes:
+            save_request(state_dir, request)
         result = dissect(model, args.layer, data, quantile=args.quantile, iou_threshold=args.iou, size=args.size,
                          seg_size=args.seg_size, batch_size=args.batch_size, checkpoint_dir=state_dir / "dissect",
-                         every=args.checkpoint_every)
+                         every=args.checkpoint_every, progress=writes)
+        if not writes:
+            return
         out = prepare_output(out)
         record = {"command": "dissect", "data": str(args.data), **result.as_dict(), "environment": environment()}
         write_whole(out / "dissection.json", json.dumps(record, indent=1).encode())

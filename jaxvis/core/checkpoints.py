@@ -281,8 +281,9 @@ class Checkpoints:
         return self.directory / f"step_{step}{CHECKSUMS}"
 
     def remove(self) -> None:
-        """Delete the checkpoints (a finished run needs them no more)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Delete the checkpoints (a finished run needs them no more); across processes, process 0's."""
+        if is_lead():
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def steps(self) -> list[int]:
         return saved_steps(self.directory)

@@ -129,11 +129,30 @@ def host(tree: Any) -> Any:
 
     def whole(leaf: Any) -> Any:
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            if leaf.is_fully_replicated:  # every process holds it whole already
+                return np.asarray(leaf.addressable_data(0))
             return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
         return np.asarray(leaf)
 
     with peers_answering():
         return jax.tree_util.tree_map(whole, tree)
+
+
+def place(tree: Any, sharding: Any) -> Any:
+    """`tree`'s arrays (host values every process holds alike) laid out by `sharding`: across processes, each
+    process places its own devices' shards (an array laid out so already is left as it is)."""
+    import jax
+
+    if process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def one(leaf: Any) -> Any:
+        if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+            return leaf
+        whole = np.asarray(leaf)
+        return jax.make_array_from_callback(whole.shape, sharding, lambda index: whole[index])
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 def from_lead(tree: Any) -> Any:

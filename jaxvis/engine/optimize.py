@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from jaxvis.core.checkpoints import Checkpoints, fingerprint
-from jaxvis.core.distributed import host, is_lead, process_count
+from jaxvis.core.distributed import host, is_lead, place, process_count
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
 from jaxvis.core.progress import progress_bar
 from jaxvis.core.structure import digest
@@ -543,16 +543,7 @@ def _shard(tree: Any, devices: list) -> Any:
         return tree
     mesh = jax.sharding.Mesh(np.asarray(devices), ("units",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("units"))
-    if process_count() == 1:
-        return jax.device_put(tree, sharding)
-
-    def global_array(leaf: Any) -> Any:  # each process holds the whole value and places its own shards
-        if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
-            return leaf
-        whole = np.asarray(leaf)
-        return jax.make_array_from_callback(whole.shape, sharding, lambda index: whole[index])
-
-    return jax.tree_util.tree_map(global_array, tree)
+    return place(tree, sharding)
 
 
 def _unit_list(units: np.ndarray | None) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 from jaxvis.analysis.units import iou, stream
 from jaxvis.analysis.units.survey import BATCH, LayerShapeError, Survey, survey, unit_maps
 from jaxvis.core.checkpoints import Checkpoints, fingerprint
+from jaxvis.core.distributed import is_lead
 from jaxvis.core.structure import piece
 from jaxvis.data.datasets import DatasetError
 from jaxvis.data.segmentation import ConceptDataset, Concepts, read_concepts
@@ -176,7 +177,7 @@ def dissect(model: Model, layer: str, data: Any, *, quantile: float = QUANTILE, 
         batch_size=batch_size, images=[str(item.image) for item in dataset.items], concepts=list(concepts.names)))
     done = stream.run(tally_step, "dissection tally", model, spec, state, batches, batch_size=batch_size,
                       total=len(dataset), progress=progress, checkpoints=store, every=every)
-    if kept is not None:
+    if kept is not None and is_lead():  # (across processes, process 0 keeps the run state)
         shutil.rmtree(kept / "survey", ignore_errors=True)
         store.remove()  # finished: nothing left to resume
     scores = iou.iou(jax.device_get(done.state), concepts.category)

@@ -16,11 +16,10 @@ counts: `jaxvis.analysis.units.topk`, `quantiles`, `iou`).  `run` feeds it batch
   last saved batch (`Checkpoints` refuses a changed run, naming what changed);
 - a progress bar counts images; the result says how many images per second.
 
-Many hosts: run one process per host under `jax.distributed.initialize()`,
-each streaming its own shard of the data set (e.g. items[process_index::
-process_count]); the states then merge exactly with the statistic's `merge`
-(sums of counts, the top k of the top-k lists) after `jax.experimental.
-multihost_utils.process_allgather`.  The data set axis is what scales.
+Across processes (`jaxvis.core.distributed`): the batch axis is split over
+every process's devices, one global mesh; every process reads each batch and
+places its own devices' share of it, the state is replicated on all, and
+process 0 keeps the checkpoints.  The data set axis is what scales.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ import jax
 import numpy as np
 
 from jaxvis.core.checkpoints import Checkpoints
+from jaxvis.core.distributed import host, is_lead, place, process_count
 from jaxvis.core.programs import Program
 from jaxvis.core.progress import progress_bar
 from jaxvis.core.structure import piece
@@ -84,8 +84,8 @@ def program(step: Step, name: str) -> Program:
 
 
 def device_batch(batch_size: int, devices: list | None = None) -> int:
-    """`batch_size` rounded up to a multiple of the number of local devices."""
-    count = len(devices or jax.local_devices())
+    """`batch_size` rounded up to a multiple of the number of devices (every process's, across processes)."""
+    count = len(devices or jax.devices())
     return -(-batch_size // count) * count
 
 
@@ -97,16 +97,16 @@ def run(step: Step, name: str, model: Any, spec: Any, state: Any, batches: Batch
     (or `Whole` arrays without one), starting at batch `first` (after a resume); the first array is
     the images.  `step` gets them in order, then `valid`.
     """
-    devices = jax.local_devices()
+    devices = jax.devices()  # every process's, under jax.distributed
     placement, data, replicated = _placements(devices, batch_size)
     first = 0
     if checkpoints is not None:
         restored = checkpoints.latest(jax.eval_shape(lambda s: s, state), (1,))
         if restored is not None:
             state, _, first = restored
-    state = jax.device_put(state, replicated) if replicated is not None else state
+    state = place(state, replicated) if replicated is not None else state
     compiled = program(step, name)
-    bar = progress_bar(progress, total, name, unit="img", done=min(first * batch_size, total))
+    bar = progress_bar(progress and is_lead(), total, name, unit="img", done=min(first * batch_size, total))
     counted, finished, started = 0, first, time.perf_counter()
     try:
         for index, arrays in enumerate(batches(first), start=first):
@@ -126,14 +126,14 @@ def run(step: Step, name: str, model: Any, spec: Any, state: Any, batches: Batch
     if counted == 0 and first == 0:
         raise DatasetError(f"none of the {total} images could be read (each skipped file is named above); "
                            f"nothing to compute the {name} on.")
-    return Streamed(state, counted, time.perf_counter() - started)
+    return Streamed(host(state) if process_count() > 1 else state, counted, time.perf_counter() - started)
 
 
 def _placements(devices: list, batch_size: int):
     if len(devices) == 1:
         return Placement(), None, None
     if batch_size % len(devices):
-        raise ValueError(f"batch size {batch_size} must be a multiple of the {len(devices)} local devices "
+        raise ValueError(f"batch size {batch_size} must be a multiple of the {len(devices)} devices "
                          "(`device_batch` rounds it up)")
     mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -142,9 +142,9 @@ def _placements(devices: list, batch_size: int):
 
 def _place(array: np.ndarray | Whole, batch_size: int, data: Any, replicated: Any) -> Any:
     if isinstance(array, Whole):
-        return array.array if replicated is None else jax.device_put(array.array, replicated)
+        return array.array if replicated is None else place(array.array, replicated)
     padded = pad_batch(array, batch_size)
-    return padded if data is None else jax.device_put(padded, data)
+    return padded if data is None else place(padded, data)
 
 
 def pad_batch(array: np.ndarray, size: int) -> np.ndarray:
