@@ -202,12 +202,9 @@ def test_a_real_full_disk_for_the_outputs_and_the_run_state_then_room_again(caps
     """The outputs on a 16 KB tmpfs (the lock and the PNGs fit, the rest does not), the run state on a 32 KB one
     (orbax's checkpoints do not fit): clear messages, nothing half-written; with room again, the same command
     finishes with the images of an uninterrupted run."""
-    import jaxvis.cli.visualize
-
     outputs, state = small_disk("16k"), small_disk("32k")
-    monkeypatch.setattr(jaxvis.cli.visualize, "run_directory", lambda out: state / "run")
     out = outputs / "vis"
-    code, err = run(capsys, *VISUALIZE, "--out", str(out))
+    code, err = run(capsys, *VISUALIZE, "--out", str(out), "--state-dir", str(state / "run"))
     assert code == 2, err
     assert "cannot save the optimization state of step 2" in err and "no space left" in err
     assert "output files are not written yet" in err and "Traceback" not in err
@@ -217,7 +214,7 @@ def test_a_real_full_disk_for_the_outputs_and_the_run_state_then_room_again(caps
     assert written and all(np.array_equal(written[name], want[name]) for name in written)
     for point in (outputs, state):
         subprocess.run(["mount", "-o", "remount,size=4m", str(point)], check=True)
-    code, err = run(capsys, *VISUALIZE, "--out", str(out))
+    code, err = run(capsys, *VISUALIZE, "--out", str(out), "--state-dir", str(state / "run"))
     assert code == 0, err
     got = pngs(out)
     assert list(got) == list(want) and all(np.array_equal(got[name], want[name]) for name in want)

@@ -59,7 +59,7 @@ OUTPUT_LOCK = ".jaxvis-lock"  # in an output folder while a command writes it
 
 
 @contextmanager
-def holding_output(out: Path) -> Iterator[None]:
+def holding_output(out: Path, state_dir: Path | None = None) -> Iterator[None]:
     """A context holding `out` for this command: a second jaxvis writing to it stops at once, naming this process
     and host (`jaxvis.core.run_state.locked`, O_EXCL).  Taken after the request checks, before the model loads;
     the folder it makes is removed again if the command ends without writing to it.  A write the filesystem
@@ -70,7 +70,7 @@ def holding_output(out: Path) -> Iterator[None]:
         try:
             yield
         except WriteRefusedError as error:
-            raise WriteRefusedError(f"{error}\n{what_is_kept(run_directory(out))}", error.errno) from None
+            raise WriteRefusedError(f"{error}\n{what_is_kept(state_dir or run_directory(out))}", error.errno) from None
 
 
 def what_is_kept(state_dir: Path) -> str:

@@ -72,6 +72,6 @@ def holding(out: Path, state_dir: Path) -> Iterator[bool]:
     lead = distributed.is_lead()
     with ExitStack() as stack:
         if lead:
-            stack.enter_context(holding_output(out))
+            stack.enter_context(holding_output(out, state_dir))
             stack.enter_context(locked(state_dir))
         yield lead

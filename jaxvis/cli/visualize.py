@@ -15,7 +15,11 @@ from jaxvis.cli.common import (DEFAULT_OUT, add_parser, cell_suffix, check_count
 from jaxvis.cli import distributed as across
 from jaxvis.core.errors import JaxvisError
 from jaxvis.core.run_state import check_same_request, discard_state, save_request, saved_steps
+from jaxvis.core.files import human
+from jaxvis.engine.memory import device_budget, parse_bytes
 from jaxvis.engine.sweeps import Grid, unit_groups
+
+DEFAULT_GROUP = 32  # units x cells per program where no memory budget applies
 
 EXAMPLES = """  jaxvis visualize mobilenet_v2                      features.14, channels 0-15, 128 px, 512 steps (~4 min, 2 CPU cores)
   jaxvis visualize mobilenet_v2 features.10 --channels 0-63 --steps 256 --out runs/f10
@@ -59,9 +63,14 @@ def add_commands(commands: Any) -> None:
                      "sweeps it: every combination of the swept values runs in one compiled program")
     vis.add_argument("--relu-override-steps", type=int, default=16,
                      help="steps with Lucid's redirected ReLU gradient at the start (0: off)")
-    vis.add_argument("--group-size", type=int, default=32,
+    vis.add_argument("--group-size", type=int,
                      help="units x sweep cells optimized together in one vectorized program (a group; a sweep's "
-                          "grid runs whole in each, with at least one unit)")
+                          "grid runs whole in each, with at least one unit); default: as many as fit in "
+                          f"--memory-budget, and {DEFAULT_GROUP} where there is no budget (a CPU)")
+    vis.add_argument("--memory-budget", metavar="SIZE",
+                     help="memory one device may give a group's program, e.g. 6GB (default: half of a GPU's or "
+                          "TPU's memory; none on a CPU): the group size is chosen from the compiled program's "
+                          "memory analysis")
     vis.add_argument("--images", type=int, default=1, help="images per unit")
     vis.add_argument("--diversity", type=number_list, default=0.0,
                      help="weight of the diversity term (with --images > 1); a comma list sweeps it")
@@ -108,34 +117,64 @@ def run_visualize(args: argparse.Namespace) -> None:
     if args.weights:
         user_weight_file(args.weights)
     across.check(args)
+    budget = None if args.memory_budget is None else parse_bytes(args.memory_budget)
 
     options = dict(objective=args.objective, size=args.size, steps=args.steps, seed=args.seed, param=args.param,
                    batch=args.images, ensemble=args.ensemble, relu_override_steps=args.relu_override_steps,
                    **{name: getattr(args, name) for name in SWEEPABLE})
     cells = len(Grid.of(**{name: getattr(args, name) for name in SWEEPABLE}).cells)
-    groups = unit_groups(units, cells, args.group_size)
     state_dir = across.state_directory(args, out)
     request = {"model": arch.name, "layer": layer, "units": units.tolist(), "token": args.token,
-               "group_size": args.group_size, "weights": weights_identity(args.weights), **options}
+               "group_size": args.group_size, "memory_budget": budget, "weights": weights_identity(args.weights),
+               **options}
     across.join(args)
     with across.holding(out, state_dir) as writes:
         if writes:  # process 0 (the only one without --num-processes)
-            where = None if args.fresh else resume_point(state_dir, len(groups), args.steps)
-            if where:
+            if not args.fresh and any(saved_steps(folder) for folder in state_dir.glob("group_*")):
                 check_same_request(state_dir, request)
             else:
                 discard_state(state_dir)  # --fresh, or nothing saved to continue from
+        model = load_model(args.name, args.weights)
+        budget = budget or device_budget()
+        size = args.group_size or (DEFAULT_GROUP if budget is None else
+                                   group_that_fits(model, layer, token, units, cells, options, budget))
+        groups = unit_groups(units, cells, size)
+        if writes:
+            where = resume_point(state_dir, len(groups), args.steps)
             grid_note = f" x {cells} sweep cells" if cells > 1 else ""
             print(f"jaxvis: {arch.name} {layer}: {len(units)} units{grid_note} x {args.steps} steps in "
                   f"{len(groups)} group{'s' if len(groups) > 1 else ''} of up to {len(groups[0])} units{grid_note}"
                   f"{across.note()}; optimization state in {state_dir}", file=sys.stderr)
             if where:
                 print(f"jaxvis: resuming at step {where}", file=sys.stderr)
-        model = load_model(args.name, args.weights)
-        if writes:
             save_request(state_dir, request)
         _visualize(args, arch, layer, token, model, groups, options, prepare_output(out) if writes else out,
-                   state_dir, writes)
+                   state_dir, writes, budget)
+
+
+def group_that_fits(model: Any, layer: str, token: str, units: Any, cells: int, options: dict[str, Any],
+                    budget: int, tries: int = 3) -> int:
+    """The most units x cells per group whose compiled program fits `budget` (`jaxvis.engine.memory`): all of
+    them if they fit, else as many as the first program's memory analysis says, checked by compiling that size
+    (one step of it runs; the program is the one the run then uses)."""
+    from jaxvis.engine.memory import MemoryBudgetError
+    from jaxvis.methods.feature_visualization import run_visualization
+
+    size = len(units) * cells
+    for _ in range(tries):
+        first = unit_groups(units, cells, size)[0]
+        spec = f"{layer}:{','.join(str(u) for u in first)}{token}"
+        try:
+            run_visualization(model, spec, **{**options, "steps": 1}, progress=False, memory_budget=budget)
+        except MemoryBudgetError as error:
+            if error.fitting < cells:
+                raise JaxvisError(f"{error}") from None
+            size = min(error.fitting - error.fitting % cells, size - cells)
+            continue
+        print(f"jaxvis: groups of {len(first)} units{f' x {cells} cells' if cells > 1 else ''} fit the memory "
+              f"budget of {human(budget)} per device", file=sys.stderr)
+        return size
+    raise JaxvisError(f"no group size under {human(budget)} found in {tries} tries; give --group-size")
 
 
 def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
@@ -149,9 +188,10 @@ def resume_point(state_dir: Path, group_count: int, steps: int) -> str | None:
 
 
 def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, model: Any, groups: list[Any],
-               options: dict[str, Any], out: Path, state_dir: Path, writes: bool = True) -> None:
+               options: dict[str, Any], out: Path, state_dir: Path, writes: bool = True,
+               budget: int | None = None) -> None:
     """Run the groups in order, writing the gallery after each (where this process `writes`: process 0), and
-    remove the state once all are done."""
+    remove the state once all are done.  budget: each group's program is checked against it before it runs."""
     import numpy as np
 
     from jaxvis.app.gallery import environment, write_gallery
@@ -174,7 +214,8 @@ def _visualize(args: argparse.Namespace, arch: Any, layer: str, token: str, mode
             began = time.perf_counter()
             try:
                 _, result = run_visualization(model, spec, checkpoint_dir=state_dir / f"group_{number}",
-                                              checkpoint_every=args.checkpoint_every, resume=True, **options)
+                                              checkpoint_every=args.checkpoint_every, resume=True,
+                                              memory_budget=budget, **options)
             except OptimizationDiverged as err:
                 result = err.result
                 print(f"jaxvis: {err}", file=sys.stderr)

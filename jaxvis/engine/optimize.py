@@ -20,6 +20,7 @@ randomly transformed *views* per step, the objective averaged over them.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from jaxvis.core.distributed import host, is_lead, place, process_count
 from jaxvis.core.errors import JaxvisError, UnknownLayerError
 from jaxvis.core.progress import progress_bar
 from jaxvis.core.structure import digest
+from jaxvis.engine.memory import check_fits
 from jaxvis.engine.plan import (FROM_SEED, FROM_STATE, FROM_THETA, RUN_CHUNK, Inputs, Plan, State, init_state,
                                 placeholder_state, stack_plans)
 from jaxvis.models.model import Model
@@ -114,6 +116,7 @@ def optimize(
     progress: bool = True,
     stop_after: int | None = None,
     description: str | None = None,
+    memory_budget: int | None = None,
 ) -> Result:
     """Maximize `objective` for each unit; see the module docstring for the words.
 
@@ -145,6 +148,8 @@ def optimize(
         one of a different run, naming what differs.
     stop_after: end (as if interrupted) after this many steps; for tests and budgets.
     description: the progress bar's label (default: the objective's name).
+    memory_budget: bytes one device may hold for the program: a compiled program needing more raises
+        `jaxvis.engine.memory.MemoryBudgetError` (saying how many units would fit) before it runs.
 
     A sweep: any of objective, param, transform, step_transform and optimizer given as a
     list, one per *cell* of a grid (the others shared), runs every cell × unit in the one
@@ -203,7 +208,10 @@ def optimize(
     timings: dict[str, float] = {}
     begin = _start(plan, inputs, init, positions, devices, steps, store if resume else None, timings)
     last = min(steps, stop_after) if stop_after is not None else steps
-    advance = compiled_chunks(plan, model, inputs, timings)
+    fits = None if memory_budget is None else functools.partial(
+        check_fits, budget=memory_budget, units=len(positions), devices=len(devices),
+        shared=sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(model.variables)))
+    advance = compiled_chunks(plan, model, inputs, timings, fits)
     if begin.images is None and begin.done:  # restored: its images as a run that never stopped renders them
         begin = advance(begin, 0)._replace(reports=None)
     advance = end_when_finished(advance, plan, last)
@@ -320,8 +328,10 @@ def drive(advance: Advance, progress: Progress, last: int, chunk: int, checkpoin
     return progress
 
 
-def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str, float]) -> Advance:
-    """The pure loop: `length` steps of the compiled chunk program (compile times and step times recorded)."""
+def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str, float],
+                    fits: Callable[[Any], int | None] | None = None) -> Advance:
+    """The pure loop: `length` steps of the compiled chunk program (compile times and step times recorded).
+    fits: checks the program's memory before its first run (`jaxvis.engine.memory.check_fits`)."""
     steady = [0.0, 0]  # seconds and steps after the first call
 
     def advance(progress: Progress, length: int) -> Progress:
@@ -331,6 +341,8 @@ def compiled_chunks(plan: Plan, model: Model, inputs: Inputs, timings: dict[str,
         executable, compile_times = RUN_CHUNK.executable(*args)
         if compile_times is not None:
             timings.update(compile_times.as_dict())
+        if fits is not None and "program_bytes" not in timings:
+            timings["program_bytes"] = fits(executable)
         state, values, images, reports = executable(*args)
         values = host(computed(values))[:length]
         elapsed = time.perf_counter() - start
