@@ -174,23 +174,48 @@ def dissection(folder: Path) -> dict[str, Any]:
     return {key: record[key] for key in ("images", "units", "summary")}
 
 
-def test_a_dissection_over_two_processes_labels_every_unit_as_one_process_does(tmp_path, launched):
-    """The survey's and the tally's batches split over two processes' devices: the same labels, scores and
-    image count as one process with one device (the statistics are counts and top-k lists: they merge exactly)."""
+@pytest.fixture(scope="module")
+def concepts(tmp_path_factory) -> Path:
+    """A small concept set: 3 photos' crops and 10 collages (16 images, 4 batches of 4)."""
     from jaxvis.analysis.units.concept_set import build_concept_set
 
-    concepts = build_concept_set(tmp_path / "concepts", crops_per_photo=2, collages=10, size=64,
-                                 photos=["sample:chelsea", "sample:coffee", "sample:astronaut"])
-    args = ["dissect", "tiny_cnn", "features.8", "--data", str(concepts), "--batch-size", "4", "--checkpoint-every", "2"]
-    cache = tmp_path / "cache"
-    code, err = ended(launched([*args, "--out", str(tmp_path / "one")], cache))
+    return build_concept_set(tmp_path_factory.mktemp("concepts"), crops_per_photo=2, collages=10, size=64,
+                             photos=["sample:chelsea", "sample:coffee", "sample:astronaut"])
+
+
+def one_then_two(launched, args: list[str], folder: Path, before: str = "") -> tuple[str, str]:
+    """`args` run by one process (one device) into `folder/one`, then by two (`before` run first in each) into
+    `folder/two`, sharing a cache; every run must finish.  The two processes' stderr."""
+    cache = folder / "cache"
+    code, err = ended(launched([*args, "--out", str(folder / "one")], cache))
     assert code == 0, err[-3000:]
-    both = [launched(each, cache, COUNT_ROWS) for each in across(2, free_port(), [*args, "--out", str(tmp_path / "two")])]
+    both = [launched(each, cache, before) for each in across(2, free_port(), [*args, "--out", str(folder / "two")])]
     (lead_code, lead_err), (other_code, other_err) = ended(both[0]), ended(both[1])
     assert lead_code == 0 and other_code == 0, lead_err[-3000:] + other_err[-3000:]
+    return lead_err, other_err
+
+
+def test_a_dissection_over_two_processes_labels_every_unit_as_one_process_does(tmp_path, launched, concepts):
+    """The survey's and the tally's batches split over two processes' devices: the same labels, scores and
+    image count as one process with one device (the statistics are counts and top-k lists: they merge exactly)."""
+    args = ["dissect", "tiny_cnn", "features.8", "--data", str(concepts), "--batch-size", "4", "--checkpoint-every", "2"]
+    lead_err, other_err = one_then_two(launched, args, tmp_path, COUNT_ROWS)
     one, two = dissection(tmp_path / "one"), dissection(tmp_path / "two")
     assert two["images"] == one["images"] == 16
     assert two == one
     assert "Traceback" not in other_err and not (tmp_path / "two" / ".jaxvis-lock").exists()
     for err in (lead_err, other_err):  # each process placed half of every batch of 4 on its device
         assert "rows of a batch placed here: [(4, 2)]" in err, err[-2000:]
+
+
+def test_dataset_examples_over_two_processes_are_one_processes(tmp_path, launched, concepts):
+    """`jaxvis examples`: the survey split over two processes finds the same top images for every unit and
+    random direction as one process with one device; process 0 writes the same gallery, byte for byte."""
+    args = ["examples", "tiny_cnn", "features.8", "--data", str(concepts / "images"), "--units", "0-3", "--top", "3",
+            "--directions", "2", "--batch-size", "4"]
+    _, other_err = one_then_two(launched, args, tmp_path, COUNT_ROWS)
+    assert "rows of a batch placed here: [(4, 2)]" in other_err, other_err[-2000:]
+    one, two = (json.loads((tmp_path / name / "run.json").read_text()) for name in ("one", "two"))
+    assert two["top_images"] == one["top_images"] and len(one["top_images"]) == 6
+    pictures = {path.name: path.read_bytes() for path in (tmp_path / "one").glob("*.png")}
+    assert pictures and {path.name: path.read_bytes() for path in (tmp_path / "two").glob("*.png")} == pictures

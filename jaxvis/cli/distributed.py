@@ -63,9 +63,9 @@ def state_directory(args: argparse.Namespace, out: Path) -> Path:
 
 
 @contextmanager
-def holding(out: Path, state_dir: Path) -> Iterator[bool]:
-    """On process 0, hold the output folder and the run state (their locks); on the others nothing, since they
-    write neither.  Yields whether this process writes."""
+def holding(out: Path, state_dir: Path | None = None) -> Iterator[bool]:
+    """On process 0, hold the output folder and the run state, if the command keeps one (their locks); on the
+    others nothing, since they write neither.  Yields whether this process writes."""
     from jaxvis.cli.common import holding_output
     from jaxvis.core.run_state import locked
 
@@ -73,5 +73,6 @@ def holding(out: Path, state_dir: Path) -> Iterator[bool]:
     with ExitStack() as stack:
         if lead:
             stack.enter_context(holding_output(out, state_dir))
-            stack.enter_context(locked(state_dir))
+            if state_dir is not None:
+                stack.enter_context(locked(state_dir))
         yield lead

@@ -79,6 +79,7 @@ def add_commands(commands: Any) -> None:
     examples.add_argument("--directions", type=int, default=8, help="random unit-norm directions shown")
     examples.add_argument("--top", type=int, default=6, help="top images per unit")
     examples.add_argument("--seed", type=int, default=0, help="seeds the random directions")
+    across.add_options(examples)
     examples.set_defaults(run=run_examples)
 
     atlas = add_parser(commands, "atlas", "a browsable site of a layer's units: feature visualization, concept, "
@@ -285,11 +286,15 @@ def run_examples(args: argparse.Namespace) -> None:
 
     arch, out = _checked(args, "examples")
     units = _units(args, arch)
-    with holding_output(out):
+    across.check(args)
+    across.join(args)
+    with across.holding(out) as writes:
         model = load_model(args.name, args.weights)
         start = time.perf_counter()
         found = survey(model, args.layer, args.data, k=args.top, directions=args.directions, seed=args.seed,
-                       size=args.size, batch_size=args.batch_size)
+                       size=args.size, batch_size=args.batch_size, progress=writes)
+        if not writes:  # process 0 writes the gallery
+            return
         shown = needed_images(found, units, list(range(args.directions)), args.top)
         images = found.read(shown)
         strips = [example_strip(found, u, images, count=args.top) for u in units]

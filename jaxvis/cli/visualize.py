@@ -157,6 +157,7 @@ def group_that_fits(model: Any, layer: str, token: str, units: Any, cells: int, 
     """The most units x cells per group whose compiled program fits `budget` (`jaxvis.engine.memory`): all of
     them if they fit, else as many as the first program's memory analysis says, checked by compiling that size
     (one step of it runs; the program is the one the run then uses)."""
+    from jaxvis.core.distributed import is_lead
     from jaxvis.engine.memory import MemoryBudgetError
     from jaxvis.methods.feature_visualization import run_visualization
 
@@ -171,8 +172,9 @@ def group_that_fits(model: Any, layer: str, token: str, units: Any, cells: int, 
                 raise JaxvisError(f"{error}") from None
             size = min(error.fitting - error.fitting % cells, size - cells)
             continue
-        print(f"jaxvis: groups of {len(first)} units{f' x {cells} cells' if cells > 1 else ''} fit the memory "
-              f"budget of {human(budget)} per device", file=sys.stderr)
+        if is_lead():
+            print(f"jaxvis: groups of {len(first)} units{f' x {cells} cells' if cells > 1 else ''} fit the memory "
+                  f"budget of {human(budget)} per device", file=sys.stderr)
         return size
     raise JaxvisError(f"no group size under {human(budget)} found in {tries} tries; give --group-size")
 

@@ -15,8 +15,8 @@ Faults: when a process dies, the others' next collective fails at once (the runt
 reset) and they stop with `PeerLostError` -- except when process 0 dies: the coordinator lives in it, and
 JAX's runtime ends the others at once itself (exit status 134, "Terminating process because the JAX
 distributed service detected fatal errors ... another task died").  One that hangs is noticed by the
-coordinator's heartbeat (`heartbeat_s`).  A process that cannot reach the coordinator stops after `timeout_s`.  The coordinator
-listens without authentication: keep it on a private network.
+coordinator's heartbeat (`heartbeat_s`).  A process that cannot reach the coordinator stops after
+`timeout_s`.  The coordinator listens without authentication: keep it on a private network.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     import jax
 
     check_request(coordinator, num_processes, process_id, auto)
+    if not auto and num_processes is None:
+        raise DistributedError("give the coordinator (HOST:PORT), num_processes and process_id, or auto=True "
+                               "on a SLURM or Cloud TPU cluster")
     if not auto and num_processes == 1:
         return
     if jax.distributed.is_initialized():
