@@ -99,3 +99,21 @@ def test_a_damaged_record_of_the_run_is_said_not_taken_for_another_run(tiny_cnn,
             record.write_text(json.dumps({**json.loads(record.read_text()), "seed": 9}, indent=1))
         with pytest.raises(DamagedCheckpointError, match=f"the record of the run in {record} is damaged.*--fresh"):
             small_run(tiny_cnn, checkpoint_dir=copy, resume=True, **RUN)
+
+
+def test_a_state_with_whole_number_and_scalar_leaves_resumes_as_it_was_saved(tmp_path):
+    """Not damage, the plain case beside it: a statistic's state may hold 0-d leaves (a count), which the
+    engine's dropping of its padding (`count`) must leave alone."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxvis.core.checkpoints import Checkpoints
+
+    state = {"seen": jnp.asarray(7, jnp.int32), "sums": jnp.arange(6.0).reshape(3, 2)}
+    store = Checkpoints(tmp_path / "run", {"run": 1})
+    store.save(4, state, np.zeros(1, np.float32))
+    store.save(8, state, np.ones((2, 3), np.float32), count=2)  # the first 2 entries of each leading axis
+    restored, history, done = store.latest({"seen": jax.ShapeDtypeStruct((), jnp.int32),
+                                            "sums": jax.ShapeDtypeStruct((2, 2), jnp.float32)}, (2, 3))
+    assert done == 8 and int(restored["seen"]) == 7 and np.array_equal(history, np.ones((2, 3)))
+    assert np.array_equal(restored["sums"], [[0.0, 1.0], [2.0, 3.0]])

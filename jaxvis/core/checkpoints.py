@@ -114,10 +114,12 @@ class Checkpoints:
     def save(self, step: int, state: Any, history: np.ndarray, count: int | None = None) -> None:
         """Save checkpoint `step`; a full disk, a used-up quota or a read-only filesystem raises
         `WriteRefusedError` saying which checkpoint is kept, and leaves no part of this one behind.
-        count: keep only the first `count` entries of every leaf's leading axis (the engine drops the units
-        it padded for its devices, so a checkpoint does not depend on how many devices or processes ran)."""
+        count: keep only the first `count` entries of every leaf's leading axis, 0-d leaves whole (the engine
+        drops the units it padded for its devices, so a checkpoint does not depend on how many devices or
+        processes ran)."""
         target = (self.directory / f"step_{step}").resolve()
-        leaves = [_storable(leaf[:count]) for leaf in host(jax.tree_util.tree_leaves(state))]  # see `latest`
+        leaves = [_storable(leaf[:count] if count is not None and np.ndim(leaf) else leaf)  # see `latest`
+                  for leaf in host(jax.tree_util.tree_leaves(state))]
         if not is_lead():
             return  # across processes, process 0 keeps the run's checkpoints
         try:
