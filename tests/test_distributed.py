@@ -6,7 +6,7 @@ Mutations that fail these tests (each run): the units placed on `jax.local_devic
 process's devices (each process runs all units alone: other bits, and process 1's death goes unnoticed); a lost
 peer's error not recognised as one (process 0 ends with gloo's traceback).  The reference is one process with
 two devices: the same program per device, so the PNGs are byte-identical (one device batches the arithmetic
-differently: a few units drift by up to 17 levels in 40 steps, see docs/distributed.md).
+differently: some units' images drift apart over the steps, see docs/distributed.md).
 """
 
 from __future__ import annotations
